@@ -1,0 +1,175 @@
+"""I/O at the edges: atomic Parquet writes, batch readers and the skipped-items log."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medsim.schemas import SKIPPED, validate
+
+__all__ = [
+    "ParquetSink",
+    "SkipLog",
+    "atomic_dir",
+    "atomic_path",
+    "iter_batches",
+    "read_table",
+    "rows_to_table",
+    "skipped_path",
+    "write_table",
+]
+
+log = logging.getLogger(__name__)
+
+SKIPPED_DIR = Path("data/skipped.parquet")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    A crash or exception leaves the previous file (or nothing) behind, never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should read like any file
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a directory: build it aside, then swap it in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rows_to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Build a table of ``schema`` from dict rows; absent keys become nulls."""
+    rows = list(rows)
+    columns = {f.name: [row.get(f.name) for row in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def write_table(table: pa.Table, path: str | Path, schema: pa.Schema) -> pa.Table:
+    """Validate ``table`` against ``schema`` and write it atomically; return what was written."""
+    table = validate(table, schema, name=str(path))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return table
+
+
+def read_table(path: str | Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Read a Parquet file and validate it against ``schema`` (or a column subset of it)."""
+    table = pq.read_table(path, columns=columns)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    return validate(table, schema, name=str(path))
+
+
+def iter_batches(
+    path: str | Path, batch_size: int = 10_000, columns: list[str] | None = None
+) -> Iterator[pa.Table]:
+    """Stream a Parquet file as tables of at most ``batch_size`` rows (memory bound by batch)."""
+    reader = pq.ParquetFile(path)
+    for batch in reader.iter_batches(batch_size=batch_size, columns=columns):
+        yield pa.Table.from_batches([batch])
+
+
+class ParquetSink:
+    """Streaming, validated, atomic Parquet writer.
+
+    Batches are appended as they come (memory is bound by one batch); the file appears at
+    ``path`` only when the ``with`` block exits cleanly.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+        self._ctx = atomic_path(self.path)
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> ParquetSink:
+        tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        assert self._writer is not None, "use ParquetSink as a context manager"
+        table = validate(table, self.schema, name=str(self.path))
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.write(rows_to_table(rows, self.schema))
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        assert self._writer is not None
+        self._writer.close()
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def skipped_path(stage: str, root: str | Path = ".") -> Path:
+    """Where ``stage`` writes its skipped items: one file of the data/skipped.parquet dataset."""
+    return Path(root) / SKIPPED_DIR / f"{stage}.parquet"
+
+
+class SkipLog:
+    """Collects the input items a stage did not use, with a reason, and writes them once."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.rows: list[dict[str, str | None]] = []
+
+    def add(self, item: str, reason: str, detail: str | None = None) -> None:
+        """Record one skipped item. ``reason`` is a short category, ``detail`` the specifics."""
+        self.rows.append({"stage": self.stage, "item": item, "reason": reason, "detail": detail})
+        log.debug("skipped %s: %s (%s)", item, reason, detail)
+
+    def extend(self, other: SkipLog) -> None:
+        self.rows.extend(other.rows)
+
+    def counts(self) -> Counter[str]:
+        return Counter(row["reason"] for row in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def write(self, root: str | Path = ".") -> Path:
+        path = skipped_path(self.stage, root)
+        write_table(rows_to_table(self.rows, SKIPPED), path, SKIPPED)
+        return path

@@ -1,0 +1,117 @@
+"""The records every fetch source yields, and the rules that turn them into article rows.
+
+Sources (Entrez, local readers) are generators of :class:`Article`, :class:`CorpusImage` and
+:class:`Skipped`; :mod:`medsim.fetch` streams them into Parquet. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from medsim.splits import assign_split
+
+__all__ = [
+    "Article",
+    "CorpusImage",
+    "Skipped",
+    "clean_text",
+    "format_abstract",
+    "labels_from_mesh",
+    "resolve_label",
+]
+
+
+@dataclass
+class Article:
+    """One document. ``split`` is set only when the corpus brings its own split."""
+
+    doc_id: str
+    title: str
+    abstract: str
+    source: str
+    pmid: str | None = None
+    label: str | None = None
+    split: str | None = None
+    journal: str | None = None
+    year: int | None = None
+    mesh: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    doi: str | None = None
+    pmcid: str | None = None
+    pdf_path: str | None = None
+
+    def to_row(self, seed: int, val_fraction: float, test_fraction: float) -> dict[str, Any]:
+        """The ARTICLES row, with the split drawn for this document."""
+        row = dict(self.__dict__)
+        row["split"] = assign_split(self.doc_id, seed, val_fraction, test_fraction, self.split)
+        return row
+
+
+@dataclass
+class CorpusImage:
+    """An image a corpus brings itself (MedPix). ``source_path`` is where to copy it from."""
+
+    image_id: str
+    doc_id: str
+    source_path: str
+    caption: str
+    modality: str | None = None
+    modality_detail: str | None = None
+    plane: str | None = None
+    body_region: str | None = None
+
+
+@dataclass
+class Skipped:
+    """An input item that was not used: ``reason`` is a short category, ``detail`` specifics."""
+
+    item: str
+    reason: str
+    detail: str | None = None
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str | None) -> str:
+    """Collapse runs of whitespace; ``None`` becomes the empty string."""
+    return _SPACE.sub(" ", text or "").strip()
+
+
+def format_abstract(sections: Iterable[tuple[str | None, str]]) -> str:
+    """Join abstract sections, keeping structured-abstract labels (``"METHODS: ..."``).
+
+    Unlabelled sections are joined as plain paragraphs; empty sections are dropped.
+    """
+    parts = []
+    for label, text in sections:
+        text = clean_text(text)
+        if not text:
+            continue
+        label = clean_text(label)
+        parts.append(f"{label.upper()}: {text}" if label else text)
+    return "\n".join(parts)
+
+
+def labels_from_mesh(mesh_ids: Iterable[str], rule: Mapping[str, Sequence[str]]) -> list[str]:
+    """Labels whose MeSH descriptor UIs intersect ``mesh_ids``, in the rule's order."""
+    ids = {m.strip().upper() for m in mesh_ids if m}
+    return [label for label, uis in rule.items() if ids & {u.upper() for u in uis}]
+
+
+def resolve_label(candidates: Sequence[str], ambiguous: str) -> tuple[str | None, str | None]:
+    """Pick one label from the classes a document matched.
+
+    Returns ``(label, None)`` or ``(None, reason)``. The documented rule: a document matched by
+    several classes is dropped (``ambiguous="drop"``) or given the first class listed in params
+    (``ambiguous="first"``); either way the stage counts it.
+    """
+    unique = list(dict.fromkeys(candidates))
+    if not unique:
+        return None, "no class matched"
+    if len(unique) == 1 or ambiguous == "first":
+        return unique[0], None
+    return None, "ambiguous label"
