@@ -211,9 +211,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return {}
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {
-            _coerce(key_tp, k, key): _coerce(val_tp, v, f"{key}.{k}") for k, v in value.items()
-        }
+        return {_coerce(key_tp, k, key): _coerce(val_tp, v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):

@@ -137,13 +137,13 @@ def validate(table: pa.Table, schema: pa.Schema, name: str = "table") -> pa.Tabl
     if missing or extra:
         raise SchemaError(f"{name}: missing columns {missing}, unexpected columns {extra}")
     table = table.select(schema.names)
-    try:
-        table = table.cast(schema, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise SchemaError(f"{name}: {exc}") from exc
     for field in schema:
         if not field.nullable and table.column(field.name).null_count:
             raise SchemaError(f"{name}: column '{field.name}' holds nulls")
+    try:
+        table = table.cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise SchemaError(f"{name}: {exc}") from exc
     if "split" in schema.names:
         bad = set(table.column("split").to_pylist()) - set(SPLITS)
         if bad:

@@ -1,4 +1,4 @@
-"""DVC stage `fetch`: documents from Entrez or a local corpus -> data/articles.parquet, data/raw/."""
+"""DVC stage `fetch`: documents from Entrez or a local corpus into data/articles.parquet."""
 
 import sys
 

@@ -50,9 +50,7 @@ def parse_document(text: str) -> tuple[str, str]:
     return clean_text(lines[0]), clean_text(" ".join(lines[1:]))
 
 
-def read(
-    path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str
-) -> Iterator[Record]:
+def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -> Iterator[Record]:
     """Yield one article per text file under ``path/<split>/<class>/`` or ``path/<class>/``."""
     for split, class_dir in _class_dirs(path):
         for file in sorted(p for p in class_dir.iterdir() if p.is_file()):

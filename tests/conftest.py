@@ -1,0 +1,25 @@
+"""Shared fixtures. Real corpora are read from ../shared (or $MEDSIM_SHARED), never copied."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDSIM_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real corpora (``../shared/data``); tests that need it skip without it."""
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.skip(f"shared data not found at {data} (set MEDSIM_SHARED)")
+    return data
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
