@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from medsim.config import FetchParams, Params
+from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir, rows_to_table, write_table
 from medsim.pubmed.records import Article, CorpusImage, Skipped
 from medsim.schemas import ARTICLES, IMAGES
@@ -52,6 +53,7 @@ class RawStore:
         """Place ``src`` at ``data/raw/<relative>`` (hard link when possible, else a copy)."""
         dest = self.staging / relative
         dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)  # a re-sent file replaces the earlier copy
         try:
             os.link(src, dest)
         except OSError:
@@ -139,8 +141,8 @@ def write_articles(
         progress.close()
         summary.articles = sink.rows
         if summary.articles == 0:
-            raise RuntimeError(
-                "fetch produced no articles; see the skipped reasons: "
+            raise MedsimError(
+                "fetch produced no articles; the skipped reasons were: "
                 f"{dict(skips.counts().most_common(5))}"
             )
     summary.images = len(store.images)

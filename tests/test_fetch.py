@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from medsim.config import params_from_dict
+from medsim.errors import MedsimError
 from medsim.fetch import RawStore, run_fetch, write_articles
 from medsim.io import SkipLog
 from medsim.pubmed.records import Article, CorpusImage, Skipped
@@ -108,6 +109,6 @@ def test_a_source_with_nothing_usable_fails_with_the_reasons(tmp_path: Path, mon
     monkeypatch.setattr(
         fetch, "_open_source", lambda params, root, store: [Skipped("a", "no class matched")]
     )
-    with pytest.raises(RuntimeError, match="no class matched"):
+    with pytest.raises(MedsimError, match="no class matched"):
         run_fetch(_params(local={"path": "x"}), root=tmp_path)
     assert not (tmp_path / "data/articles.parquet").exists()

@@ -20,6 +20,8 @@ __all__ = [
     "clean_text",
     "format_abstract",
     "labels_from_mesh",
+    "mesh_detail",
+    "mesh_label",
     "resolve_label",
 ]
 
@@ -115,3 +117,22 @@ def resolve_label(candidates: Sequence[str], ambiguous: str) -> tuple[str | None
     if len(unique) == 1 or ambiguous == "first":
         return unique[0], None
     return None, "ambiguous label"
+
+
+def mesh_label(
+    mesh_ids: Iterable[str], rule: Mapping[str, Sequence[str]], ambiguous: str
+) -> tuple[str | None, str | None]:
+    """Apply a MeSH rule (label -> descriptor UIs) to one document's MeSH ids.
+
+    Returns ``(label, None)``, or ``(None, reason)`` when the rule rejects the document. An
+    empty rule labels nothing and rejects nothing: ``(None, None)``.
+    """
+    if not rule:
+        return None, None
+    return resolve_label(labels_from_mesh(mesh_ids, rule), ambiguous)
+
+
+def mesh_detail(mesh_ids: Sequence[str], rule: Mapping[str, Sequence[str]]) -> str:
+    """Why :func:`mesh_label` rejected a document, for the skipped log: the classes matched."""
+    matched = labels_from_mesh(mesh_ids, rule)
+    return f"matched {', '.join(matched)}" if matched else f"{len(mesh_ids)} MeSH ids, none in rule"

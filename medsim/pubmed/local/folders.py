@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
+from medsim.pubmed.local import LocalSourceError
 from medsim.pubmed.records import Article, Skipped, clean_text
 
 if TYPE_CHECKING:
     from medsim.fetch import RawStore, Record
+
+PARALLEL_ANNOTATION_DIRS = {"text", "labels"}
 
 # Folder names that mean a split rather than a class.
 SPLIT_FOLDERS = {
@@ -31,6 +34,13 @@ SPLIT_FOLDERS = {
 
 def _class_dirs(path: Path) -> Iterator[tuple[str | None, Path]]:
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if {p.name.lower() for p in subdirs} >= PARALLEL_ANNOTATION_DIRS:
+        # e.g. Hallmarks of Cancer: text/ and labels/ hold the same file names, so reading
+        # them as two classes would invent labels.
+        raise LocalSourceError(
+            f"{path} holds text/ and labels/ folders (a parallel-annotation layout such as "
+            "Hallmarks of Cancer), not one folder per class; convert it to folders or csv"
+        )
     split_dirs = [p for p in subdirs if p.name.lower() in SPLIT_FOLDERS]
     if split_dirs:
         for split_dir in split_dirs:

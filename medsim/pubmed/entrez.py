@@ -1,0 +1,536 @@
+"""The live source: PubMed through NCBI E-utilities, one query per class, parsed by Biopython.
+
+Flow of :func:`fetch_entrez`:
+
+1. ``esearch`` every class query (``retstart`` paging up to ``max_per_class`` PMIDs), all
+   classes first, plus one ``(A) AND (B)`` search per pair of classes, so that a PMID matched
+   by several classes is known before anything is fetched (even when it is beyond one class's
+   ``max_per_class``); :func:`~medsim.pubmed.records.resolve_label` then drops it or keeps the
+   first class in params order.
+2. ``efetch`` the kept PMIDs in batches of ``batch_size`` (POSTed id lists, PubMed XML), each
+   PMID once; parse with ``Bio.Entrez.read`` and map every ``PubmedArticle`` to an
+   :class:`~medsim.pubmed.records.Article`.
+3. With ``pdfs: true``, attach the PMC open-access PDF of each article (:mod:`medsim.pubmed.pmc`).
+
+Mapping of a ``PubmedArticle`` (shared with the lxml MEDLINE reader, which must agree):
+
+- ``doc_id`` and ``pmid``: the PMID string (``MedlineCitation/PMID``).
+- ``title``: ``Article/ArticleTitle`` (else ``VernacularTitle``), inline markup (``<i>``,
+  ``<sup>``) removed, whitespace collapsed; no title at all is a malformed record.
+- ``abstract``: ``Article/Abstract/AbstractText`` sections through
+  :func:`~medsim.pubmed.records.format_abstract` (a structured abstract keeps its ``Label``
+  attributes as ``"METHODS: ..."`` paragraphs). No abstract: ``Skipped(pmid, "empty abstract")``.
+- ``journal``: ``Journal/Title``.
+- ``year``: ``PubDate/Year``, else the first four-digit year of ``PubDate/MedlineDate``.
+- ``mesh``: MeSH *descriptor UIs* (``DescriptorName/@UI``, e.g. ``D001943``), in record order,
+  without repeats, qualifiers left out: the labelling rules (``fetch.local.mesh_labels``) are
+  written in UIs, and UIs never change spelling.
+- ``keywords``: every ``KeywordList/Keyword``, in order, without repeats.
+- ``doi`` / ``pmcid``: ``PubmedData/ArticleIdList`` (``IdType`` doi / pmc; never the reference
+  list's ids); ``doi`` falls back to ``Article/ELocationID[@EIdType="doi"]``, ``pmcid`` to an
+  ``OtherID`` starting with ``PMC``.
+
+Biopython fetches a DTD from the internet when it does not bundle the one a document declares.
+Fetching must never depend on that, so :func:`pin_local_dtd` points a PubMed document at the
+newest bundled PubMed DTD (PubMed DTDs only add elements; parsing does not validate) and
+refuses any other document whose DTD is missing, with a message saying what to install.
+
+Cache (``data/cache/entrez/``): every esearch, idconv and OA answer is kept per request (the
+key hashes the endpoint and parameters: for esearch the query, ``retstart`` and ``retmax``),
+and every PubMed record per PMID (``pubmed/``), written once its answer parsed. A re-run sees
+the same PMIDs even if PubMed has grown since, and fetches only PMIDs it has never fetched;
+there is no expiry: delete ``data/cache/entrez/esearch`` to search afresh.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from email.message import Message
+from functools import cache
+from itertools import combinations
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from Bio import Entrez
+from Bio.Entrez.Parser import DataHandler
+from tqdm import tqdm
+
+from medsim.config import FetchParams
+from medsim.errors import MedsimError
+from medsim.io import atomic_path
+from medsim.pubmed.http import (
+    BadResponse,
+    DamagedResponseError,
+    FetchError,
+    NcbiHttp,
+    OfflineError,
+    Rejected,
+    ResponseCache,
+    RetryPolicy,
+)
+from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract, resolve_label
+
+if TYPE_CHECKING:
+    from medsim.fetch import RawStore
+    from medsim.pubmed.pmc import PmcClient
+
+__all__ = [
+    "EUTILS_URL",
+    "DtdMissingError",
+    "EntrezClient",
+    "OfflineError",
+    "article_from_record",
+    "articles_from_xml",
+    "fetch_entrez",
+    "parse_pubmed_xml",
+    "pin_local_dtd",
+]
+
+log = logging.getLogger(__name__)
+
+EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+SOURCE = "entrez"
+# PubMed's esearch returns at most 10,000 ids per call and cannot page past the 10,000th.
+ESEARCH_MAX = 10_000
+
+_DOCTYPE = re.compile(rb'<!DOCTYPE\s+(\w+)\s+PUBLIC\s+"([^"]*)"\s+"([^"]+)"\s*>')
+_XML_DECL = b'<?xml version="1.0" ?>\n'
+_TAG = re.compile(r"<[^>]+>")
+_YEAR = re.compile(r"\b(1[89]\d\d|2\d\d\d)\b")
+
+
+class DtdMissingError(MedsimError):
+    """A response declares a DTD that Biopython does not bundle (parsing would go online)."""
+
+
+def _available_dtds() -> set[str]:
+    dirs = [DataHandler.global_dtd_dir, DataHandler.local_dtd_dir]
+    return {name for d in dirs if d and os.path.isdir(d) for name in os.listdir(d)}
+
+
+@cache
+def _newest_pubmed_dtd() -> str:
+    names = sorted(n for n in _available_dtds() if re.fullmatch(r"pubmed_\d{6}\.dtd", n))
+    if not names:
+        raise DtdMissingError("this Biopython bundles no PubMed DTD: reinstall biopython")
+    # pubmed_YYMMDD: 020114 (2002) sorts first, so the last name is the newest until 2100.
+    return names[-1]
+
+
+def pin_local_dtd(data: bytes) -> bytes:
+    """Make ``data`` declare a DTD Biopython has on disk, so parsing never goes online.
+
+    A PubMed document naming an unknown (newer) PubMed DTD, or none at all, is pointed at the
+    newest bundled one; any other document with an unknown DTD raises :class:`DtdMissingError`.
+    """
+    head = data[:4096]
+    match = _DOCTYPE.search(head)
+    if match:
+        root, _public, system = match.groups()
+        name = system.rsplit(b"/", 1)[-1].decode()
+        if name in _available_dtds():
+            return data
+        if root != b"PubmedArticleSet":
+            raise DtdMissingError(
+                f"Biopython has no copy of {name} (declared by a {root.decode()} response) and "
+                "medsim never downloads DTDs while fetching: upgrade biopython, or put the DTD "
+                f"in {DataHandler.local_dtd_dir or DataHandler.global_dtd_dir}"
+            )
+        newest = _newest_pubmed_dtd()
+        log.warning("PubMed DTD %s is not bundled with Biopython; parsing with %s", name, newest)
+        start, end = match.span(3)
+        return data[:start] + system.replace(name.encode(), newest.encode()) + data[end:]
+    root_at = head.find(b"<PubmedArticleSet")
+    if root_at < 0:
+        return data
+    doctype = (
+        b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
+        b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/' + _newest_pubmed_dtd().encode() + b'">\n'
+    )
+    decl = b"" if data.lstrip().startswith(b"<?xml") else _XML_DECL
+    return decl + data[:root_at] + doctype + data[root_at:]
+
+
+def parse_pubmed_xml(data: bytes) -> list[Any]:
+    """The ``PubmedArticle`` and ``PubmedBookArticle`` records of an efetch response.
+
+    Raises :class:`~medsim.pubmed.http.BadResponse` for a damaged document (truncated, not XML).
+    """
+    try:
+        result = Entrez.read(io.BytesIO(pin_local_dtd(data)), validate=False, escape=True)
+    except DtdMissingError:
+        raise
+    except Exception as exc:  # Biopython raises ValueError/RuntimeError subclasses, expat errors
+        raise BadResponse(f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(result, Mapping) or "PubmedArticle" not in result:
+        raise BadResponse("not a PubmedArticleSet")
+    return [*result["PubmedArticle"], *result.get("PubmedBookArticle", [])]
+
+
+def _text(value: Any) -> str:
+    """Plain text of a Biopython string parsed with ``escape=True``: markup gone, entities back."""
+    if value is None:
+        return ""
+    return clean_text(html.unescape(_TAG.sub("", str(value))))
+
+
+def _ids(id_list: Sequence[Any], attribute: str) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for item in id_list:
+        kind = item.attributes.get(attribute)
+        if kind and kind not in ids and (value := _text(item)):
+            ids[kind] = value
+    return ids
+
+
+def _year(pub_date: Mapping[str, Any]) -> int | None:
+    for text in (pub_date.get("Year"), pub_date.get("MedlineDate")):
+        if found := _YEAR.search(_text(text)):
+            return int(found.group(1))
+    return None
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(item for item in items if item))
+
+
+def article_from_record(record: Mapping[str, Any]) -> Article | Skipped:
+    """Map one Biopython ``PubmedArticle`` to an :class:`Article` (label left unset).
+
+    A record without an abstract gives ``Skipped(pmid, "empty abstract")``; one whose structure
+    does not fit (no PMID, no title, unexpected nesting) gives
+    ``Skipped(pmid, "malformed record", why)``, never an exception.
+    """
+    pmid = "unknown"
+    try:
+        if "BookDocument" in record:
+            pmid = _text(record["BookDocument"].get("PMID")) or pmid
+            return Skipped(pmid, "book record", "PubmedBookArticle")
+        citation = record["MedlineCitation"]
+        pmid = _text(citation["PMID"])
+        if not pmid:
+            return Skipped("unknown", "malformed record", "no PMID")
+        article = citation["Article"]
+        title = _text(article.get("ArticleTitle")) or _text(article.get("VernacularTitle"))
+        if not title:
+            return Skipped(pmid, "malformed record", "no title")
+        abstract = format_abstract(
+            (text.attributes.get("Label"), _text(text))
+            for text in article.get("Abstract", {}).get("AbstractText", [])
+        )
+        if not abstract:
+            return Skipped(pmid, "empty abstract")
+        journal = article.get("Journal", {})
+        article_ids = _ids(record.get("PubmedData", {}).get("ArticleIdList", []), "IdType")
+        locations = _ids(article.get("ELocationID", []), "EIdType")
+        other_pmc = (i for i in map(_text, citation.get("OtherID", [])) if i.startswith("PMC"))
+        return Article(
+            doc_id=pmid,
+            pmid=pmid,
+            title=title,
+            abstract=abstract,
+            source=SOURCE,
+            journal=_text(journal.get("Title")) or None,
+            year=_year(journal.get("JournalIssue", {}).get("PubDate", {})),
+            mesh=_unique(
+                heading["DescriptorName"].attributes.get("UI", "").strip()
+                for heading in citation.get("MeshHeadingList", [])
+            ),
+            keywords=_unique(
+                _text(keyword)
+                for keyword_list in citation.get("KeywordList", [])
+                for keyword in keyword_list
+            ),
+            doi=article_ids.get("doi") or locations.get("doi"),
+            pmcid=article_ids.get("pmc") or next(other_pmc, None),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Skipped(pmid, "malformed record", f"{type(exc).__name__}: {exc}")
+
+
+def articles_from_xml(data: bytes) -> list[Article | Skipped]:
+    """Parse a PubMed XML document (an efetch answer or a saved file) into records."""
+    return [article_from_record(record) for record in parse_pubmed_xml(data)]
+
+
+_RECORD = re.compile(rb"<(PubmedArticle|PubmedBookArticle)>.*?</\1>", re.S)
+_PMID = re.compile(rb"<PMID[^>]*>\s*(\d+)\s*</PMID>")
+
+
+def split_records(data: bytes) -> dict[str, bytes]:
+    """PMID -> the raw ``<PubmedArticle>`` (or book) element of an efetch answer.
+
+    The first ``<PMID>`` of a record is its own (``MedlineCitation/PMID``); cited PMIDs come
+    later. Records do not nest, so a non-greedy match finds each one.
+    """
+    records: dict[str, bytes] = {}
+    for match in _RECORD.finditer(data):
+        if pmid := _PMID.search(match.group(0)):
+            records.setdefault(pmid.group(1).decode(), match.group(0))
+    return records
+
+
+def wrap_records(records: Iterable[bytes]) -> bytes:
+    """Saved record elements as one PubmedArticleSet document Biopython can parse offline."""
+    doctype = (
+        b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
+        b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/' + _newest_pubmed_dtd().encode() + b'">\n'
+    )
+    return (
+        _XML_DECL
+        + doctype
+        + b"<PubmedArticleSet>\n"
+        + b"\n".join(records)
+        + b"\n</PubmedArticleSet>\n"
+    )
+
+
+def _check_efetch(body: bytes, headers: Message) -> tuple[list[Article | Skipped], bytes]:
+    return articles_from_xml(body), body
+
+
+class RecordCache:
+    """One file per PMID, ``<root>/pubmed/<last 3 digits>/<pmid>.xml``: the record's raw XML.
+
+    Cached per record rather than per efetch request, so that a run whose batches are cut
+    differently (more classes, a larger ``max_per_class``) still fetches only new PMIDs.
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = Path(root) / "pubmed" if root is not None else None
+
+    def path(self, pmid: str) -> Path:
+        assert self.root is not None
+        return self.root / pmid[-3:] / f"{pmid}.xml"
+
+    def get(self, pmid: str) -> bytes | None:
+        if self.root is None:
+            return None
+        try:
+            return self.path(pmid).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, pmid: str, record: bytes) -> None:
+        if self.root is not None:
+            with atomic_path(self.path(pmid)) as tmp:
+                tmp.write_bytes(record)
+
+    def drop(self, pmids: Iterable[str]) -> None:
+        if self.root is not None:
+            for pmid in pmids:
+                self.path(pmid).unlink(missing_ok=True)
+
+
+def _check_esearch(body: bytes, headers: Message) -> tuple[int, list[str]]:
+    try:
+        result = Entrez.read(io.BytesIO(pin_local_dtd(body)), validate=False)
+    except DtdMissingError:
+        raise
+    except RuntimeError as exc:  # an <ERROR> element: the query itself is wrong
+        raise Rejected(str(exc)) from None
+    except Exception as exc:
+        raise BadResponse(f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(result, Mapping) or "IdList" not in result:
+        raise BadResponse("not an eSearchResult")
+    return int(result.get("Count", 0)), [str(pmid) for pmid in result["IdList"]]
+
+
+class EntrezClient:
+    """esearch and efetch against E-utilities at ``base_url`` (or ``$MEDSIM_EUTILS_URL``)."""
+
+    def __init__(
+        self, http: NcbiHttp, base_url: str | None = None, esearch_page: int = ESEARCH_MAX
+    ) -> None:
+        url = base_url or os.environ.get("MEDSIM_EUTILS_URL") or EUTILS_URL
+        self.base_url = url.rstrip("/") + "/"
+        self.http = http
+        self.esearch_page = esearch_page
+        self.counts: dict[str, int] = {}  # query -> PubMed's total hit count
+        self.records = RecordCache(http.cache.root if http.cache is not None else None)
+
+    def esearch(self, query: str, max_results: int) -> list[str]:
+        """Up to ``max_results`` PMIDs matching ``query``, in PubMed's order, without repeats."""
+        if max_results > ESEARCH_MAX:
+            log.warning("PubMed esearch returns at most %d ids per query", ESEARCH_MAX)
+            max_results = ESEARCH_MAX
+        ids: list[str] = []
+        while len(ids) < max_results:
+            params = {
+                "db": "pubmed",
+                "term": query,
+                "retstart": str(len(ids)),
+                "retmax": str(min(self.esearch_page, max_results - len(ids))),
+            }
+            try:
+                count, page = self.http.request(
+                    "esearch", self.base_url + "esearch.fcgi", params, check=_check_esearch
+                )
+            except Rejected as exc:
+                raise FetchError(f"PubMed rejected the query {query!r}: {exc}") from None
+            self.counts[query] = count
+            ids.extend(page)
+            if not page or len(ids) >= count:
+                break
+        return list(dict.fromkeys(ids))
+
+    def efetch(self, pmids: Sequence[str]) -> list[Article | Skipped]:
+        """Records for ``pmids``, in their order: saved ones from disk, the rest in one POST."""
+        saved = {pmid: record for pmid in pmids if (record := self.records.get(pmid)) is not None}
+        out: list[Article | Skipped] = []
+        if saved:
+            try:
+                out = articles_from_xml(wrap_records(saved.values()))
+                self.http.stats.cache_hits["pubmed record"] += len(saved)
+            except BadResponse:  # an unreadable saved record: fetch those again
+                log.warning("discarding %d unreadable saved records", len(saved))
+                self.records.drop(saved)
+                saved = {}
+        missing = [pmid for pmid in pmids if pmid not in saved]
+        if missing:
+            out += self._efetch(missing)
+        order = {pmid: i for i, pmid in enumerate(pmids)}
+        return sorted(
+            out, key=lambda r: order.get(r.item if isinstance(r, Skipped) else r.doc_id, -1)
+        )
+
+    def _efetch(self, pmids: Sequence[str]) -> list[Article | Skipped]:
+        """One POSTed efetch; a record that never parses is isolated and skipped.
+
+        The answer's records are saved one file per PMID once the whole answer parsed. A batch
+        whose answer stays damaged after every retry is split in halves until the bad PMID is
+        alone; it becomes ``Skipped(pmid, "malformed record")`` and the rest is kept.
+        """
+        params = {"db": "pubmed", "id": ",".join(pmids), "retmode": "xml"}
+        try:
+            records, body = self.http.request(
+                "efetch",
+                self.base_url + "efetch.fcgi",
+                params,
+                method="POST",
+                check=_check_efetch,
+                cache=False,
+            )
+        except DamagedResponseError as exc:
+            if len(pmids) == 1:
+                return [Skipped(pmids[0], "malformed record", str(exc))]
+            half = len(pmids) // 2
+            log.warning("efetch of %d PMIDs keeps failing to parse; splitting it", len(pmids))
+            return self._efetch(pmids[:half]) + self._efetch(pmids[half:])
+        for pmid, record in split_records(body).items():
+            self.records.put(pmid, record)
+        return records
+
+
+def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) -> dict[str, list]:
+    """PMID -> every class whose query matches it, in params order (PMIDs in first-seen order).
+
+    Each class contributes its first ``limit`` PMIDs. A PMID that another class's query also
+    matches beyond that class's own ``limit`` would look unambiguous, so every pair of classes
+    is searched too (``(A) AND (B)``, one request per pair up to 10,000 ids): the PMIDs of
+    those intersections are matched by both classes.
+    """
+    taken: dict[str, list[str]] = {}
+    for label, query in classes.items():
+        pmids = client.esearch(query, limit)
+        log.info("esearch %s: %d hits, %d taken", label, client.counts.get(query, 0), len(pmids))
+        for pmid in pmids:
+            taken.setdefault(pmid, []).append(label)
+    also: dict[str, set[str]] = {}
+    for (label_a, query_a), (label_b, query_b) in combinations(classes.items(), 2):
+        both = f"({query_a}) AND ({query_b})"
+        shared = client.esearch(both, ESEARCH_MAX)
+        if client.counts.get(both, 0) > len(shared):
+            log.warning(
+                "%s AND %s: %d PMIDs match both, only the first %d are checked for ambiguity",
+                label_a,
+                label_b,
+                client.counts[both],
+                len(shared),
+            )
+        for pmid in shared:
+            if pmid in taken:
+                also.setdefault(pmid, set()).update((label_a, label_b))
+    order = list(classes)
+    return {
+        pmid: sorted(set(labels) | also.get(pmid, set()), key=order.index)
+        for pmid, labels in taken.items()
+    }
+
+
+def fetch_entrez(
+    params: FetchParams,
+    cache_dir: Path,
+    store: RawStore,
+    *,
+    http: NcbiHttp | None = None,
+    eutils_url: str | None = None,
+    pmc: PmcClient | None = None,
+    esearch_page: int = ESEARCH_MAX,
+) -> Iterator[Article | Skipped]:
+    """Stream labelled PubMed articles (and what was skipped) for ``params.classes``.
+
+    Memory is bound by one efetch batch. Every response is cached under ``cache_dir``, so a
+    re-run makes no request that an earlier run completed. Raises :class:`OfflineError` within
+    seconds when NCBI cannot be reached at all.
+    """
+    http = http or NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
+    client = EntrezClient(http, eutils_url, esearch_page)
+    if params.pdfs and pmc is None:
+        from medsim.pubmed.pmc import PmcClient
+
+        pmc = PmcClient(http, Path(cache_dir), max_bytes=params.max_pdf_mb * 2**20)
+    candidates = _candidates(client, params.classes, params.max_per_class)
+
+    skipped: Counter[str] = Counter()
+    labels: dict[str, str] = {}
+    for pmid, matched in candidates.items():
+        label, reason = resolve_label(matched, params.ambiguous)
+        if label is None:
+            skipped[reason or "no label"] += 1
+            yield Skipped(pmid, reason or "no label", ",".join(matched))
+        else:
+            labels[pmid] = label
+
+    todo = list(labels)
+    fetched = 0
+    progress = tqdm(total=len(todo), desc="efetch", unit="pmid", disable=None)
+    for start in range(0, len(todo), params.batch_size):
+        batch = todo[start : start + params.batch_size]
+        asked, requested = set(batch), set(batch)
+        articles: list[Article] = []
+        records: list[Skipped] = []
+        for record in client.efetch(batch):
+            if isinstance(record, Skipped):
+                records.append(record)
+            elif record.doc_id not in requested:
+                why = "repeated in the answer" if record.doc_id in asked else "not requested"
+                records.append(Skipped(record.doc_id, "unexpected record", why))
+            else:
+                requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
+                record.label = labels[record.doc_id]
+                articles.append(record)
+        returned = {a.doc_id for a in articles} | {s.item for s in records}
+        records += [Skipped(p, "not returned by efetch") for p in batch if p not in returned]
+        if pmc is not None and articles:
+            records += list(pmc.attach_pdfs(articles, store))
+        for skip in records:
+            skipped[skip.reason] += 1
+        fetched += len(articles)
+        yield from articles
+        yield from records
+        progress.update(len(batch))
+    progress.close()
+    log.info(
+        "entrez: %d candidate PMIDs, %d articles fetched, skipped %s; %s",
+        len(candidates),
+        fetched,
+        dict(skipped.most_common()),
+        http.stats.describe(),
+    )

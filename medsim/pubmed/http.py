@@ -1,0 +1,366 @@
+"""A small HTTP layer for NCBI services: rate limit, retries, an on-disk cache, fast offline.
+
+Biopython's ``Bio.Entrez`` HTTP helpers hard-code NCBI's hosts, so medsim does its own requests
+(stdlib ``urllib``) against configurable base URLs and uses Biopython only to parse. Every
+request of a run goes through one :class:`NcbiHttp`, so one :class:`RateLimiter` covers them all
+(NCBI allows 3 requests/s without an API key, 10/s with one).
+
+A response is written to the cache only after the caller's ``check`` accepted it (for XML: it
+parsed), and atomically, so an interrupted run resumes where it stopped and never fetches a
+cached request twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import hashlib
+import http.client
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from typing import TypeVar
+
+from medsim.errors import MedsimError
+from medsim.io import atomic_path
+
+__all__ = [
+    "BadResponse",
+    "DamagedResponseError",
+    "FetchError",
+    "HttpStats",
+    "NcbiHttp",
+    "OfflineError",
+    "RateLimiter",
+    "Rejected",
+    "ResponseCache",
+    "RetryPolicy",
+    "StatusError",
+    "default_rate",
+    "ncbi_identity",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TOOL = "medsim"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Query parameters that identify the caller, not the request: never part of a cache key (the
+# API key must not leak into file names, and adding a key must not invalidate the cache).
+IDENTITY_PARAMS = frozenset({"tool", "email", "api_key"})
+_OFFLINE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED})
+
+OFFLINE_HINT = (
+    "To run without internet, use a local corpus: set `fetch.source: local` and "
+    "`fetch.local.path` in params.yaml, e.g. "
+    "`dvc exp run -S fetch.source=local -S fetch.local.path=../shared/data/ohsumed-23`."
+)
+
+
+class OfflineError(MedsimError):
+    """The first request could not reach the server at all (DNS, refused, unreachable)."""
+
+
+class FetchError(MedsimError):
+    """A request that still failed after every retry, or that the server refused for good."""
+
+
+class DamagedResponseError(FetchError):
+    """Every try got a damaged body (say, XML that does not parse): maybe the content itself."""
+
+
+class StatusError(FetchError):
+    """A non-retryable HTTP status (404, 400, ...)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadResponse(Exception):
+    """Raised by a response ``check``: the body is damaged (truncated XML); retry the request."""
+
+
+class Rejected(Exception):
+    """Raised by a response ``check`` or a size cap: the body is well-formed but unusable.
+
+    Not retried (the same request would get the same answer); the caller decides what to skip.
+    """
+
+
+def ncbi_identity() -> dict[str, str]:
+    """``tool``, ``email`` and ``api_key`` parameters, from ``NCBI_EMAIL`` / ``NCBI_API_KEY``.
+
+    They come from the environment only, never from params.yaml, so they stay out of git.
+    """
+    identity = {"tool": TOOL}
+    if email_addr := os.environ.get("NCBI_EMAIL", "").strip():
+        identity["email"] = email_addr
+    if api_key := os.environ.get("NCBI_API_KEY", "").strip():
+        identity["api_key"] = api_key
+    return identity
+
+
+def default_rate(identity: Mapping[str, str]) -> float:
+    """NCBI's limit: 10 requests/s with an API key, 3/s without."""
+    return 10.0 if identity.get("api_key") else 3.0
+
+
+class RateLimiter:
+    """At most ``per_second`` request starts per second (a minimum interval), thread-safe."""
+
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
+        self.interval = 1.0 / per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until the next request may start, and book that slot."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff: ``base_delay_s * 2**attempt``, capped at ``max_delay_s``."""
+
+    tries: int = 6
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+    timeout_s: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2**attempt)
+
+
+class ResponseCache:
+    """Raw responses on disk, one file per request: ``<root>/<kind>/<aa>/<sha256>.<ext>``.
+
+    The key hashes the endpoint and every parameter except the caller's identity, never the
+    host: a mirror or a test server on another port shares the cache.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def key(endpoint: str, params: Mapping[str, str]) -> str:
+        items = sorted((k, str(v)) for k, v in params.items() if k not in IDENTITY_PARAMS)
+        return hashlib.sha256(json.dumps([endpoint, items]).encode()).hexdigest()
+
+    def path(self, kind: str, key: str, ext: str = "xml") -> Path:
+        return self.root / kind / key[:2] / f"{key}.{ext}"
+
+    def get(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, path: Path, data: bytes) -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+
+@dataclass
+class HttpStats:
+    """Counts a run reports: requests sent, cache hits and retries, by request kind."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    cache_hits: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        return (
+            f"requests {dict(self.requests)}, cache hits {dict(self.cache_hits)}, "
+            f"retries {dict(self.retries)}"
+        )
+
+
+def _offline_cause(exc: BaseException) -> bool:
+    """DNS failure, connection refused or network unreachable: nobody is there to answer."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror | ConnectionRefusedError):
+        return True
+    return isinstance(reason, OSError) and reason.errno in _OFFLINE_ERRNOS
+
+
+def _retry_after(headers: Message | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class NcbiHttp:
+    """Rate-limited, retrying, caching HTTP client shared by every request of a fetch run."""
+
+    def __init__(
+        self,
+        cache: ResponseCache | None,
+        *,
+        identity: Mapping[str, str] | None = None,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cache = cache
+        self.identity = dict(ncbi_identity() if identity is None else identity)
+        self.limiter = limiter or RateLimiter(default_rate(self.identity))
+        self.retry = retry or RetryPolicy()
+        self.stats = HttpStats()
+        self._sleep = sleep
+        self._reached = False  # some request got an answer: later network errors are transient
+        contact = f" (mailto:{self.identity['email']})" if "email" in self.identity else ""
+        self.user_agent = f"{TOOL}{contact}"
+
+    def request(
+        self,
+        kind: str,
+        url: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        check: Callable[[bytes, Message], T],
+        method: str = "GET",
+        identify: bool = True,
+        cache: bool = True,
+        max_bytes: int | None = None,
+        ext: str = "xml",
+    ) -> T:
+        """Send one request (answered from the cache when possible) and return ``check``'s value.
+
+        ``check(body, headers)`` parses the body; it raises :class:`BadResponse` for a damaged
+        body (retried) or :class:`Rejected` for an unusable one (not retried, not cached).
+        Retried with backoff: HTTP 429 (honouring ``Retry-After``) and 5xx, timeouts, resets,
+        truncated bodies. A body over ``max_bytes`` raises :class:`Rejected` unread past the cap.
+        ``ext`` names the cached file's type.
+        """
+        params = dict(params or {})
+        cache_path = None
+        if cache and self.cache is not None:
+            endpoint = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+            cache_path = self.cache.path(kind, ResponseCache.key(endpoint, params), ext)
+            cached = self.cache.get(cache_path)
+            if cached is not None:
+                try:
+                    value = check(cached, Message())
+                except (BadResponse, Rejected):
+                    log.warning("discarding unreadable cache entry %s", cache_path)
+                else:
+                    self.stats.cache_hits[kind] += 1
+                    return value
+        if identify:
+            params.update(self.identity)
+        value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+        if cache_path is not None:
+            self.cache.put(cache_path, raw)
+        return value
+
+    def _send_with_retries(
+        self,
+        kind: str,
+        url: str,
+        params: dict[str, str],
+        method: str,
+        check: Callable[[bytes, Message], T],
+        max_bytes: int | None,
+    ) -> tuple[T, bytes]:
+        last: str = ""
+        damaged = False
+        for attempt in range(self.retry.tries):
+            wait: float | None = None
+            damaged = False
+            try:
+                raw, headers = self._send(kind, url, params, method, max_bytes)
+                return check(raw, headers), raw
+            except urllib.error.HTTPError as exc:
+                self._reached = True
+                if exc.code not in RETRY_STATUSES:
+                    raise StatusError(f"{kind}: HTTP {exc.code} from {url}", exc.code) from None
+                last = f"HTTP {exc.code}"
+                wait = _retry_after(exc.headers) if exc.code == 429 else None
+            except BadResponse as exc:
+                last = f"damaged response: {exc}"
+                damaged = True
+            except (
+                TimeoutError,
+                ConnectionError,
+                http.client.HTTPException,
+                urllib.error.URLError,
+            ) as exc:
+                if _offline_cause(exc) and not self._reached:
+                    host = urllib.parse.urlsplit(url).netloc
+                    raise OfflineError(
+                        f"cannot reach {host} ({getattr(exc, 'reason', exc)}): no network "
+                        f"connection to NCBI. {OFFLINE_HINT}"
+                    ) from None
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            self.stats.retries[kind] += 1
+            if attempt + 1 == self.retry.tries:
+                break
+            delay = self.retry.delay(attempt) if wait is None else min(wait, self.retry.max_delay_s)
+            log.info("%s failed (%s); retry %d in %.1fs", kind, last, attempt + 1, delay)
+            self._sleep(delay)
+        error = DamagedResponseError if damaged else FetchError
+        raise error(
+            f"{kind}: giving up on {url} after {self.retry.tries} tries (last: {last}). "
+            "Completed requests are cached: re-run to resume."
+        )
+
+    def _send(
+        self, kind: str, url: str, params: dict[str, str], method: str, max_bytes: int | None
+    ) -> tuple[bytes, Message]:
+        encoded = urllib.parse.urlencode(params)
+        headers = {"User-Agent": self.user_agent}
+        if method == "POST":
+            req = urllib.request.Request(url, data=encoded.encode(), headers=headers)
+        else:
+            full = f"{url}?{encoded}" if encoded else url
+            req = urllib.request.Request(full, headers=headers)
+        self.limiter.wait()
+        self.stats.requests[kind] += 1
+        with urllib.request.urlopen(req, timeout=self.retry.timeout_s) as response:
+            self._reached = True
+            if max_bytes is None:
+                return response.read(), response.headers
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise Rejected(f"too large: {int(length)} bytes > {max_bytes}")
+            body = response.read(max_bytes + 1)
+            if len(body) > max_bytes:
+                raise Rejected(f"too large: over {max_bytes} bytes")
+            return body, response.headers
