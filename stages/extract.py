@@ -1,13 +1,9 @@
-"""DVC stage `extract`: figures and tables from the PDFs (issue #3, not built yet)."""
+"""DVC stage `extract`: figures and tables from the PDFs, plus the corpus's own images."""
 
 import sys
 
-from medsim.stage import StageNotImplemented, run_stage
-
-
-def not_built(params, root):
-    raise StageNotImplemented("extract", 3, "figures and tables from the PDFs")
-
+from medsim.pdf.stage import run_extract
+from medsim.stage import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("extract", not_built))
+    sys.exit(run_stage("extract", run_extract))

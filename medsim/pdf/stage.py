@@ -1,0 +1,152 @@
+"""The extract stage at its edges: read the inputs, fan PDFs out to workers, stream the rows.
+
+Outputs (all written atomically): ``data/figures.parquet``, ``data/tables.parquet`` and
+``data/skipped.parquet/extract.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from medsim.config import ExtractParams, Params
+from medsim.errors import MedsimError
+from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
+from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
+from medsim.pdf.worker import TimedPool
+from medsim.schemas import ARTICLES, FIGURES, IMAGES, TABLES, validate
+
+__all__ = ["ExtractInputError", "ExtractSummary", "extract_task", "run_extract"]
+
+log = logging.getLogger(__name__)
+
+ARTICLES_PATH = Path("data/articles.parquet")
+IMAGES_PATH = Path("data/raw/images.parquet")
+FIGURES_PATH = Path("data/figures.parquet")
+TABLES_PATH = Path("data/tables.parquet")
+
+
+@dataclass
+class ExtractSummary:
+    pdfs: int = 0
+    pages: int = 0
+    layout_pages: int = 0
+    table_pages: int = 0
+    corpus_images: int = 0
+    figures: int = 0
+    tables: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        return "\n".join(
+            [
+                f"PDFs in: {self.pdfs} ({self.pages} pages; layout model on {self.layout_pages}, "
+                f"camelot on {self.table_pages})",
+                f"corpus images in: {self.corpus_images}",
+                f"figures out: {self.figures}",
+                f"tables out: {self.tables}",
+                f"skipped: {sum(self.skipped.values())} {dict(self.skipped.most_common())}",
+            ]
+        )
+
+
+def extract_task(task: tuple[str, str, ExtractParams]) -> PdfResult:
+    """Worker entry point: ``(pdf_path, doc_id, params)`` -> :class:`PdfResult`."""
+    pdf_path, doc_id, params = task
+    return extract_pdf(Path(pdf_path), doc_id, params)
+
+
+class ExtractInputError(MedsimError):
+    """The fetch stage's outputs are missing."""
+
+
+def _pdf_tasks(root: Path, params: ExtractParams) -> list[tuple[str, str, ExtractParams]]:
+    if not (root / ARTICLES_PATH).exists():
+        raise ExtractInputError(
+            f"{ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
+            "(`dvc repro fetch`)"
+        )
+    articles = read_table(root / ARTICLES_PATH, ARTICLES, columns=["doc_id", "pdf_path"])
+    return [
+        (str(root / path), doc_id, params)
+        for doc_id, path in zip(
+            articles.column("doc_id").to_pylist(),
+            articles.column("pdf_path").to_pylist(),
+            strict=True,
+        )
+        if path
+    ]
+
+
+def _image_rows(root: Path) -> Iterator[dict]:
+    path = root / IMAGES_PATH
+    if not path.exists():
+        return
+    for batch in iter_batches(path, batch_size=256):
+        yield from validate(batch, IMAGES, name=str(path)).to_pylist()
+
+
+def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
+    """Run the extract stage under ``root`` (see the module docstring for the outputs)."""
+    root = Path(root)
+    extract = params.extract
+    skips = SkipLog("extract")
+    summary = ExtractSummary()
+    tasks = _pdf_tasks(root, extract)
+    images_path = root / IMAGES_PATH
+    image_count = pq.ParquetFile(images_path).metadata.num_rows if images_path.exists() else 0
+    if not tasks and not image_count:
+        log.info("text-only corpus: no PDFs and no images; writing empty figures and tables")
+
+    with (
+        ParquetSink(root / FIGURES_PATH, FIGURES) as figures,
+        ParquetSink(root / TABLES_PATH, TABLES) as tables,
+    ):
+        batch: list[dict] = []
+        for out in tqdm(
+            corpus_figures(_image_rows(root), root, extract.min_figure_px),
+            total=image_count,
+            desc="extract images",
+            unit="img",
+            disable=None,
+        ):
+            summary.corpus_images += 1
+            if isinstance(out, tuple):
+                skips.add(*out)
+                continue
+            batch.append(out)
+            if len(batch) >= 256:
+                figures.write_rows(batch)
+                batch = []
+        figures.write_rows(batch)
+
+        pool = TimedPool(extract_task, workers=extract.workers, timeout_s=extract.timeout_s)
+        progress = tqdm(total=len(tasks), desc="extract pdfs", unit="pdf", disable=None)
+        for outcome in pool.imap_unordered(tasks):
+            progress.update(1)
+            summary.pdfs += 1
+            doc_id = outcome.item[1]
+            if outcome.status != "ok":
+                reason = "timeout" if outcome.status == "timeout" else "extractor failed"
+                skips.add(doc_id, reason, outcome.detail)
+                continue
+            result: PdfResult = outcome.result
+            summary.pages += result.pages
+            summary.layout_pages += result.layout_pages
+            summary.table_pages += result.table_pages
+            figures.write_rows(result.figures)
+            tables.write_rows(result.tables)
+            for item, reason, detail in result.skipped:
+                skips.add(item, reason, detail)
+        progress.close()
+        summary.figures, summary.tables = figures.rows, tables.rows
+    skips.write(root)
+    summary.skipped = skips.counts()
+    log.info("extract done\n%s", summary.describe())
+    return summary
