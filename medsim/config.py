@@ -111,6 +111,8 @@ class EmbedParams:
     device: str = "auto"
     instruction: str = ""  # prefix for instruction-tuned (decoder) embedders
     adapt: bool = False
+    adapt_steps: int = 200  # contrastive steps of embed.batch_size pairs when adapt is on
+    adapt_lr: float = 2e-5
     min_image_px: int = 32
 
 
@@ -118,7 +120,7 @@ class EmbedParams:
 class TrainParams:
     dim: int = 128
     hidden: int = 512
-    epochs: int = 30
+    epochs: int = 50
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -130,6 +132,10 @@ class TrainParams:
     hash_bits: list[int] = field(default_factory=lambda: [32, 64, 128])
     quantization_weight: float = 0.1
     patience: int = 5
+    pos_margin: float = 0.0  # contrastive: same-label pairs pulled within this distance
+    neg_margin: float = 1.0  # contrastive: other-label pairs pushed beyond it
+    proxy_lr: float = 0.1  # proxy_anchor: its proxies learn ~100x faster than the heads
+    dropout: float = 0.3  # in the projection heads; 0.1 overfits OHSUMED within 5 epochs
 
 
 @dataclass(frozen=True)
@@ -138,21 +144,34 @@ class EvaluateParams:
     shots: list[int] = field(default_factory=lambda: [5, 10, 20])
     ways: int = 5
     bootstrap: int = 1000
-    cross_domain_target: str = ""  # a local corpus path with the same label space
+    # a labelled CSV corpus (file or folder) sharing labels with the pipeline's corpus
+    cross_domain_target: str = "../shared/data/medical-abstracts-tc"
+    # target label -> pipeline label; empty when both corpora use the same label names
+    cross_domain_labels: dict[str, str] = field(
+        default_factory=lambda: {"1": "C04", "2": "C06", "3": "C10", "4": "C14", "5": "C23"}
+    )
     knn_k: int = 10
+    queries: int = 15  # query documents per class in a few-shot episode
+    holdout_classes: int = 0  # classes held out for few-shot; 0 = max(ways, a third)
+    pairs: int = 2000  # same-label and different-label pairs each (text benchmark)
+    textbench_max_docs: int = 2000  # test documents in the title -> abstract retrieval task
 
 
 @dataclass(frozen=True)
 class IndexParams:
     exact_below: int = 100_000  # flat inner product under this many vectors, HNSW above
+    approximate: Literal["hnsw", "ivf"] = "hnsw"  # the index built at or above exact_below
+    hnsw_m: int = 32  # HNSW graph degree: more is better recall, more memory and build time
+    ef_search: int = 128  # HNSW candidates per query (saved in the index file)
+    nprobe: int = 16  # IVF lists scanned per query (saved in the index file)
 
 
 @dataclass(frozen=True)
 class Params:
     seed: int = 0
-    loss: Literal["triplet", "contrastive", "multi_similarity", "ntxent", "proxy_anchor"] = (
-        "triplet"
-    )
+    loss: Literal[
+        "triplet", "contrastive", "multi_similarity", "ntxent", "proxy_anchor", "supcon"
+    ] = "triplet"
     fetch: FetchParams = field(default_factory=FetchParams)
     extract: ExtractParams = field(default_factory=ExtractParams)
     embed: EmbedParams = field(default_factory=EmbedParams)

@@ -1,13 +1,9 @@
-"""DVC stage `embed`: text and image encoders (issue #4, not built yet)."""
+"""DVC stage `embed`: articles, captions, tables, figures -> data/embeddings/*.parquet."""
 
 import sys
 
-from medsim.stage import StageNotImplemented, run_stage
-
-
-def not_built(params, root):
-    raise StageNotImplemented("embed", 4, "text and image encoders")
-
+from medsim.encoders.embed import run_embed
+from medsim.stage import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("embed", not_built))
+    sys.exit(run_stage("embed", run_embed))

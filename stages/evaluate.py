@@ -1,13 +1,10 @@
-"""DVC stage `evaluate`: metrics tables, plots and report (issue #6, not built yet)."""
+"""DVC stage `evaluate`: metrics/*.json (Tables 1-3, retrieval, modality, text benchmark),
+plots/*.png and metrics/REPORT.md."""
 
 import sys
 
-from medsim.stage import StageNotImplemented, run_stage
-
-
-def not_built(params, root):
-    raise StageNotImplemented("evaluate", 6, "metrics tables, plots and report")
-
+from medsim.evaluate.run import run_evaluate
+from medsim.stage import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("evaluate", not_built))
+    sys.exit(run_stage("evaluate", run_evaluate))

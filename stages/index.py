@@ -1,13 +1,13 @@
-"""DVC stage `index`: FAISS index and medsim search (issue #7, not built yet)."""
+"""DVC stage `index`: FAISS float and binary indexes over the trained shared space.
+
+Reads data/model, data/embeddings/*.parquet and the item metadata (articles, figure captions,
+tables); writes data/index/ (see medsim.search.index) for `medsim search` and `medsim explain`.
+"""
 
 import sys
 
-from medsim.stage import StageNotImplemented, run_stage
-
-
-def not_built(params, root):
-    raise StageNotImplemented("index", 7, "FAISS index and medsim search")
-
+from medsim.search.index import run_index
+from medsim.stage import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("index", not_built))
+    sys.exit(run_stage("index", run_index))

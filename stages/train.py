@@ -1,13 +1,9 @@
-"""DVC stage `train`: metric-learning projection heads (issue #5, not built yet)."""
+"""DVC stage `train`: metric-learning projection and hashing heads -> data/model/."""
 
 import sys
 
-from medsim.stage import StageNotImplemented, run_stage
-
-
-def not_built(params, root):
-    raise StageNotImplemented("train", 5, "metric-learning projection heads")
-
+from medsim.dml.train import run_train
+from medsim.stage import run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage("train", not_built))
+    sys.exit(run_stage("train", run_train))

@@ -1,0 +1,228 @@
+"""The ``medsim`` command: ``medsim search`` and ``medsim explain`` over ``data/index/``.
+
+Imports are lazy: ``medsim search --pmid N`` reads only the memory-mapped index files and the
+item map (numpy, pyarrow, faiss), so it answers in a fraction of a second; torch and the
+encoders load only when a new text or image must be embedded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medsim import __version__
+from medsim.errors import MedsimError
+
+__all__ = ["build_parser", "main"]
+
+RESULT_TYPES = ("document", "figure", "caption", "table")
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    root = Path(args.root)
+    index = Path(args.index) if args.index else root / "data" / "index"
+    model = Path(args.model) if args.model else root / "data" / "model"
+    return root, index, model
+
+
+def _modalities(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _short(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _render_hit(hit: dict[str, Any]) -> str:
+    ident = f"PMID {hit['pmid']}" if hit["pmid"] and hit["type"] == "document" else hit["id"]
+    if hit["type"] != "document":
+        ident += f" (doc {(hit['pmid'] and 'PMID ' + hit['pmid']) or hit['doc_id']})"
+    lines = [f"{hit['rank']:>3}  {hit['score']:6.3f}  {hit['type']:<8}  {ident}"]
+    if hit["title"]:
+        lines.append(f"{'':>19}{_short(hit['title'], 100)}")
+    if hit["caption"]:
+        lines.append(f"{'':>19}caption: {_short(hit['caption'], 100)}")
+    return "\n".join(lines)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from medsim.search.index import load_index
+    from medsim.search.query import (
+        QueryEncoder,
+        find_item,
+        find_pmid,
+        kinds_for,
+        search_codes,
+        search_vector,
+    )
+
+    sources = [s for s in (args.query is not None, args.image, args.pmid, args.id) if s]
+    if len(sources) != 1:
+        raise MedsimError("give exactly one of: a query text, --image PATH, --pmid N, --id ITEM")
+    if args.query is not None and not args.query.strip():
+        raise MedsimError("the query text is empty")
+    if args.k < 1:
+        raise MedsimError(f"--k must be at least 1, got {args.k}")
+    import faiss
+
+    # One query: a team of OpenMP threads would only add barrier waits (badly so on a busy
+    # machine), while one thread scans a million 128-d vectors in tens of milliseconds.
+    faiss.omp_set_num_threads(1)
+    root, index_dir, model_dir = _paths(args)
+    store = load_index(index_dir)
+    kinds = kinds_for(store, _modalities(args.modality))
+    binary = args.binary or args.bits is not None
+    bits = None
+    if binary:
+        bits = args.bits or (64 if 64 in store.bits else max(store.bits, default=0))
+        if bits not in store.bits:
+            have = ", ".join(map(str, store.bits)) or "none"
+            raise MedsimError(f"the index has no {bits}-bit codes (it has: {have})")
+
+    exclude = []
+    if args.pmid or args.id:
+        ref = find_pmid(store, args.pmid) if args.pmid else find_item(store, args.id)
+        exclude = [ref]
+        vector = store.vector(ref.kind, ref.row)
+        code = store.code(ref.kind, ref.row, bits) if binary else None
+    else:
+        encoder = QueryEncoder(store, model_dir, root)
+        vector = encoder.image(args.image) if args.image else encoder.text([args.query])
+        code = encoder.codes(vector, bits) if binary else None
+    if binary:
+        hits = search_codes(store, code, args.k, kinds, exclude)
+    else:
+        hits = search_vector(store, vector, args.k, kinds, exclude)
+    rows = [h.to_dict() for h in hits]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("no results")
+    else:
+        print("\n".join(_render_hit(r) for r in rows))
+    return 0
+
+
+def _render_explanation(data: dict[str, Any]) -> str:
+    def name(item: dict[str, Any]) -> str:
+        title = f" - {_short(item['title'], 80)}" if item.get("title") else ""
+        return f"{item['type']} {item['id']}{title}"
+
+    hamming = ", ".join(f"{d}/{b} bits" for b, d in data["hamming"].items())
+    lines = [
+        f"A: {name(data['a'])}",
+        f"B: {name(data['b'])}",
+        f"cosine {data['cosine']:.3f}" + (f"; Hamming {hamming}" if hamming else ""),
+        "",
+        "shared nearest neighbours (score to A / to B):",
+    ]
+    lines += [
+        f"  {n['score_a']:.3f} / {n['score_b']:.3f}  {n['type']} {n['id']}"
+        + (f"  {_short(n['title'], 70)}" if n["title"] else "")
+        for n in data["shared_neighbours"]
+    ] or ["  none among the 50 nearest of each"]
+    for side in ("a", "b"):
+        protos = data["prototypes"].get(side) or []
+        if protos:
+            near = ", ".join(f"{p['label']} {p['score']:.3f}" for p in protos)
+            lines.append(f"{side.upper()} sits near label prototypes: {near}")
+    for key, title in (
+        ("a_toward_b", "A's parts nearest B"),
+        ("b_toward_a", "B's parts nearest A"),
+    ):
+        parts = data["sentences"].get(key)
+        if parts:
+            lines += ["", f"{title}:"]
+            lines += [f"  {p['score']:.3f}  {_short(p['sentence'], 110)}" for p in parts]
+    return "\n".join(lines)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from medsim.search.explain import explain
+    from medsim.search.index import load_index
+    from medsim.search.query import QueryEncoder, find_item
+
+    root, index_dir, model_dir = _paths(args)
+    store = load_index(index_dir)
+    a, b = find_item(store, args.a), find_item(store, args.b)
+    encoder = None if args.no_sentences else QueryEncoder(store, model_dir, root)
+    data = explain(store, a, b, encoder, neighbours=args.neighbours, top=args.top).to_dict()
+    print(
+        json.dumps(data, ensure_ascii=False, indent=2) if args.json else _render_explanation(data)
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=".", help="project folder holding data/ (default: .)")
+    parser.add_argument("--index", help="index folder (default: ROOT/data/index)")
+    parser.add_argument("--model", help="trained model folder (default: ROOT/data/model)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``medsim`` command."""
+    parser = argparse.ArgumentParser(
+        prog="medsim", description="Search and explain medsim's shared text-image space."
+    )
+    parser.add_argument("--version", action="version", version=f"medsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser(
+        "search",
+        help="top-k documents, figures, captions and tables for a text, an image or an item",
+        description="Nearest items across modalities. Give a query text, --image, --pmid or --id.",
+    )
+    search.add_argument("query", nargs="?", help="free text, e.g. an abstract or a question")
+    search.add_argument("--image", help="an image file (PNG, JPEG, ...) to search with")
+    search.add_argument("--pmid", help="search with a stored document (PMID or doc id)")
+    search.add_argument("--id", help="search with any stored item: [type:]id")
+    search.add_argument("--k", type=int, default=10, help="results to return (default 10)")
+    search.add_argument(
+        "--modality",
+        action="append",
+        metavar="TYPE",
+        help=f"only these result types ({', '.join(RESULT_TYPES)}); repeat or comma-separate",
+    )
+    search.add_argument("--binary", action="store_true", help="Hamming search over hash codes")
+    search.add_argument("--bits", type=int, help="code size for --binary (default 64)")
+    _common(search)
+    search.set_defaults(func=cmd_search)
+
+    explain = sub.add_parser(
+        "explain",
+        help="why two items are close",
+        description="Shared neighbours, nearest label prototypes and the sentences that weigh "
+        "most. Items are [type:]id: a PMID, doc_id, figure_id or table_id.",
+    )
+    explain.add_argument("a", help="first item, [type:]id")
+    explain.add_argument("b", help="second item, [type:]id")
+    explain.add_argument("--neighbours", type=int, default=5, help="shared neighbours to show")
+    explain.add_argument("--top", type=int, default=3, help="prototypes and sentences per side")
+    explain.add_argument(
+        "--no-sentences", action="store_true", help="skip sentence scoring (no model loading)"
+    )
+    _common(explain)
+    explain.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a :class:`MedsimError` prints one line to stderr and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MedsimError as exc:
+        print(f"medsim {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

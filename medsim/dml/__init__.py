@@ -1,0 +1,87 @@
+"""Deep metric learning: projection heads into one shared space, hash codes, training.
+
+Built on pytorch-metric-learning (pml): losses, miners, the M-per-class sampler and the
+MAP@R accuracy calculator are pml's; this package only wires them to medsim's frozen
+embeddings. One module per concern:
+
+- :mod:`medsim.dml.heads`: ``ProjectionHead`` (MLP -> L2-normalised ``dim``-d vector, one
+  per modality kind) and ``HashingHead`` (tanh-relaxed codes of 32/64/128 bits).
+- :mod:`medsim.dml.losses`: ``LOSSES`` registry keyed by the top-level ``loss`` param
+  (triplet, contrastive, multi_similarity, ntxent, proxy_anchor, ...), each with its miner
+  and hyperparameters from ``train.*``.
+- :mod:`medsim.dml.sampling`: the M-per-class batch sampler (pml ``MPerClassSampler``).
+- :mod:`medsim.dml.fusion`: the document embedding fused from a document's parts.
+- :mod:`medsim.dml.model`: ``SharedSpace`` plus save/load/project/hash/document_vectors.
+- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices) and ``run_train``
+  (file I/O for the DVC ``train`` stage).
+- :mod:`medsim.dml.data`: reading ``data/embeddings/*.parquet`` and labels into arrays.
+
+Stable API (the evaluate and index stages rely on it)::
+
+    from medsim.dml import (SharedSpace, load_shared_space, project, hash_codes,
+                            document_vectors, train_space, run_train, KINDS)
+
+    KINDS = ("text", "caption", "table", "image")
+
+    class SharedSpace(torch.nn.Module):
+        heads: ModuleDict[kind -> ProjectionHead]      # only the kinds it was trained on
+        hashers: ModuleDict[str(bits) -> HashingHead]  # shared by every kind
+        dim: int; input_dims: dict[kind, int]; bits: list[int]; loss: str; params: dict
+        def save(self, directory: Path) -> None        # weights.pt + config.json
+    load_shared_space(directory: Path) -> SharedSpace   # eval mode, CPU
+
+    project(space, kind, vectors: np.ndarray, batch_size=4096) -> np.ndarray
+        # float32 [n, dim], each row L2-normalised. KeyError-like MedsimError for an
+        # unknown kind. n == 0 gives an empty [0, dim] array.
+    hash_codes(space, kind, vectors: np.ndarray, bits: int) -> np.ndarray
+        # uint8 0/1 [n, bits]: sign of the hashing head over the projected vector.
+    document_vectors(space, text, parts) -> (doc_ids: list[str], np.ndarray [n, dim])
+        # text: DataFrame or pa.Table with columns doc_id, vector (the text embeddings);
+        # parts: {kind: table of (doc_id, vector)} for "caption", "table", "image".
+        # Fusion rule: each part is projected by its kind's head; a document's vector is
+        # the L2-normalised mean of its projected text and the mean of each part kind it has
+        # (text weighs as much as all figures together, not as one figure among twenty);
+        # kinds the space has no head for are ignored. Documents without text are kept
+        # when they have parts. Order follows the text table, then part-only documents.
+
+    train_space(features, labels, splits, params: TrainParams, loss: str, seed: int,
+                log_dir: Path | None = None) -> (SharedSpace, history: list[dict])
+        # features: {kind: (ids, doc_ids, matrix float32 [n, d_kind])}; "text" (or any one
+        #   kind) carries class labels through its doc_id; other kinds are aligned
+        #   cross-modally to the parts sharing their doc_id.
+        # labels: {doc_id: label}; splits: {doc_id: "train"|"val"|"test"}.
+        # Trains on split == "train", early-stops on validation MAP@R (pml
+        # AccuracyCalculator, same-label = relevant) of the text kind (or the first kind
+        # present), restores the best epoch. Pure apart from the optional dvclive log_dir.
+        # history: one dict per epoch: epoch, loss, val_map_at_r (+ epoch 0 = untrained).
+        # Any feature matrices work (e.g. TF-IDF for a baseline): dims are read from them.
+
+    run_train(params: Params, root: Path) -> Path   # the DVC stage; writes data/model/
+        # also writes data/model/history.json and dvclive curves under dvclive/train/
+
+    codes_from_projected(space, projected: np.ndarray, bits) -> np.ndarray
+        # uint8 0/1 codes of vectors already in the space (e.g. fused document vectors).
+"""
+
+from medsim.dml.model import (
+    KINDS,
+    SharedSpace,
+    codes_from_projected,
+    document_vectors,
+    hash_codes,
+    load_shared_space,
+    project,
+)
+from medsim.dml.train import run_train, train_space
+
+__all__ = [
+    "KINDS",
+    "SharedSpace",
+    "codes_from_projected",
+    "document_vectors",
+    "hash_codes",
+    "load_shared_space",
+    "project",
+    "run_train",
+    "train_space",
+]

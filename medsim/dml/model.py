@@ -1,0 +1,205 @@
+"""``SharedSpace``: the trained heads, and the functions other stages call on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+from torch import nn
+
+from medsim.dml.data import vectors_to_numpy
+from medsim.dml.fusion import fuse_documents
+from medsim.dml.heads import HashingHead, ProjectionHead
+from medsim.errors import MedsimError
+
+__all__ = [
+    "CONFIG_FILE",
+    "KINDS",
+    "WEIGHTS_FILE",
+    "SharedSpace",
+    "codes_from_projected",
+    "document_vectors",
+    "hash_codes",
+    "load_shared_space",
+    "project",
+]
+
+KINDS = ("text", "caption", "table", "image")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+class SharedSpace(nn.Module):
+    """One projection head per modality kind into a ``dim``-d space, one hashing head per size.
+
+    The hashing heads act on the shared space, so every kind hashes with the same hyperplanes
+    and codes of an image and of a text are comparable in Hamming distance.
+    """
+
+    def __init__(
+        self,
+        input_dims: Mapping[str, int],
+        dim: int,
+        hidden: int,
+        bits: Sequence[int] = (32, 64, 128),
+        dropout: float = 0.0,
+        loss: str = "",
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        unknown = set(input_dims) - set(KINDS)
+        if unknown:
+            raise MedsimError(f"unknown modality kinds {sorted(unknown)}; known: {KINDS}")
+        self.input_dims = dict(input_dims)
+        self.dim = dim
+        self.hidden = hidden
+        self.bits = [int(b) for b in bits]
+        self.dropout = dropout
+        self.loss = loss
+        self.params = dict(params or {})
+        self.heads = nn.ModuleDict(
+            {kind: ProjectionHead(d, dim, hidden, dropout) for kind, d in self.input_dims.items()}
+        )
+        self.hashers = nn.ModuleDict({str(b): HashingHead(dim, b) for b in self.bits})
+
+    @property
+    def kinds(self) -> list[str]:
+        return list(self.heads.keys())
+
+    def head(self, kind: str) -> ProjectionHead:
+        if kind not in self.heads:
+            raise MedsimError(f"this shared space has no head for '{kind}' (it has {self.kinds})")
+        return self.heads[kind]
+
+    def hasher(self, bits: int) -> HashingHead:
+        if str(bits) not in self.hashers:
+            raise MedsimError(f"this shared space has no {bits}-bit codes (it has {self.bits})")
+        return self.hashers[str(bits)]
+
+    def forward(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        return self.head(kind)(x)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "input_dims": self.input_dims,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "bits": self.bits,
+            "dropout": self.dropout,
+            "kinds": self.kinds,
+            "loss": self.loss,
+            "params": self.params,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``weights.pt`` (state dict) and ``config.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), directory / WEIGHTS_FILE)
+        (directory / CONFIG_FILE).write_text(json.dumps(self.config(), indent=2) + "\n")
+
+
+def load_shared_space(directory: str | Path) -> SharedSpace:
+    """Read a space written by :meth:`SharedSpace.save`; returned in eval mode on the CPU."""
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise MedsimError(f"no trained model in {directory} (run `dvc repro train`)") from exc
+    space = SharedSpace(
+        input_dims=config["input_dims"],
+        dim=config["dim"],
+        hidden=config["hidden"],
+        bits=config["bits"],
+        dropout=config.get("dropout", 0.0),
+        loss=config.get("loss", ""),
+        params=config.get("params"),
+    )
+    space.load_state_dict(state)
+    return space.eval()
+
+
+def _as_tensor(vectors: np.ndarray, in_dim: int, kind: str) -> torch.Tensor:
+    array = np.require(vectors, dtype=np.float32, requirements=["C", "W"])
+    if array.ndim != 2 or array.shape[1] != in_dim:
+        raise MedsimError(
+            f"{kind} vectors have shape {array.shape}; this space expects [n, {in_dim}] "
+            "(were the embeddings made with another model than the one it was trained on?)"
+        )
+    return torch.from_numpy(array)
+
+
+@torch.no_grad()
+def project(
+    space: SharedSpace, kind: str, vectors: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
+    """Project frozen ``kind`` embeddings ``[n, d_kind]`` into the space: float32 ``[n, dim]``,
+    every row of unit length."""
+    head = space.head(kind)
+    was_training = head.training
+    head.eval()
+    x = _as_tensor(vectors, head.in_dim, kind)
+    out = [head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    head.train(was_training)
+    if not out:
+        return np.zeros((0, space.dim), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+@torch.no_grad()
+def codes_from_projected(space: SharedSpace, projected: np.ndarray, bits: int) -> np.ndarray:
+    """Binary codes (uint8 0/1, ``[n, bits]``) of vectors already in the shared space
+    (e.g. fused document vectors from :func:`document_vectors`)."""
+    hasher = space.hasher(bits)
+    z = torch.from_numpy(np.asarray(projected, dtype=np.float32).reshape(-1, space.dim))
+    return hasher.codes(z).numpy()
+
+
+def hash_codes(space: SharedSpace, kind: str, vectors: np.ndarray, bits: int) -> np.ndarray:
+    """Binary codes (uint8 0/1, ``[n, bits]``) of frozen ``kind`` embeddings."""
+    space.hasher(bits)  # fail on an unknown size before projecting
+    return codes_from_projected(space, project(space, kind, vectors), bits)
+
+
+def _ids_and_matrix(table: pd.DataFrame | pa.Table) -> tuple[list[str], np.ndarray]:
+    if isinstance(table, pa.Table):
+        return table.column("doc_id").to_pylist(), vectors_to_numpy(table.column("vector"))
+    ids = table["doc_id"].astype(str).tolist()
+    if not ids:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return ids, np.stack(table["vector"].to_numpy()).astype(np.float32)
+
+
+def document_vectors(
+    space: SharedSpace,
+    text: pd.DataFrame | pa.Table,
+    parts: Mapping[str, pd.DataFrame | pa.Table],
+) -> tuple[list[str], np.ndarray]:
+    """Document embeddings by the fusion rule of :mod:`medsim.dml.fusion`.
+
+    ``text``: (doc_id, vector) frozen text embeddings; ``parts``: kind -> (doc_id, vector)
+    tables of captions, tables and images. Kinds without a head in ``space`` are ignored.
+    """
+    text_ids, text_matrix = _ids_and_matrix(text)
+    text_projected = (
+        project(space, "text", text_matrix)
+        if text_ids and "text" in space.heads
+        else np.zeros((0, space.dim), dtype=np.float32)
+    )
+    if "text" not in space.heads:
+        text_ids = []
+    projected_parts = {}
+    for kind, table in parts.items():
+        if kind not in space.heads:
+            continue
+        ids, matrix = _ids_and_matrix(table)
+        if ids:
+            projected_parts[kind] = (ids, project(space, kind, matrix))
+    return fuse_documents(text_ids, text_projected, projected_parts)

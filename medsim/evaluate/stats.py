@@ -1,0 +1,60 @@
+"""Confidence intervals: percentile bootstrap over test items, normal interval over episodes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["bootstrap_indices", "mean_ci", "null_row", "percentile_ci", "with_ci"]
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` resamples (with replacement) of ``range(n)``, as an int array [n_boot, n]."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap ``samples`` (NaNs, from degenerate resamples, ignored)."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(samples, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-episode ``values`` with its normal-approximation interval (clipped to [0, 1])."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, mean, mean
+    z = {0.95: 1.959964, 0.99: 2.575829, 0.9: 1.644854}.get(level, 1.959964)
+    half = z * float(values.std(ddof=1)) / np.sqrt(values.size)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def with_ci(row: dict, name: str, value: float, lo: float, hi: float) -> dict:
+    """Add ``name``, ``name_ci_low`` and ``name_ci_high`` to ``row`` as plain floats.
+
+    Intervals are sibling numbers (not lists) because ``dvc metrics show/diff`` drops lists.
+    """
+    row[name] = _num(value)
+    row[f"{name}_ci_low"] = _num(lo)
+    row[f"{name}_ci_high"] = _num(hi)
+    return row
+
+
+def null_row(reason: str, metrics: Mapping[str, object] | None = None) -> dict:
+    """A row that cannot be computed on this corpus: nulls plus a plain-language ``reason``."""
+    row: dict[str, object] = dict.fromkeys(metrics or (), None)
+    row["reason"] = reason
+    return row
+
+
+def _num(value: float) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else round(value, 6)

@@ -1,0 +1,266 @@
+"""Top-k search across item kinds: by a stored item (no model), a text or an image.
+
+Every kind lives in one shared space of unit vectors, so inner products (and Hamming distances
+of the shared hashing heads) compare across kinds: a text query ranks documents, figures,
+captions and tables in one list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsim.errors import MedsimError
+from medsim.search.index import INDEX_KINDS, RESULT_TYPES, IndexStore, search
+
+__all__ = [
+    "TYPE_KINDS",
+    "Hit",
+    "ItemRef",
+    "QueryEncoder",
+    "find_item",
+    "find_pmid",
+    "search_codes",
+    "search_vector",
+]
+
+# result type (and plural) as users type it -> index kind
+TYPE_KINDS = {**{t: k for k, t in RESULT_TYPES.items()}, **{k: k for k in INDEX_KINDS}}
+RENDER_COLUMNS = ("id", "doc_id", "pmid", "title", "caption")
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """One indexed item: its kind and its row in that kind's index."""
+
+    kind: str
+    row: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result, as printed and as written by ``--json``."""
+
+    rank: int
+    score: float  # inner product; for binary search, the fraction of equal bits
+    type: str  # document | figure | caption | table
+    id: str
+    doc_id: str
+    pmid: str | None
+    title: str | None
+    caption: str | None
+    hamming: int | None = None  # binary search only
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def kinds_for(store: IndexStore, types: Sequence[str] | None) -> list[str]:
+    """Index kinds for user-typed result types (``None``: all); unknown types are an error."""
+    if not types:
+        return store.kinds
+    kinds = []
+    for name in types:
+        kind = TYPE_KINDS.get(name.lower())
+        if kind is None:
+            known = ", ".join(RESULT_TYPES.values())
+            raise MedsimError(f"unknown modality '{name}' (choose from {known})")
+        if kind not in kinds:
+            kinds.append(kind)
+    missing = [k for k in kinds if k not in store.kinds]
+    if len(missing) == len(kinds):
+        have = ", ".join(RESULT_TYPES[k] for k in store.kinds) or "nothing"
+        raise MedsimError(f"the index holds no {', '.join(missing)} (it has: {have})")
+    return [k for k in kinds if k in store.kinds]
+
+
+def _collect(
+    store: IndexStore,
+    candidates: Iterable[tuple[float, str, int, int | None]],
+    k: int,
+    exclude: Iterable[ItemRef],
+    reverse: bool,
+    bits: int | None = None,
+) -> list[Hit]:
+    skip = set(exclude)
+    ranked = sorted(
+        (c for c in candidates if c[2] >= 0 and ItemRef(c[1], c[2]) not in skip),
+        key=lambda c: (-c[0] if reverse else c[0], INDEX_KINDS.index(c[1]), c[2]),
+    )[:k]
+    by_kind: dict[str, list[int]] = {}
+    for _, kind, row, _ in ranked:
+        by_kind.setdefault(kind, []).append(row)
+    records = {
+        kind: dict(zip(rows, store.rows(kind, rows, RENDER_COLUMNS), strict=True))
+        for kind, rows in by_kind.items()
+    }
+    hits = []
+    for rank, (score, kind, row, hamming) in enumerate(ranked, start=1):
+        if bits is not None:
+            score = 1.0 - hamming / bits
+        hits.append(
+            Hit(
+                rank=rank,
+                score=round(float(score), 6),
+                type=RESULT_TYPES[kind],
+                hamming=hamming,
+                **records[kind][row],
+            )
+        )
+    return hits
+
+
+def search_vector(
+    store: IndexStore,
+    query: np.ndarray,
+    k: int = 10,
+    kinds: Sequence[str] | None = None,
+    exclude: Iterable[ItemRef] = (),
+) -> list[Hit]:
+    """The ``k`` items nearest a unit vector ``query`` [dim] or [1, dim] (float indexes)."""
+    exclude = list(exclude)
+    query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    candidates = []
+    for kind in kinds or store.kinds:
+        extra = sum(ref.kind == kind for ref in exclude)
+        scores, rows = search(store.float_index(kind), query, k + extra)
+        candidates += [
+            (float(s), kind, int(r), None) for s, r in zip(scores[0], rows[0], strict=True)
+        ]
+    return _collect(store, candidates, k, exclude, reverse=True)
+
+
+def search_codes(
+    store: IndexStore,
+    code: np.ndarray,
+    k: int = 10,
+    kinds: Sequence[str] | None = None,
+    exclude: Iterable[ItemRef] = (),
+) -> list[Hit]:
+    """The ``k`` items nearest a 0/1 ``code`` [bits] or [1, bits] in Hamming distance."""
+    exclude = list(exclude)
+    code = np.asarray(code, dtype=np.uint8).reshape(1, -1)
+    bits = code.shape[1]
+    candidates = []
+    for kind in kinds or store.kinds:
+        extra = sum(ref.kind == kind for ref in exclude)
+        dist, rows = search(store.binary_index(kind, bits), code, k + extra)
+        candidates += [
+            (float(d), kind, int(r), int(d)) for d, r in zip(dist[0], rows[0], strict=True)
+        ]
+    return _collect(store, candidates, k, exclude, reverse=False, bits=bits)
+
+
+def find_pmid(store: IndexStore, pmid: str) -> ItemRef:
+    """The document with this PMID (or doc_id); a clear error when the index has none."""
+    pmid = str(pmid).strip()
+    found = None
+    if pmid and "documents" in store.kinds:
+        found = store.find(pmid, ["documents"], ("pmid", "doc_id"))
+    if found is None:
+        raise MedsimError(f"no document with PMID or doc id '{pmid}' in the index")
+    return ItemRef(*found)
+
+
+def find_item(store: IndexStore, ref: str) -> ItemRef:
+    """Resolve a user's item reference: ``[type:]id`` where id is a doc_id, PMID, figure_id or
+    table_id. Without a type, the first kind holding the id wins (documents, figures,
+    captions, tables); a figure and its caption share an id, so ``caption:ID`` picks the
+    caption."""
+    text = str(ref).strip()
+    if not text:
+        raise MedsimError("empty item reference")
+    kinds = store.kinds
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix.lower() in TYPE_KINDS:
+        kinds = [k for k in store.kinds if k == TYPE_KINDS[prefix.lower()]]
+        text = rest.strip()
+    found = None
+    if "documents" in kinds:
+        found = store.find(text, ["documents"], ("id", "pmid"))
+    if found is None:
+        found = store.find(text, [k for k in kinds if k != "documents"], ("id",))
+    if found is None:
+        where = ", ".join(RESULT_TYPES[k] for k in kinds) or "nothing"
+        raise MedsimError(f"no item '{ref}' in the index (looked among: {where})")
+    return ItemRef(*found)
+
+
+class QueryEncoder:
+    """Embeds new queries exactly as the index was built: the text and image models named in
+    the index manifest, then the trained space's heads. Loads each model on first use."""
+
+    def __init__(self, store: IndexStore, model_dir: str | Path, root: str | Path = ".") -> None:
+        self.store = store
+        self.model_dir = Path(model_dir)
+        self.root = Path(root)
+        self._space = None
+        self._text = None
+        self._image = None
+
+    @property
+    def space(self):
+        if self._space is None:
+            from medsim.dml import load_shared_space
+
+            self._space = load_shared_space(self.model_dir)
+            if self._space.dim != int(self.store.manifest["dim"]):
+                raise MedsimError(
+                    f"the model in {self.model_dir} is {self._space.dim}-d but the index is "
+                    f"{self.store.manifest['dim']}-d; rebuild the index (`dvc repro index`)"
+                )
+        return self._space
+
+    def project(self, head: str, vectors: np.ndarray) -> np.ndarray:
+        """Frozen embeddings -> unit vectors in the shared space via ``head``'s projection."""
+        from medsim.dml import project
+
+        return project(self.space, head, vectors)
+
+    def codes(self, projected: np.ndarray, bits: int) -> np.ndarray:
+        """0/1 codes [n, bits] of shared-space vectors."""
+        from medsim.dml import codes_from_projected
+
+        return codes_from_projected(self.space, projected, bits)
+
+    def text(self, texts: list[str], head: str = "text") -> np.ndarray:
+        """Shared-space vectors [n, dim] of ``texts`` (``head``: text, caption or table)."""
+        if self._text is None:
+            from transformers.utils import logging as hf_logging
+
+            from medsim.encoders.text import load_text_encoder
+
+            hf_logging.disable_progress_bar()  # a weights-loading bar is noise in a CLI answer
+
+            manifest = self.store.manifest
+            self._text = load_text_encoder(
+                manifest["text_model"],
+                max_tokens=int(manifest.get("max_tokens", 256)),
+                device="cpu",
+                instruction=manifest.get("instruction", ""),
+                root=self.root,
+            )
+        return self.project(head, self._text.encode(list(texts)))
+
+    def image(self, path: str | Path) -> np.ndarray:
+        """Shared-space vector [1, dim] of the image file at ``path``."""
+        from medsim.encoders.image import ImageSkip, decode_image, load_image_encoder
+
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise MedsimError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+        try:
+            picture = decode_image(data, min_px=1)
+        except ImageSkip as exc:
+            raise MedsimError(f"{path} is not a readable image ({exc.detail})") from exc
+        if "image" not in self.space.heads:
+            raise MedsimError("the trained space has no image head (was it trained on images?)")
+        if self._image is None:
+            self._image = load_image_encoder(self.store.manifest["image_model"], device="cpu")
+        return self.project("image", self._image.encode([picture]))

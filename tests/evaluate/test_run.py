@@ -1,0 +1,145 @@
+"""End to end on a synthetic corpus: every table, file, plot and the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pyarrow as pa
+import yaml
+
+import medsim.evaluate.encode as encode
+from medsim.evaluate.context import EvalContext
+from medsim.evaluate.run import evaluate_tables, run_evaluate, split_details, write_outputs
+from medsim.io import rows_to_table, write_table
+from medsim.schemas import ARTICLES, FIGURES, embedding_schema
+from medsim.stage import run_stage
+
+from .conftest import hashing_encoder, make_corpus, small_params
+
+_schema = embedding_schema
+
+FILES = ["table1", "table2", "table3", "retrieval", "modality", "textbench"]
+
+
+def _numbers(tree, path=""):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _numbers(value, f"{path}.{key}")
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield path, tree
+
+
+def test_every_table_on_a_multimodal_corpus(synthetic: EvalContext, tmp_path):
+    ctx = dataclasses.replace(synthetic, root=tmp_path, artefacts={})
+    tables = evaluate_tables(ctx)
+    write_outputs(ctx, tables)
+    for name in FILES:
+        metrics = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
+        numbers = list(_numbers(metrics))
+        assert numbers, name
+        assert all(0.0 <= v <= 1.0 for _, v in numbers), name
+    t1 = tables["table1"]
+    assert {"cnn_softmax", "late_fusion", "metric_learning_no_llm", "proposed"} <= set(t1)
+    # the synthetic text is class-specific: the proposed space must beat chance (1/7) by far
+    assert t1["proposed"]["accuracy"] > 0.6
+    assert t1["proposed"]["accuracy_ci_low"] <= t1["proposed"]["accuracy"]
+    t2 = tables["table2"]
+    assert set(t2) == {"2_shot", "4_shot", "meta"}
+    assert len(t2["meta"]["heldout_classes"].split(",")) == 3
+    assert t2["4_shot"]["proposed"]["accuracy"] > 1 / 3
+    t3 = tables["table3"]
+    assert t3["meta"]["dropped_overlap_with_source"] == 1  # the repeated first document
+    assert t3["meta"]["dropped_unmapped_label"] == 1
+    assert t3["meta"]["n_target"] == 30
+    assert t3["proposed"]["accuracy"] > 0.5
+    ret = tables["retrieval"]
+    for task in ("image_to_caption", "caption_to_image", "image_to_document"):
+        for model in ("proposed_float", "proposed_64bit", "ridge_float", "random"):
+            assert 0 < ret[task][model]["map"] <= 1
+    # several images share one caption: fewer caption queries than image queries
+    assert ret["meta"]["n_test_captions"] < ret["meta"]["n_test_images"]
+    modality = tables["modality"]["modality"]
+    assert modality["linear_probe"]["accuracy"] > 0.9  # the image features carry the modality
+    assert set(modality["linear_probe"]["per_class_f1"]) == {"CT", "MR"}
+    assert set(tables["textbench"]) == {"before", "after", "meta"}
+    assert (tmp_path / "metrics" / "details" / "table3.json").is_file()
+    plots = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert plots == [
+        "confusion_proposed.png",
+        "confusion_text_softmax.png",
+        "fewshot_accuracy.png",
+        "space_map.png",
+    ]
+    report = (tmp_path / "metrics" / "REPORT.md").read_text()
+    for title in ("Table 1", "Table 2", "Table 3", "retrieval", "modality", "benchmark"):
+        assert title in report
+    assert "0.893" in report  # the seed paper's figure beside ours
+
+
+def test_split_details_moves_counts_and_times_out():
+    metrics, details = split_details(
+        {"a": {"accuracy": 0.5, "n_test": 10, "train_time_s": 0.2, "reason": "x"}, "k": 3}
+    )
+    assert metrics == {"a": {"accuracy": 0.5, "reason": "x"}}
+    assert details == {"a": {"n_test": 10, "train_time_s": 0.2}, "k": 3}
+
+
+def _vectors(ids, docs, matrix):
+    dim = matrix.shape[1]
+    return pa.table(
+        {
+            "id": ids,
+            "doc_id": docs,
+            "content_hash": ["h"] * len(ids),
+            "vector": pa.array(list(matrix.astype(np.float32)), type=pa.list_(pa.float32(), dim)),
+        }
+    )
+
+
+def test_stage_on_text_only_pipeline_files_gives_null_image_rows(tmp_path, monkeypatch):
+    """The stage reads the files the pipeline writes; a text-only corpus has empty figure and
+    image files, and every image row is null with a reason."""
+    from medsim.dml import train_space
+
+    corpus = make_corpus(tmp_path, docs_per_class=15, images=False)
+    data = tmp_path / "data"
+    a = corpus["articles"]
+    write_table(rows_to_table(a.to_dict("records"), ARTICLES), data / "articles.parquet", ARTICLES)
+    write_table(rows_to_table([], FIGURES), data / "figures.parquet", FIGURES)
+    write_table(
+        _vectors(*corpus["features"]["text"]), data / "embeddings/text.parquet", _schema(64)
+    )
+    for name in ("captions", "tables", "images"):
+        write_table(
+            _vectors([], [], np.zeros((0, 8))), data / f"embeddings/{name}.parquet", _schema(8)
+        )
+    params = small_params(corpus["target"])
+    space, _ = train_space(
+        corpus["features"],
+        dict(zip(a["doc_id"], a["label"], strict=True)),
+        dict(zip(a["doc_id"], a["split"], strict=True)),
+        params.train,
+        params.loss,
+        params.seed,
+    )
+    space.save(data / "model")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(dataclasses.asdict(params)))
+    # the packaged MiniLM would give 384-d vectors; this corpus was "embedded" with hashing
+    monkeypatch.setattr(encode, "load_encoder", lambda *_: (hashing_encoder, "hashing (test)"))
+
+    assert run_stage("evaluate", run_evaluate, root=tmp_path) == 0
+    tables = {n: json.loads((tmp_path / f"metrics/{n}.json").read_text()) for n in FILES}
+    for model in ("cnn_softmax", "cnn_mlp_softmax", "late_fusion"):
+        assert tables["table1"][model]["accuracy"] is None
+        assert "text-only" in tables["table1"][model]["reason"]
+    assert tables["table1"]["proposed"]["accuracy"] > 0.4
+    assert "text-only" in tables["table2"]["2_shot"]["cnn_prototype"]["reason"]
+    assert tables["table3"]["proposed"]["accuracy"] > 0.4
+    assert tables["retrieval"]["image_to_caption"]["proposed_float"]["reason"]
+    assert tables["modality"]["modality"]["zero_shot"]["reason"]
+    details = json.loads((tmp_path / "metrics/details/table3.json").read_text())
+    assert details["meta"]["dropped_overlap_with_source"] in (0, 1)  # doc 0 may be a test doc
+    report = (tmp_path / "metrics/REPORT.md").read_text()
+    assert "Text-only corpus" in report

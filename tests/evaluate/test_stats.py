@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from medsim.evaluate.stats import bootstrap_indices, mean_ci, null_row, percentile_ci, with_ci
+
+
+def test_bootstrap_indices_shape_and_range_are_reproducible():
+    a = bootstrap_indices(7, 20, seed=3)
+    assert a.shape == (20, 7)
+    assert a.min() >= 0 and a.max() <= 6
+    np.testing.assert_array_equal(a, bootstrap_indices(7, 20, seed=3))
+
+
+def test_bootstrap_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    correct = rng.random(300) < 0.7
+    idx = bootstrap_indices(len(correct), 500, seed=1)
+    lo, hi = percentile_ci(correct[idx].mean(axis=1))
+    assert lo <= correct.mean() <= hi
+    p = correct.mean()
+    expected_width = 2 * 1.959964 * np.sqrt(p * (1 - p) / len(correct))
+    assert hi - lo == pytest.approx(expected_width, rel=0.2)
+
+
+def test_percentile_ci_ignores_nan_resamples():
+    assert percentile_ci(np.array([np.nan, 0.5, 0.5])) == (0.5, 0.5)
+
+
+def test_mean_ci_by_hand():
+    # mean 0.5, sample std 0.5773..., n = 4: half width 1.959964 * 0.57735 / 2 = 0.565792
+    mean, lo, hi = mean_ci(np.array([0.0, 1.0, 0.0, 1.0]))
+    assert mean == 0.5
+    assert lo == pytest.approx(0.0)  # 0.5 - 0.5658 clipped at 0
+    assert hi == pytest.approx(1.0)  # clipped at 1
+    mean, lo, hi = mean_ci(np.array([0.4, 0.6] * 50))
+    assert (lo, hi) == pytest.approx((0.5 - 1.959964 * 0.1005038 / 10, 0.5 + 0.0196985), abs=1e-4)
+
+
+def test_with_ci_writes_sibling_numbers_and_null_row_keeps_reason():
+    row = with_ci({}, "accuracy", 0.5, 0.4, float("nan"))
+    assert row == {"accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": None}
+    assert null_row("text-only", ["accuracy"]) == {"accuracy": None, "reason": "text-only"}
