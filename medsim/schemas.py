@@ -12,6 +12,7 @@ __all__ = [
     "ARTICLES",
     "FIGURES",
     "IMAGES",
+    "INDEX_ITEMS",
     "SKIPPED",
     "SPLITS",
     "TABLES",
@@ -110,6 +111,23 @@ SKIPPED = pa.schema(
         _f("item", pa.string(), nullable=False),
         _f("reason", pa.string(), nullable=False),
         _f("detail", pa.string()),
+    ]
+)
+
+
+# index: one row per indexed item (data/index/items.parquet), in vector order per kind, so
+# search results render without reading the big tables.
+INDEX_ITEMS = pa.schema(
+    [
+        _f("kind", pa.string(), nullable=False),
+        _f("row", pa.int64(), nullable=False),
+        _f("id", pa.string(), nullable=False),
+        _f("doc_id", pa.string(), nullable=False),
+        _f("pmid", pa.string()),
+        _f("title", pa.string()),
+        _f("caption", pa.string()),
+        _f("label", pa.string()),
+        _f("text", pa.string()),
     ]
 )
 

@@ -52,6 +52,8 @@ from medsim.io import atomic_dir
 __all__ = ["LIVE_DIR", "MODEL_DIR", "run_train", "train_space", "validation_scores"]
 
 log = logging.getLogger(__name__)
+# pml logs two INFO lines per k-NN call of its AccuracyCalculator: every validation, every kind.
+logging.getLogger("PML").setLevel(logging.WARNING)
 
 MODEL_DIR = Path("data/model")
 LIVE_DIR = Path("dvclive/train")

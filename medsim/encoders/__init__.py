@@ -1,6 +1,6 @@
 """Text and image encoders, their model specs, and the embed stage built on them."""
 
-from medsim.encoders.cache import EmbeddingCache, content_hash
+from medsim.encoders.cache import EmbeddingCache, content_hash, encode_with_cache
 from medsim.encoders.image import ImageEncoder, load_image_encoder
 from medsim.encoders.specs import ModelSpecError, resolve_text_model
 from medsim.encoders.text import TextEncoder, encode_texts, load_text_encoder
@@ -12,6 +12,7 @@ __all__ = [
     "TextEncoder",
     "content_hash",
     "encode_texts",
+    "encode_with_cache",
     "load_image_encoder",
     "load_text_encoder",
     "resolve_text_model",

@@ -21,7 +21,13 @@ import pyarrow.parquet as pq
 
 from medsim.io import atomic_path
 
-__all__ = ["EmbeddingCache", "cache_schema", "content_hash", "vectors_to_arrow"]
+__all__ = [
+    "EmbeddingCache",
+    "cache_schema",
+    "content_hash",
+    "encode_with_cache",
+    "vectors_to_arrow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +117,27 @@ class EmbeddingCache:
             pq.write_table(table, tmp, compression="zstd")
         for i in keep:
             self._where[hashes[i]] = shard
+
+
+def encode_with_cache(texts: list[str], encoder, cache: EmbeddingCache) -> np.ndarray:
+    """Vectors of ``texts`` (in input order) by ``encoder``, encoding only what ``cache`` lacks.
+
+    ``encoder`` is any object with ``fingerprint``, ``dim`` and ``encode(list) -> ndarray``
+    (a :class:`~medsim.encoders.text.TextEncoder`); each distinct text is encoded once.
+    """
+    hashes = [content_hash(encoder.fingerprint, text) for text in texts]
+    found = cache.get(hashes)
+    todo: dict[str, str] = {}
+    for key, text in zip(hashes, texts, strict=True):
+        if key not in found:
+            todo.setdefault(key, text)
+    if todo:
+        encoded = encoder.encode(list(todo.values()))
+        found.update(zip(todo, encoded, strict=True))
+        cache.put(list(todo), encoded)
+    if not hashes:
+        return np.empty((0, encoder.dim), dtype=np.float32)
+    return np.stack([found[key] for key in hashes]).astype(np.float32, copy=False)
 
 
 def vectors_to_arrow(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:

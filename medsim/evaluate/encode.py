@@ -31,7 +31,8 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
     if params.adapt and (root / ADAPTED_MODEL_DIR).is_dir():
         spec = str(root / ADAPTED_MODEL_DIR)
     try:
-        from medsim.encoders import encode_texts, load_text_encoder
+        from medsim.encoders import EmbeddingCache, encode_with_cache, load_text_encoder
+        from medsim.encoders.embed import CACHE_DIR
 
         encoder = load_text_encoder(
             spec,
@@ -42,7 +43,12 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
             root=root,
             cache_dir=root / MODELS_CACHE_DIR,
         )
-        return (lambda texts: encode_texts(list(texts), encoder)), f"medsim.encoders {spec}"
+        # The embed stage's cache: a loss experiment re-runs evaluate without re-encoding.
+        cache = EmbeddingCache(root / CACHE_DIR, encoder.fingerprint, encoder.dim)
+        return (
+            lambda texts: encode_with_cache(list(texts), encoder, cache),
+            f"medsim.encoders {spec}",
+        )
     except Exception as exc:  # any failure: try the documented fallback before giving up
         log.warning("medsim.encoders could not load %s (%s); trying the fallback", spec, exc)
     if spec.lower() != "packaged:all-minilm-l6-v2":

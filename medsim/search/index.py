@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
 from medsim.io import SkipLog, atomic_dir
+from medsim.schemas import INDEX_ITEMS as ITEMS
 from medsim.schemas import validate
 
 if TYPE_CHECKING:  # params are only annotations here; yaml need not load for a search
@@ -81,19 +82,6 @@ RESULT_TYPES = {
 }
 
 # The item map: what a result needs to render, without reading the pipeline's big tables.
-ITEMS = pa.schema(
-    [
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("row", pa.int64(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("pmid", pa.string()),
-        pa.field("title", pa.string()),
-        pa.field("caption", pa.string()),
-        pa.field("label", pa.string()),
-        pa.field("text", pa.string()),
-    ]
-)
 # what one kind contributes; kind and row are added when the kinds are written together
 KIND_ITEMS = pa.schema([f for f in ITEMS if f.name not in ("kind", "row")])
 

@@ -50,3 +50,29 @@ def test_unreadable_shard_is_ignored(tmp_path: Path):
     (tmp_path / ("f" * 16) / "part-broken.parquet").write_bytes(b"garbage")
     again = EmbeddingCache(tmp_path, "f" * 64, dim=2)
     assert len(again) == 1 and "a" in again
+
+
+class _CountingEncoder:
+    fingerprint = "counting-v1"
+    dim = 2
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+def test_encode_with_cache_encodes_each_new_text_once(tmp_path) -> None:
+    from medsim.encoders import encode_with_cache
+
+    encoder = _CountingEncoder()
+    cache = EmbeddingCache(tmp_path, encoder.fingerprint, encoder.dim)
+    first = encode_with_cache(["ab", "abc", "ab"], encoder, cache)
+    assert first.tolist() == [[2, 1], [3, 1], [2, 1]]
+    assert encoder.seen == ["ab", "abc"]
+    again = encode_with_cache(["abc", "abcd"], encoder, EmbeddingCache(tmp_path, "counting-v1", 2))
+    assert again.tolist() == [[3, 1], [4, 1]]
+    assert encoder.seen == ["ab", "abc", "abcd"]  # "abc" came from the shards on disk
+    assert encode_with_cache([], encoder, cache).shape == (0, 2)
