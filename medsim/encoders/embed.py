@@ -46,6 +46,7 @@ __all__ = [
     "embed_batch",
     "embed_file",
     "run_embed",
+    "text_encoder_from_params",
 ]
 
 log = logging.getLogger(__name__)
@@ -334,9 +335,12 @@ def _set_threads() -> None:
     torch.set_num_threads(max(1, cores))
 
 
-def _text_encoder(params: EmbedParams, root: Path) -> TextEncoder:
+def text_encoder_from_params(
+    params: EmbedParams, root: Path, spec: str | None = None
+) -> TextEncoder:
+    """The text encoder ``embed.*`` describes (``spec`` overrides ``embed.text_model``)."""
     return load_text_encoder(
-        params.text_model,
+        spec or params.text_model,
         max_tokens=params.max_tokens,
         batch_size=params.batch_size,
         device=params.device,
@@ -358,7 +362,7 @@ def run_embed(params: Params, root: str | Path = ".") -> EmbedSummary:
     summary = EmbedSummary()
     read_rows = max(embed.batch_size * 16, 256)
     with atomic_dir(root / EMBEDDINGS_DIR) as staging:
-        text = _text_encoder(embed, root)
+        text = text_encoder_from_params(embed, root)
         if embed.adapt:
             text = _adapted(text, params, root, staging)
         text_cache = EmbeddingCache(root / CACHE_DIR, text.fingerprint, text.dim)

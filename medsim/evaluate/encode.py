@@ -16,7 +16,6 @@ __all__ = ["load_encoder"]
 log = logging.getLogger(__name__)
 
 ADAPTED_MODEL_DIR = Path("data/embeddings/text_model")  # the embed stage's adapted encoder
-MODELS_CACHE_DIR = Path("data/cache/models")
 
 
 def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None, str]:
@@ -31,18 +30,10 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
     if params.adapt and (root / ADAPTED_MODEL_DIR).is_dir():
         spec = str(root / ADAPTED_MODEL_DIR)
     try:
-        from medsim.encoders import EmbeddingCache, encode_with_cache, load_text_encoder
-        from medsim.encoders.embed import CACHE_DIR
+        from medsim.encoders import EmbeddingCache, encode_with_cache
+        from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
 
-        encoder = load_text_encoder(
-            spec,
-            max_tokens=params.max_tokens,
-            batch_size=params.batch_size,
-            device=params.device,
-            instruction=params.instruction,
-            root=root,
-            cache_dir=root / MODELS_CACHE_DIR,
-        )
+        encoder = text_encoder_from_params(params, root, spec)
         # The embed stage's cache: a loss experiment re-runs evaluate without re-encoding.
         cache = EmbeddingCache(root / CACHE_DIR, encoder.fingerprint, encoder.dim)
         return (
