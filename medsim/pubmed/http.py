@@ -12,6 +12,7 @@ cached request twice.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import errno
 import hashlib
@@ -215,10 +216,8 @@ def _retry_after(headers: Message | None) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     if not value:
         return None
-    try:
+    with contextlib.suppress(ValueError):  # delta-seconds form; else an HTTP date
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
