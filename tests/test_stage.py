@@ -1,13 +1,11 @@
 """Stage scripts: clear one-line failures, never fake outputs."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from medsim.stage import StageNotImplemented, run_stage
-from tests.conftest import REPO
+from tests.conftest import REPO, run_stage_script
 
 
 def test_a_user_error_prints_one_line_and_exits_2(tmp_path: Path, capsys) -> None:
@@ -49,13 +47,7 @@ def test_fetch_script_fails_fast_on_a_missing_local_path(tmp_path: Path, repo_ro
     (tmp_path / "params.yaml").write_text(
         "fetch:\n  source: local\n  local:\n    path: does/not/exist\n"
     )
-    result = subprocess.run(
-        [sys.executable, str(repo_root / "stages/fetch.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_stage_script("fetch", tmp_path, timeout=120)
     assert result.returncode == 2
     assert "fetch.local.path does not exist" in result.stderr
     assert not (tmp_path / "data/articles.parquet").exists()

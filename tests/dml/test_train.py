@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,6 +18,7 @@ from medsim.errors import MedsimError
 from medsim.io import write_table
 from medsim.schemas import ARTICLES, embedding_schema
 from medsim.stage import run_stage
+from tests.conftest import run_stage_script
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -178,13 +177,6 @@ def test_train_stage_on_a_text_only_corpus(tiny_corpus, tmp_path, repo_root):
 
 def test_stage_script_fails_cleanly_without_inputs(tmp_path, repo_root):
     (tmp_path / "params.yaml").write_text("seed: 0\n")
-    result = subprocess.run(
-        [sys.executable, str(repo_root / "stages/train.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_stage_script("train", tmp_path, timeout=120)
     assert result.returncode == 2
     assert "medsim train:" in result.stderr and "embed" in result.stderr

@@ -138,14 +138,10 @@ def small_params(target: Path, **evaluate: object) -> Params:
     )
 
 
-@pytest.fixture(scope="session")
-def synthetic(tmp_path_factory) -> EvalContext:
-    """An :class:`EvalContext` over the synthetic corpus with a really trained space."""
+def train_corpus_space(corpus: dict, params: Params):
+    """A shared space really trained by ``train_space`` on a :func:`make_corpus` corpus."""
     from medsim.dml import train_space
 
-    tmp = tmp_path_factory.mktemp("synthetic")
-    corpus = make_corpus(tmp)
-    params = small_params(corpus["target"])
     a = corpus["articles"]
     space, _ = train_space(
         corpus["features"],
@@ -155,6 +151,18 @@ def synthetic(tmp_path_factory) -> EvalContext:
         params.loss,
         params.seed,
     )
+    return space
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> EvalContext:
+    """An :class:`EvalContext` over the synthetic corpus with a really trained space."""
+
+    tmp = tmp_path_factory.mktemp("synthetic")
+    corpus = make_corpus(tmp)
+    params = small_params(corpus["target"])
+    a = corpus["articles"]
+    space = train_corpus_space(corpus, params)
     return EvalContext(
         params=params,
         articles=a,

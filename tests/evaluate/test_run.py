@@ -16,7 +16,7 @@ from medsim.io import rows_to_table, write_table
 from medsim.schemas import ARTICLES, FIGURES, embedding_schema
 from medsim.stage import run_stage
 
-from .conftest import hashing_encoder, make_corpus, small_params
+from .conftest import hashing_encoder, make_corpus, small_params, train_corpus_space
 
 _schema = embedding_schema
 
@@ -101,8 +101,6 @@ def _vectors(ids, docs, matrix):
 def test_stage_on_text_only_pipeline_files_gives_null_image_rows(tmp_path, monkeypatch):
     """The stage reads the files the pipeline writes; a text-only corpus has empty figure and
     image files, and every image row is null with a reason."""
-    from medsim.dml import train_space
-
     corpus = make_corpus(tmp_path, docs_per_class=15, images=False)
     data = tmp_path / "data"
     a = corpus["articles"]
@@ -116,15 +114,7 @@ def test_stage_on_text_only_pipeline_files_gives_null_image_rows(tmp_path, monke
             _vectors([], [], np.zeros((0, 8))), data / f"embeddings/{name}.parquet", _schema(8)
         )
     params = small_params(corpus["target"])
-    space, _ = train_space(
-        corpus["features"],
-        dict(zip(a["doc_id"], a["label"], strict=True)),
-        dict(zip(a["doc_id"], a["split"], strict=True)),
-        params.train,
-        params.loss,
-        params.seed,
-    )
-    space.save(data / "model")
+    train_corpus_space(corpus, params).save(data / "model")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(dataclasses.asdict(params)))
     # the packaged MiniLM would give 384-d vectors; this corpus was "embedded" with hashing
     monkeypatch.setattr(encode, "load_encoder", lambda *_: (hashing_encoder, "hashing (test)"))

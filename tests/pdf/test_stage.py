@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +13,7 @@ from medsim.config import params_from_dict
 from medsim.io import read_table, rows_to_table, write_table
 from medsim.pdf.stage import run_extract
 from medsim.schemas import ARTICLES, FIGURES, IMAGES, SKIPPED, TABLES
+from tests.conftest import run_stage_script
 from tests.pdf import pdfgen
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,13 +96,7 @@ def test_stage_script_on_a_text_only_corpus(tmp_path):
     """`python stages/extract.py` (what dvc runs) writes valid empty outputs for text only."""
     _articles(tmp_path, {"a": None, "b": None})
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    run = subprocess.run(
-        [sys.executable, str(REPO / "stages/extract.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_stage_script("extract", tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "text-only corpus" in run.stderr
     for name, schema in [("figures", FIGURES), ("tables", TABLES)]:
@@ -114,13 +107,7 @@ def test_stage_script_on_a_text_only_corpus(tmp_path):
 
 def test_stage_script_reports_a_missing_input_in_one_line(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    run = subprocess.run(
-        [sys.executable, str(REPO / "stages/extract.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_stage_script("extract", tmp_path, timeout=120)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("medsim extract: ")
     assert "dvc repro fetch" in run.stderr

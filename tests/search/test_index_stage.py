@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,9 +12,8 @@ from medsim.dml import codes_from_projected, document_vectors, load_shared_space
 from medsim.search.index import load_index, run_index
 from medsim.search.query import search_vector
 from medsim.stage import run_stage
+from tests.conftest import run_stage_script
 from tests.search.corpus import DOCS, FIGURES_ROWS
-
-REPO_STAGE = Path(__file__).resolve().parents[2] / "stages" / "index.py"
 
 
 def test_manifest_and_items(project):
@@ -81,9 +77,7 @@ def _copy_without_index(project, tmp_path):
 
 
 def _run_stage(root):
-    return subprocess.run(
-        [sys.executable, str(REPO_STAGE)], cwd=root, capture_output=True, text=True, timeout=300
-    )
+    return run_stage_script("index", root)
 
 
 @pytest.mark.slow
