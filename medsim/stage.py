@@ -11,25 +11,15 @@ from pathlib import Path
 from medsim.config import Params, load_params
 from medsim.errors import MedsimError
 
-__all__ = ["StageNotImplemented", "run_stage"]
+__all__ = ["run_stage"]
 
 log = logging.getLogger("medsim")
-
-
-class StageNotImplemented(MedsimError):
-    """A stage of the DAG whose issue is not done yet: it fails rather than fake its outputs."""
-
-    def __init__(self, stage: str, issue: int, scope: str) -> None:
-        super().__init__(
-            f"the {stage} stage is not implemented yet (issue #{issue}: {scope}); "
-            "no outputs were written"
-        )
 
 
 def run_stage(name: str, body: Callable[[Params, Path], object], root: str | Path = ".") -> int:
     """Load ``params.yaml`` under ``root``, run ``body(params, root)``, return an exit code.
 
-    A :class:`~medsim.errors.MedsimError` (bad params, an unimplemented stage, no network)
+    A :class:`~medsim.errors.MedsimError` (bad params, no network, unreadable input)
     prints one clear line and returns 2; anything else propagates with its traceback.
     """
     logging.basicConfig(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from medsim.stage import StageNotImplemented, run_stage
+from medsim.stage import run_stage
 from tests.conftest import REPO, run_stage_script
 
 
@@ -13,17 +13,6 @@ def test_a_user_error_prints_one_line_and_exits_2(tmp_path: Path, capsys) -> Non
     code = run_stage("fetch", lambda params, root: None, root=tmp_path)
     assert code == 2
     assert "unknown params key 'fetch.sourse'" in capsys.readouterr().err
-
-
-def test_not_implemented_stage_names_its_issue(tmp_path: Path, capsys) -> None:
-    (tmp_path / "params.yaml").write_text("seed: 0\n")
-
-    def body(params, root):
-        raise StageNotImplemented("index", 7, "FAISS index and medsim search")
-
-    assert run_stage("index", body, root=tmp_path) == 2
-    err = capsys.readouterr().err
-    assert "not implemented yet (issue #7" in err and "no outputs were written" in err
 
 
 def test_other_errors_keep_their_traceback(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.stats import norm
 
 __all__ = ["bootstrap_indices", "mean_ci", "null_row", "percentile_ci", "with_ci"]
 
@@ -32,7 +33,9 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     mean = float(values.mean())
     if values.size < 2:
         return mean, mean, mean
-    z = {0.95: 1.959964, 0.99: 2.575829, 0.9: 1.644854}.get(level, 1.959964)
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+    z = float(norm.ppf(0.5 + level / 2))
     half = z * float(values.std(ddof=1)) / np.sqrt(values.size)
     return mean, max(0.0, mean - half), min(1.0, mean + half)
 

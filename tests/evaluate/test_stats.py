@@ -36,6 +36,17 @@ def test_mean_ci_by_hand():
     assert (lo, hi) == pytest.approx((0.5 - 1.959964 * 0.1005038 / 10, 0.5 + 0.0196985), abs=1e-4)
 
 
+def test_mean_ci_honours_other_levels():
+    # 0.4, 0.6 alternating: sample std 0.1005038, n = 100; z(0.90) = 1.644854, z(0.99) = 2.575829
+    values = np.array([0.4, 0.6] * 50)
+    _, lo90, hi90 = mean_ci(values, level=0.90)
+    _, lo99, hi99 = mean_ci(values, level=0.99)
+    assert (lo90, hi90) == pytest.approx((0.5 - 0.0165314, 0.5 + 0.0165314), abs=1e-6)
+    assert (lo99, hi99) == pytest.approx((0.5 - 0.0258880, 0.5 + 0.0258880), abs=1e-6)
+    with pytest.raises(ValueError, match="confidence level"):
+        mean_ci(values, level=95)
+
+
 def test_with_ci_writes_sibling_numbers_and_null_row_keeps_reason():
     row = with_ci({}, "accuracy", 0.5, 0.4, float("nan"))
     assert row == {"accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": None}
