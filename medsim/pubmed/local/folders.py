@@ -1,7 +1,8 @@
 """``folders``: one sub-folder per class, one text file per document.
 
 Optionally under ``training/`` and ``test/`` (OHSUMED's layout), in which case that split is
-kept. A document's first non-empty line is its title and the rest its abstract.
+kept. A document's first non-empty line is its title and the rest its abstract; a file of one
+paragraph is all text, with no title.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ def _class_dirs(path: Path) -> Iterator[tuple[str | None, Path]]:
 
 
 def parse_document(text: str) -> tuple[str, str]:
-    """Split a plain-text document into (title, body): the first non-empty line is the title."""
+    """Split a plain-text document into (title, body): the first non-empty line is the title.
+
+    A file of one paragraph has no title line: that paragraph is the document's text.
+    """
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
-    if not lines:
-        return "", ""
+    if len(lines) < 2:
+        return "", clean_text(" ".join(lines))
     return clean_text(lines[0]), clean_text(" ".join(lines[1:]))
 
 

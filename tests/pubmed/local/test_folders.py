@@ -45,12 +45,14 @@ def test_empty_and_undecodable_files_are_skipped(tmp_path: Path) -> None:
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         (tmp_path / cls / "doc1").write_text(f"Title {cls}\nBody of {cls}.\n")
-    (tmp_path / "a" / "empty").write_text("Only a title\n")
+    (tmp_path / "a" / "empty").write_text(" \n\n")
+    (tmp_path / "a" / "paragraph").write_text("One paragraph, no title line.\n")
     (tmp_path / "b" / "binary").write_bytes(b"\xff\xfe\x00bad")
     out = list(folders.read(tmp_path, LocalSourceParams(), None, "drop"))
-    assert [(a.label, a.split, a.title) for a in out if isinstance(a, Article)] == [
-        ("a", None, "Title a"),
-        ("b", None, "Title b"),
+    assert [(a.label, a.split, a.title, a.abstract) for a in out if isinstance(a, Article)] == [
+        ("a", None, "Title a", "Body of a."),
+        ("a", None, "", "One paragraph, no title line."),
+        ("b", None, "Title b", "Body of b."),
     ]
     assert [(s.item, s.reason) for s in out if isinstance(s, Skipped)] == [
         ("a/empty", "empty text"),
