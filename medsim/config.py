@@ -100,6 +100,9 @@ class ExtractParams:
     workers: int = 2
     timeout_s: int = 120  # per PDF; one pathological file must not stall the stage
     max_pages: int = 60
+    # an article with both a JATS full text and a PDF: take figures and tables from the XML
+    # (exact, as the publisher tagged them) or from the PDF (the extractor under test)
+    prefer: Literal["jats", "pdf"] = "jats"
 
 
 @dataclass(frozen=True)

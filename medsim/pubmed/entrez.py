@@ -689,7 +689,7 @@ def fetch_entrez(
         returned = {a.doc_id for a in articles} | {s.item for s in records}
         records += [Skipped(p, "not returned by efetch") for p in batch if p not in returned]
         if pmc is not None and articles:
-            records += list(pmc.attach_pdfs(articles, store))
+            records += list(pmc.attach(articles, store))
         for skip in records:
             skipped[skip.reason] += 1
         fetched += len(articles)

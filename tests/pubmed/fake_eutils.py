@@ -503,3 +503,59 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+def graphic_names(xml: bytes) -> list[str]:
+    """The ``xlink:href`` of every ``<graphic>`` inside a ``<fig>`` of a JATS document."""
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    href = "{http://www.w3.org/1999/xlink}href"
+    return [g.get(href) for fig in root.iter("fig") for g in fig.iter("graphic") if g.get(href)]
+
+
+def as_jpeg(png: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(png).convert("RGB").save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+@dataclass
+class RecordedFullText:
+    pmid: str
+    pmcid: str
+    version: str
+    xml: Path
+    figures: int  # <fig> elements with a graphic
+    has_pdf: bool
+
+
+def add_recorded_fulltexts(state: FakeNcbi, shared: Path) -> list[RecordedFullText]:
+    """Put the real PMC JATS full texts in the fake bucket, each with an image per figure graphic
+    (real PMC figures from the MedICaT sample, cycled, as JPEG) and, for the first ones, a real
+    open-access PDF (another article's: the bucket's transport is what is faked here)."""
+    images = [as_jpeg(p) for p in recorded_images(shared)]
+    pdfs = [p.read_bytes() for p in recorded_pdfs(shared)]
+    out = []
+    for i, path in enumerate(recorded_fulltexts(shared)):
+        xml = path.read_bytes()
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        ids = {
+            a.get("pub-id-type"): a.text for a in root.find("front/article-meta").iter("article-id")
+        }
+        pmcid = "PMC" + ids["pmc"].removeprefix("PMC")
+        names = graphic_names(xml)
+        media = {f"{name}.jpg": images[(i + j) % len(images)] for j, name in enumerate(names)}
+        pdf = pdfs[i] if i < len(pdfs) else None
+        if i == 0:  # an older version next to the current one: the newest must be taken
+            state.add_pmc_article(pmcid, xml, version=1, pmid=ids.get("pmid"), media=media)
+        version = state.add_pmc_article(
+            pmcid, xml, version=2 if i == 0 else 1, pmid=ids.get("pmid"), media=media, pdf=pdf
+        )
+        figures = sum(1 for fig in root.iter("fig") if fig.find(".//graphic") is not None)
+        out.append(
+            RecordedFullText(ids.get("pmid"), pmcid, version, path, figures, pdf is not None)
+        )
+    return out

@@ -468,10 +468,11 @@ def test_damaged_efetch_body_is_detected() -> None:
 def test_run_fetch_end_to_end(ncbi, templates, tmp_path, monkeypatch) -> None:
     searches = populate(ncbi, templates, {"breast": range(0, 6), "lung": range(5, 10)})
     ncbi.idconv["90000000"] = "PMC1000001"  # not in the record: found by the ID converter
-    ncbi.add_pdf("PMC1000001", make_pdf())
+    jats = b'<?xml version="1.0"?><article><front/><body/></article>'
+    ncbi.add_pmc_article("PMC1000001", jats, pdf=make_pdf(), license_code="CC BY-NC")
     monkeypatch.setenv("MEDSIM_EUTILS_URL", ncbi.eutils_url)
     monkeypatch.setenv("MEDSIM_PMC_URL", ncbi.pmc_url)
-    monkeypatch.setenv("MEDSIM_PMC_FTP_URL", ncbi.root)
+    monkeypatch.setenv("MEDSIM_PMC_CLOUD_URL", ncbi.bucket_url)
     monkeypatch.delenv("NCBI_API_KEY", raising=False)
     params = params_from_dict(
         {
@@ -494,11 +495,21 @@ def test_run_fetch_end_to_end(ncbi, templates, tmp_path, monkeypatch) -> None:
     skipped = pq.read_table(tmp_path / "data" / "skipped.parquet").to_pandas()
     assert skipped.loc[skipped["item"] == "90000005", "reason"].tolist() == ["ambiguous label"]
     assert (tmp_path / "data" / "cache" / "entrez").is_dir()
-    with_pdf = table.loc[table["pdf_path"].notna(), ["doc_id", "pdf_path", "pmcid"]]
-    assert with_pdf.values.tolist() == [["90000000", "data/raw/pdfs/90000000.pdf", "PMC1000001"]]
+    columns = ["doc_id", "pdf_path", "jats_path", "license", "pmcid"]
+    with_pdf = table.loc[table["pdf_path"].notna(), columns]
+    assert with_pdf.values.tolist() == [
+        [
+            "90000000",
+            "data/raw/pdfs/90000000.pdf",
+            "data/raw/pmc/90000000/PMC1000001.1.xml",
+            "CC BY-NC",
+            "PMC1000001",
+        ]
+    ]
     assert (tmp_path / "data/raw/pdfs/90000000.pdf").read_bytes().startswith(b"%PDF-")
+    assert (tmp_path / "data/raw/pmc/90000000/PMC1000001.1.xml").read_bytes() == jats
     no_pdf = skipped.loc[skipped["reason"] == "no pmc id", "item"]
-    assert len(no_pdf) == 8 and "pdfs/90000001.pdf" in set(no_pdf)
+    assert len(no_pdf) == 8 and "pmc/90000001" in set(no_pdf)
 
 
 # -- E-utilities at their real limits ---------------------------------------------------------
