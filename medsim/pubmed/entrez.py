@@ -698,9 +698,10 @@ def fetch_entrez(
         progress.update(len(batch))
     progress.close()
     log.info(
-        "entrez: %d candidate PMIDs, %d articles fetched, skipped %s; %s",
+        "entrez: %d candidate PMIDs, %d articles fetched, skipped %s; NCBI %s%s",
         len(candidates),
         fetched,
         dict(skipped.most_common()),
         http.stats.describe(),
+        f"; PMC Cloud {pmc.bucket.stats.describe()}" if pmc is not None else "",
     )
