@@ -487,9 +487,9 @@ class _Server(ThreadingHTTPServer):
 class FakeServer:
     """Runs a :class:`FakeNcbi` in a thread; ``with FakeServer() as ncbi: ...``."""
 
-    def __init__(self, state: FakeNcbi | None = None) -> None:
+    def __init__(self, state: FakeNcbi | None = None, port: int = 0) -> None:
         self.state = state or FakeNcbi()
-        self._server = _Server(("127.0.0.1", 0), _handler(self.state))
+        self._server = _Server(("127.0.0.1", port), _handler(self.state))
         self.state.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -559,3 +559,63 @@ def add_recorded_fulltexts(state: FakeNcbi, shared: Path) -> list[RecordedFullTe
             RecordedFullText(ids.get("pmid"), pmcid, version, path, figures, pdf is not None)
         )
     return out
+
+
+def populate_classes(
+    state: FakeNcbi, shared: Path, classes: dict[str, str], per_class: int, overlap: int = 5
+) -> list[RecordedFullText]:
+    """Answer each class query with ``per_class`` PMIDs (``overlap`` shared with the next class)
+    of real records cloned under new PMIDs; the recorded PMC full texts go to one article each,
+    spread over the classes, their PMCIDs in the records."""
+    templates = [a for a in recorded_articles(shared).values() if has_abstract(a)]
+    texts = add_recorded_fulltexts(state, shared)
+    every: list[str] = []
+    unshared: list[str] = []  # PMIDs no other class lists (a class's first ones are shared)
+    for k, query in enumerate(classes.values()):
+        first = 91_000_000 + k * 100_000
+        state.searches[query] = [str(first + i) for i in range(per_class)]
+        every += state.searches[query]
+        unshared += state.searches[query][overlap:]
+    for k, query in enumerate(list(classes.values())[:-1]):
+        state.searches[query] += state.searches[list(classes.values())[k + 1]][:overlap]
+    step = len(unshared) / len(texts)
+    with_text = {unshared[int((i + 0.5) * step)]: t for i, t in enumerate(texts)}
+    for n, pmid in enumerate(every):
+        text = with_text.get(pmid)
+        state.add_article(clone(templates[n % len(templates)], pmid, text.pmcid if text else None))
+    return texts
+
+
+def main() -> None:
+    """Serve the fake NCBI and PMC Cloud bucket for a whole ``dvc repro`` run, until killed."""
+    import argparse
+    import sys
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--shared", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    classes = yaml.safe_load(args.params.read_text())["fetch"]["classes"]
+    server = FakeServer(port=args.port)
+    texts = populate_classes(server.state, args.shared, classes, args.per_class)
+    state = server.state
+    print(f"MEDSIM_EUTILS_URL={state.eutils_url}", flush=True)
+    print(f"MEDSIM_PMC_URL={state.pmc_url}", flush=True)
+    print(f"MEDSIM_PMC_CLOUD_URL={state.bucket_url}", flush=True)
+    print(
+        f"{len(classes)} classes, {len(state.articles)} records, {len(texts)} full texts in "
+        f"the bucket",
+        file=sys.stderr,
+        flush=True,
+    )
+    with server:
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
