@@ -147,3 +147,18 @@ def test_stage_takes_one_source_per_article(tmp_path, prefer) -> None:
         assert origins == {("both", "pdf"), ("pdfonly", "pdf")}
         assert (summary.jats, summary.pdfs) == (0, 2)
     read_table(tmp_path / "data/skipped.parquet/extract.parquet", SKIPPED)
+
+
+def test_pdf_vs_jats_benchmark_matches_by_caption_label(repo_root) -> None:
+    import importlib.util
+
+    path = repo_root / "benchmarks" / "pdf_vs_jats.py"
+    spec = importlib.util.spec_from_file_location("pdf_vs_jats", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.label_key("Fig. 2: Survival") == ("figure", "2")
+    assert bench.label_key("Table S1. Primers") == ("table", "S1")
+    assert bench.label_key("A photograph") is None
+    truth = ["Figure 1. A", "Figure 2. B", "Table 1. C"]
+    found = ["FIGURE 2 B", "Fig 3. extra", "untitled", "Table 1 C"]
+    assert bench.score(truth, found) == (2, 4, 3)  # 2 of 4 found are right, 2 of 3 found
