@@ -495,10 +495,14 @@ class EntrezClient:
         Up to 9,999: PubMed's order. Beyond, when the query matches more than 9,999: the query
         split by publication date, newest range first.
         """
+        if max_results > ESEARCH_MAX:  # count first: past the cap, paging would be wasted
+            count = self._page(query, 0, 0)[0]
+            if count > ESEARCH_MAX:
+                last = date(date.today().year + 1, 12, 31)
+                self.counts[query] = count
+                ids = self._by_dates(query, (FIRST_DAY, last), max_results)
+                return list(dict.fromkeys(ids))[:max_results]
         count, ids = self._window(query, max_results)
-        if max_results > ESEARCH_MAX and count > ESEARCH_MAX:
-            last = date(date.today().year + 1, 12, 31)
-            ids = self._by_dates(query, (FIRST_DAY, last), max_results)
         self.counts[query] = count
         return list(dict.fromkeys(ids))[:max_results]
 

@@ -242,8 +242,8 @@ class PmcClient:
     def latest_version(self, pmcid: str) -> str | None:
         """``PMC<id>.<n>`` with the highest ``n`` in the bucket, else None."""
         params = {"list-type": "2", "prefix": f"{pmcid}.", "delimiter": "/"}
-        versions = self.bucket.request(
-            "s3-list", self.cloud_url, params, check=_check_versions, identify=False, ext="xml"
+        versions = self.bucket.request(  # not cached: a re-asked article may have appeared
+            "s3-list", self.cloud_url, params, check=_check_versions, identify=False, cache=False
         )
         return versions[-1] if versions else None
 

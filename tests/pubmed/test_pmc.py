@@ -180,6 +180,8 @@ def test_what_cannot_be_had_is_skipped_remembered_and_retried_on_request(
     good = media["x.f001.jpg"]
     ncbi.add_object(f"{name}/x.f001.jpg", good)
     assert hashlib.md5(good).hexdigest() in str(ncbi.bucket[f"metadata/{name}.json"][0])
+    ncbi.add_pmc_article("PMC0000004", JATS)  # and an article new to the bucket is found
     monkeypatch.setenv("MEDSIM_RETRY_FAILED", "1")
     third, _ = fetch(ncbi, tmp_path, list(cases), max_bytes=3_000)
-    assert next(a for a in third if isinstance(a, Article) and a.doc_id == "6").jats_path
+    found = {a.doc_id: a.jats_path for a in third if isinstance(a, Article)}
+    assert found["6"] and found["4"] == "data/raw/pmc/4/PMC0000004.1.xml"
