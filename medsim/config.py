@@ -79,6 +79,8 @@ class FetchParams:
     source: Literal["entrez", "local"] = "entrez"
     classes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     max_per_class: int = 500
+    # open-access full text from the PMC Cloud Service (JATS, figure images, PDF); the key keeps
+    # its old name, which users rely on
     pdfs: bool = True
     local: LocalSourceParams = field(default_factory=LocalSourceParams)
     # A document matched by several classes is ambiguous for single-label training:
