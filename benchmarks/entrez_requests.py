@@ -1,4 +1,4 @@
-"""HTTP requests per 1,000 records of the Entrez source, and the Biopython parse rate.
+"""HTTP requests per 1,000 records of the Entrez source (E-utilities and PMC Cloud), parse rate.
 
 Runs ``fetch_entrez`` against the fake NCBI of ``tests/pubmed/fake_eutils.py`` on loopback
 (real recorded PubmedArticle XML cloned under new PMIDs), so the request counts are exactly
@@ -43,6 +43,9 @@ def fetch_run(records: int, classes: int, batch_size: int, pdf_share: float) -> 
     per_class = records // classes
     overlap = per_class // 20  # 5% of each class also matched by the next one
     pdf = make_pdf("benchmark article")
+    jats_doc = b'<?xml version="1.0"?><article><body><fig id="F1"><label>Figure 1</label>'
+    jats_doc += b"<caption><p>x</p></caption><graphic/></fig></body></article>"
+    jpeg = b"\xff\xd8\xff" + bytes(20_000)  # the size of a small figure; never decoded here
     with FakeServer() as ncbi, tempfile.TemporaryDirectory() as tmp:
         start = 0
         for c in range(classes):
@@ -54,7 +57,7 @@ def fetch_run(records: int, classes: int, batch_size: int, pdf_share: float) -> 
             pmcid = f"PMC{pmid}" if n % 2 == 0 else None  # half the records carry a PMC id
             ncbi.add_article(clone(templates[n % len(templates)], pmid, pmcid))
             if pmcid and n % int(1 / pdf_share) == 0:
-                ncbi.add_pdf(pmcid, pdf)
+                ncbi.add_pmc_article(pmcid, jats_doc, pdf=pdf, media={"f1.jpg": jpeg})
         cache = Path(tmp)
         http = NcbiHttp(
             ResponseCache(cache / "entrez"),
@@ -72,8 +75,8 @@ def fetch_run(records: int, classes: int, batch_size: int, pdf_share: float) -> 
             http,
             cache,
             max_bytes=params.max_pdf_mb * 2**20,
-            base_url=ncbi.pmc_url,
-            ftp_url=ncbi.root,
+            cloud_url=ncbi.bucket_url,
+            pmc_url=ncbi.pmc_url,
         )
         began = time.perf_counter()
         out = list(
@@ -89,7 +92,7 @@ def fetch_run(records: int, classes: int, batch_size: int, pdf_share: float) -> 
         wall = time.perf_counter() - began
         fetched = sum(isinstance(r, Article) for r in out)
         pdfs = sum(isinstance(r, Article) and r.pdf_path is not None for r in out)
-        counts = dict(http.stats.requests)
+        counts = dict(http.stats.requests) | dict(pmc.bucket.stats.requests)
         began = time.perf_counter()
         warm = NcbiHttp(
             ResponseCache(cache / "entrez"), identity={"tool": "medsim"}, limiter=RateLimiter(1e6)
@@ -101,7 +104,9 @@ def fetch_run(records: int, classes: int, batch_size: int, pdf_share: float) -> 
                 RawStore(cache / "raw2"),
                 http=warm,
                 eutils_url=ncbi.eutils_url,
-                pmc=PmcClient(warm, cache, 1 << 30, base_url=ncbi.pmc_url),
+                pmc=PmcClient(
+                    warm, cache, 1 << 30, cloud_url=ncbi.bucket_url, pmc_url=ncbi.pmc_url
+                ),
             )
         )
         warm_wall = time.perf_counter() - began
@@ -151,12 +156,15 @@ def main() -> None:
     total = sum(result["requests"].values())
     print(f"records fetched: {fetched} ({args.classes} classes), with PDF: {result['pdfs']}")
     for kind, n in sorted(result["requests"].items()):
-        print(f"  {kind:8s} {n:5d} requests  = {1000 * n / fetched:7.1f} per 1,000 records")
-    print(f"  total    {total:5d} requests  = {1000 * total / fetched:7.1f} per 1,000 records")
+        print(f"  {kind:12s} {n:5d} requests  = {1000 * n / fetched:7.1f} per 1,000 records")
+    print(f"  total        {total:5d} requests  = {1000 * total / fetched:7.1f} per 1,000 records")
     print(f"wall (loopback, no rate limit): {result['wall_s']:.2f} s")
+    ncbi = sum(n for kind, n in result["requests"].items() if not kind.startswith("s3-"))
+    bucket = total - ncbi
     print(
-        f"projected at NCBI's limit: {total / 3:.0f} s without an API key (3/s), "
-        f"{total / 10:.0f} s with one (10/s), plus NCBI's response times"
+        f"projected: {ncbi} NCBI requests take {ncbi / 3:.0f} s without an API key (3/s), "
+        f"{ncbi / 10:.0f} s with one (10/s); {bucket} PMC Cloud requests {bucket / 20:.0f} s at "
+        "medsim's 20/s; plus the servers' response times"
     )
     print(
         f"warm re-run: {result['warm_requests']} requests, {result['warm_wall_s']:.2f} s, "

@@ -50,6 +50,8 @@ ARTICLES = pa.schema(
         _f("doi", pa.string()),
         _f("pmcid", pa.string()),
         _f("pdf_path", pa.string()),  # relative to the repo root, under data/raw/pdfs/
+        _f("jats_path", pa.string()),  # PMC full text, under data/raw/pmc/<doc_id>/ with images
+        _f("license", pa.string()),  # the full text's licence (PMC license_code, e.g. "CC BY")
     ]
 )
 
@@ -76,7 +78,7 @@ FIGURES = pa.schema(
         _f("image", pa.binary(), nullable=False),  # PNG bytes
         _f("width", pa.int32(), nullable=False),
         _f("height", pa.int32(), nullable=False),
-        _f("origin", pa.string(), nullable=False),  # "pdf" or "corpus"
+        _f("origin", pa.string(), nullable=False),  # "pdf", "jats" or "corpus"
         _f("page", pa.int32()),  # 1-based, PDFs only
         _f("bbox", pa.list_(pa.float32())),  # x0, y0, x1, y1 in PDF points
         _f("sha256", pa.string(), nullable=False),
@@ -86,7 +88,7 @@ FIGURES = pa.schema(
     ]
 )
 
-# extract: one row per table found in a PDF.
+# extract: one row per table, found in a PDF or tagged in a JATS full text.
 TABLES = pa.schema(
     [
         _f("table_id", pa.string(), nullable=False),
@@ -94,7 +96,8 @@ TABLES = pa.schema(
         _f("caption", pa.string(), nullable=False),
         _f("cells", pa.string(), nullable=False),  # JSON list of rows, each a list of strings
         _f("text", pa.string(), nullable=False),  # linearized for the text encoder
-        _f("page", pa.int32(), nullable=False),
+        _f("origin", pa.string(), nullable=False),  # "pdf" or "jats"
+        _f("page", pa.int32()),  # 1-based, PDFs only
         _f("bbox", pa.list_(pa.float32())),
         _f("flavor", pa.string()),  # camelot flavor that parsed it
         _f("accuracy", pa.float32()),

@@ -77,3 +77,10 @@ def test_dvc_yaml_params_name_real_keys(repo_root: Path) -> None:
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"{name}: unknown param {key}"
                 node = node[part]
+
+
+def test_user_facing_defaults_name_no_development_data(repo_root: Path) -> None:
+    """params.yaml and the error hints a user reads never point at this repo's dev corpora."""
+    texts = [(repo_root / "params.yaml").read_text()]
+    texts += [p.read_text() for p in (repo_root / "medsim").rglob("*.py")]
+    assert not [t for t in texts if "shared/data" in t]

@@ -105,7 +105,10 @@ def build_table3(ctx: EvalContext) -> dict:
     on the target corpus without its rows that repeat a train or val document."""
     ev = ctx.params.evaluate
     if not ev.cross_domain_target:
-        return _null_table("evaluate.cross_domain_target is empty: no target corpus to test on")
+        return _null_table(
+            "evaluate.cross_domain_target is empty (the default): set it to a labelled CSV "
+            "corpus that shares this corpus's labels to score Table 3"
+        )
     target_path = Path(ev.cross_domain_target)
     if not target_path.is_absolute():
         target_path = ctx.root / target_path

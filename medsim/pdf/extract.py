@@ -160,6 +160,7 @@ def _extract_page(
                     "caption": caption_text,
                     "cells": cells_json(parsed.cells),
                     "text": linearize(caption_text, parsed.cells),
+                    "origin": "pdf",
                     "page": number,
                     "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
                     "flavor": parsed.flavor,

@@ -1,5 +1,9 @@
 """The extract stage at its edges: read the inputs, fan PDFs out to workers, stream the rows.
 
+An article with a JATS full text (PMC) gets its figures and tables from the XML
+(:mod:`medsim.pdf.jats`) unless ``extract.prefer`` is ``pdf`` and it has a PDF too; other PDFs
+go through the PDF extractor. Both write the same schemas, with ``origin`` telling them apart.
+
 Outputs (all written atomically): ``data/figures.parquet``, ``data/tables.parquet`` and
 ``data/skipped.parquet/extract.parquet``.
 """
@@ -19,6 +23,7 @@ from medsim.config import ExtractParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
 from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
+from medsim.pdf.jats import extract_jats
 from medsim.pdf.worker import TimedPool
 from medsim.schemas import ARTICLES, FIGURES, IMAGES, TABLES, validate
 
@@ -39,6 +44,7 @@ class ExtractSummary:
     layout_pages: int = 0
     table_pages: int = 0
     corpus_images: int = 0
+    jats: int = 0
     figures: int = 0
     tables: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -49,6 +55,7 @@ class ExtractSummary:
                 f"PDFs in: {self.pdfs} ({self.pages} pages; layout model on {self.layout_pages}, "
                 f"camelot on {self.table_pages})",
                 f"corpus images in: {self.corpus_images}",
+                f"JATS full texts in: {self.jats}",
                 f"figures out: {self.figures}",
                 f"tables out: {self.tables}",
                 f"skipped: {sum(self.skipped.values())} {dict(self.skipped.most_common())}",
@@ -66,22 +73,42 @@ class ExtractInputError(MedsimError):
     """The fetch stage's outputs are missing."""
 
 
-def _pdf_tasks(root: Path, params: ExtractParams) -> list[tuple[str, str, ExtractParams]]:
+def _tasks(
+    root: Path, params: ExtractParams
+) -> tuple[list[tuple[str, str, ExtractParams]], list[tuple[str, str]]]:
+    """``(pdf tasks, jats tasks)``: each article's one source of figures and tables."""
     if not (root / ARTICLES_PATH).exists():
         raise ExtractInputError(
             f"{ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
             "(`dvc repro fetch`)"
         )
-    articles = read_table(root / ARTICLES_PATH, ARTICLES, columns=["doc_id", "pdf_path"])
-    return [
-        (str(root / path), doc_id, params)
-        for doc_id, path in zip(
-            articles.column("doc_id").to_pylist(),
-            articles.column("pdf_path").to_pylist(),
-            strict=True,
-        )
-        if path
-    ]
+    articles = read_table(
+        root / ARTICLES_PATH, ARTICLES, columns=["doc_id", "pdf_path", "jats_path"]
+    ).to_pylist()
+    pdfs, jats = [], []
+    for row in articles:
+        if row["jats_path"] and (params.prefer == "jats" or not row["pdf_path"]):
+            jats.append((str(root / row["jats_path"]), row["doc_id"]))
+        elif row["pdf_path"]:
+            pdfs.append((str(root / row["pdf_path"]), row["doc_id"], params))
+    return pdfs, jats
+
+
+def _write_result(
+    result: PdfResult,
+    figures: ParquetSink,
+    tables: ParquetSink,
+    skips: SkipLog,
+    summary: ExtractSummary,
+) -> None:
+    """Stream one document's rows out and add its counts and skips."""
+    summary.pages += result.pages
+    summary.layout_pages += result.layout_pages
+    summary.table_pages += result.table_pages
+    figures.write_rows(result.figures)
+    tables.write_rows(result.tables)
+    for item, reason, detail in result.skipped:
+        skips.add(item, reason, detail)
 
 
 def _image_rows(root: Path) -> Iterator[dict]:
@@ -98,11 +125,11 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
     extract = params.extract
     skips = SkipLog("extract")
     summary = ExtractSummary()
-    tasks = _pdf_tasks(root, extract)
+    tasks, jats_tasks = _tasks(root, extract)
     images_path = root / IMAGES_PATH
     image_count = pq.ParquetFile(images_path).metadata.num_rows if images_path.exists() else 0
-    if not tasks and not image_count:
-        log.info("text-only corpus: no PDFs and no images; writing empty figures and tables")
+    if not tasks and not jats_tasks and not image_count:
+        log.info("text-only corpus: no PDFs, no full texts, no images; empty figures and tables")
 
     with (
         ParquetSink(root / FIGURES_PATH, FIGURES) as figures,
@@ -126,6 +153,12 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
                 batch = []
         figures.write_rows(batch)
 
+        for xml_path, doc_id in tqdm(jats_tasks, desc="extract jats", unit="doc", disable=None):
+            summary.jats += 1
+            _write_result(
+                extract_jats(Path(xml_path), doc_id, extract), figures, tables, skips, summary
+            )
+
         pool = TimedPool(extract_task, workers=extract.workers, timeout_s=extract.timeout_s)
         progress = tqdm(total=len(tasks), desc="extract pdfs", unit="pdf", disable=None)
         for outcome in pool.imap_unordered(tasks):
@@ -136,14 +169,7 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
                 reason = "timeout" if outcome.status == "timeout" else "extractor failed"
                 skips.add(doc_id, reason, outcome.detail)
                 continue
-            result: PdfResult = outcome.result
-            summary.pages += result.pages
-            summary.layout_pages += result.layout_pages
-            summary.table_pages += result.table_pages
-            figures.write_rows(result.figures)
-            tables.write_rows(result.tables)
-            for item, reason, detail in result.skipped:
-                skips.add(item, reason, detail)
+            _write_result(outcome.result, figures, tables, skips, summary)
         progress.close()
         summary.figures, summary.tables = figures.rows, tables.rows
     skips.write(root)

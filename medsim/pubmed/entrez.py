@@ -2,15 +2,29 @@
 
 Flow of :func:`fetch_entrez`:
 
-1. ``esearch`` every class query (``retstart`` paging up to ``max_per_class`` PMIDs), all
-   classes first, plus one ``(A) AND (B)`` search per pair of classes, so that a PMID matched
-   by several classes is known before anything is fetched (even when it is beyond one class's
-   ``max_per_class``); :func:`~medsim.pubmed.records.resolve_label` then drops it or keeps the
-   first class in params order.
-2. ``efetch`` the kept PMIDs in batches of ``batch_size`` (POSTed id lists, PubMed XML), each
+1. ``esearch`` every class query for its first ``max_per_class`` PMIDs. PubMed's esearch
+   serves only the first 9,999 ids of a query (``retstart`` above 9998 is answered with
+   ``<ERROR>'retstart' cannot be larger than 9998 ...``, and a page crossing that line is cut
+   short; NCBI's E-utilities book, chapter "The E-utilities In-Depth", ESearch), so paging
+   never crosses it; a class that wants more than 9,999 of a larger query is split into
+   publication-date ranges (``datetype=pdat``, ``mindate``/``maxdate``), newest first, each
+   under the cap.
+2. Ambiguity, without pulling every pair's intersection: the taken PMIDs are ``epost``-ed to
+   the history server (chunks of :data:`EPOST_CHUNK`, one ``WebEnv``), and each class query is
+   searched again *within* them (``term=#<query_key> AND (<query>)``, the history-server
+   combination the same chapter documents): one small search per class and chunk tells every
+   class that matches a taken PMID, even beyond that class's ``max_per_class``.
+   :func:`~medsim.pubmed.records.resolve_label` then drops it or keeps the first class in
+   params order.
+3. ``efetch`` the kept PMIDs in batches of ``batch_size`` (POSTed id lists, PubMed XML), each
    PMID once; parse with ``Bio.Entrez.read`` and map every ``PubmedArticle`` to an
    :class:`~medsim.pubmed.records.Article`.
-3. With ``pdfs: true``, attach the PMC open-access PDF of each article (:mod:`medsim.pubmed.pmc`).
+4. With ``pdfs: true``, attach each open-access article's full text (JATS XML, figure images,
+   PDF) from the PMC Cloud Service (:mod:`medsim.pubmed.pmc`).
+
+Error answers: an esearch ``<ERROR>`` that NCBI gives under load ("Search Backend failed",
+"Unable to obtain query") and an efetch ``eFetchResult`` error body are retried with backoff;
+any other ``<ERROR>`` (a malformed query, the retstart cap) fails at once in one line.
 
 Mapping of a ``PubmedArticle`` (shared with the lxml MEDLINE reader, which must agree):
 
@@ -35,25 +49,30 @@ Fetching must never depend on that, so :func:`pin_local_dtd` points a PubMed doc
 newest bundled PubMed DTD (PubMed DTDs only add elements; parsing does not validate) and
 refuses any other document whose DTD is missing, with a message saying what to install.
 
-Cache (``data/cache/entrez/``): every esearch, idconv and OA answer is kept per request (the
-key hashes the endpoint and parameters: for esearch the query, ``retstart`` and ``retmax``),
-and every PubMed record per PMID (``pubmed/``), written once its answer parsed. A re-run sees
-the same PMIDs even if PubMed has grown since, and fetches only PMIDs it has never fetched;
-there is no expiry: delete ``data/cache/entrez/esearch`` to search afresh.
+Cache (``data/cache/entrez/``): every esearch and idconv answer is kept per request (the key
+hashes the endpoint and parameters: for esearch the query, dates, ``retstart`` and
+``retmax``), the ambiguity check per set of taken PMIDs (``ambiguity/``), and every PubMed
+record per PMID (``pubmed/``), written once its answer parsed. A PMID efetch never returned
+or that never parsed is remembered too (``pubmed/<nnn>/<pmid>.failed.json``), so a re-run does
+not ask again; ``MEDSIM_RETRY_FAILED=1`` asks again. A re-run sees the same PMIDs even if
+PubMed has grown since, and fetches only PMIDs it has never fetched; there is no expiry:
+delete ``data/cache/entrez/esearch`` to search afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
+import json
 import logging
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date, timedelta
 from email.message import Message
 from functools import cache
-from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +92,8 @@ from medsim.pubmed.http import (
     Rejected,
     ResponseCache,
     RetryPolicy,
+    TransientAnswer,
+    remember_failures,
 )
 from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract, resolve_label
 
@@ -96,8 +117,13 @@ log = logging.getLogger(__name__)
 
 EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 SOURCE = "entrez"
-# PubMed's esearch returns at most 10,000 ids per call and cannot page past the 10,000th.
-ESEARCH_MAX = 10_000
+# PubMed's esearch serves the first 9,999 ids of a query: retstart <= 9998 (see the docstring).
+ESEARCH_MAX = 9_999
+EPOST_CHUNK = 5_000  # PMIDs per ePost: a class searched within one chunk stays under the cap
+FIRST_DAY = date(1781, 1, 1)  # older than any PubMed publication date
+_ERROR = re.compile(rb"<ERROR>(.*?)</ERROR>", re.S)
+# esearch errors that mean "busy", not "wrong": worth a retry
+_TRANSIENT = ("backend failed", "unable to obtain query", "temporarily", "timed out", "try again")
 
 _DOCTYPE = re.compile(rb'<!DOCTYPE\s+(\w+)\s+PUBLIC\s+"([^"]*)"\s+"([^"]+)"\s*>')
 _XML_DECL = b'<?xml version="1.0" ?>\n'
@@ -291,7 +317,19 @@ def wrap_records(records: Iterable[bytes]) -> bytes:
     )
 
 
+def ncbi_error(body: bytes) -> str | None:
+    """The message of an E-utilities error answer (an ``<ERROR>`` element), else None."""
+    head = body[:65536]
+    if b"<PubmedArticleSet" in head or b"<IdList" in head:
+        return None
+    match = _ERROR.search(head)
+    return clean_text(html.unescape(match.group(1).decode("utf-8", "replace"))) if match else None
+
+
 def _check_efetch(body: bytes, headers: Message) -> tuple[list[Article | Skipped], bytes]:
+    # An eFetchResult error body declares a DTD Biopython lacks: read it before parsing.
+    if (message := ncbi_error(body)) is not None:
+        raise TransientAnswer(f"efetch answered an error: {message}")
     return articles_from_xml(body), body
 
 
@@ -327,14 +365,32 @@ class RecordCache:
             for pmid in pmids:
                 self.path(pmid).unlink(missing_ok=True)
 
+    def failed(self, pmid: str) -> Skipped | None:
+        """The remembered failure of ``pmid`` (unless ``MEDSIM_RETRY_FAILED`` asks again)."""
+        if self.root is None or not remember_failures():
+            return None
+        try:
+            saved = json.loads(self.path(pmid).with_suffix(".failed.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return Skipped(pmid, saved["reason"], saved.get("detail", ""))
+
+    def fail(self, skip: Skipped) -> None:
+        if self.root is not None and skip.item.isdigit():
+            with atomic_path(self.path(skip.item).with_suffix(".failed.json")) as tmp:
+                tmp.write_text(json.dumps({"reason": skip.reason, "detail": skip.detail}))
+
 
 def _check_esearch(body: bytes, headers: Message) -> tuple[int, list[str]]:
     try:
         result = Entrez.read(io.BytesIO(pin_local_dtd(body)), validate=False)
     except DtdMissingError:
         raise
-    except RuntimeError as exc:  # an <ERROR> element: the query itself is wrong
-        raise Rejected(str(exc)) from None
+    except RuntimeError as exc:  # an <ERROR> element: busy (retried) or a wrong query
+        message = clean_text(str(exc))
+        if any(word in message.lower() for word in _TRANSIENT) and "retstart" not in message:
+            raise TransientAnswer(f"esearch answered an error: {message}") from None
+        raise Rejected(message) from None
     except Exception as exc:
         raise BadResponse(f"{type(exc).__name__}: {exc}") from None
     if not isinstance(result, Mapping) or "IdList" not in result:
@@ -342,8 +398,22 @@ def _check_esearch(body: bytes, headers: Message) -> tuple[int, list[str]]:
     return int(result.get("Count", 0)), [str(pmid) for pmid in result["IdList"]]
 
 
+def _day(value: date) -> str:
+    return value.strftime("%Y/%m/%d")
+
+
+def _check_epost(body: bytes, headers: Message) -> tuple[str, str]:
+    if (message := ncbi_error(body)) is not None:
+        raise TransientAnswer(f"epost answered an error: {message}")
+    web_env = re.search(rb"<WebEnv>\s*([^<\s]+)\s*</WebEnv>", body)
+    query_key = re.search(rb"<QueryKey>\s*(\d+)\s*</QueryKey>", body)
+    if not web_env or not query_key:
+        raise BadResponse("not an ePostResult")
+    return web_env.group(1).decode(), query_key.group(1).decode()
+
+
 class EntrezClient:
-    """esearch and efetch against E-utilities at ``base_url`` (or ``$MEDSIM_EUTILS_URL``)."""
+    """esearch, epost and efetch against E-utilities at ``base_url`` (or ``$MEDSIM_EUTILS_URL``)."""
 
     def __init__(
         self, http: NcbiHttp, base_url: str | None = None, esearch_page: int = ESEARCH_MAX
@@ -351,37 +421,138 @@ class EntrezClient:
         url = base_url or os.environ.get("MEDSIM_EUTILS_URL") or EUTILS_URL
         self.base_url = url.rstrip("/") + "/"
         self.http = http
-        self.esearch_page = esearch_page
+        self.esearch_page = min(esearch_page, ESEARCH_MAX)
         self.counts: dict[str, int] = {}  # query -> PubMed's total hit count
-        self.records = RecordCache(http.cache.root if http.cache is not None else None)
+        self.cache_root = http.cache.root if http.cache is not None else None
+        self.records = RecordCache(self.cache_root)
+
+    def _page(
+        self,
+        query: str,
+        start: int,
+        size: int,
+        days: tuple[date, date] | None = None,
+        web_env: str | None = None,
+    ) -> tuple[int, list[str]]:
+        params = {"db": "pubmed", "term": query, "retstart": str(start), "retmax": str(size)}
+        if days is not None:
+            params |= {"datetype": "pdat", "mindate": _day(days[0]), "maxdate": _day(days[1])}
+        if web_env is not None:  # a history search: its WebEnv is this run's, never cached
+            params |= {"WebEnv": web_env, "usehistory": "y"}
+        try:
+            return self.http.request(
+                "esearch",
+                self.base_url + "esearch.fcgi",
+                params,
+                check=_check_esearch,
+                cache=web_env is None,
+            )
+        except Rejected as exc:
+            raise FetchError(f"PubMed rejected the query {query!r}: {exc}") from None
+
+    def _window(
+        self,
+        query: str,
+        limit: int,
+        days: tuple[date, date] | None = None,
+        web_env: str | None = None,
+    ) -> tuple[int, list[str]]:
+        """PubMed's count and up to ``limit`` (at most 9,999) ids, pages never past the cap."""
+        limit = min(limit, ESEARCH_MAX)
+        page_size = ESEARCH_MAX if web_env is not None else self.esearch_page
+        ids: list[str] = []
+        while True:
+            size = min(page_size, limit - len(ids))
+            count, page = self._page(query, len(ids), size, days, web_env)
+            ids.extend(page)
+            if not page or len(ids) >= min(count, limit):
+                return count, ids
+
+    def _by_dates(self, query: str, days: tuple[date, date], wanted: int) -> list[str]:
+        """Up to ``wanted`` ids, newest first, from publication-date ranges under the cap."""
+        count = self._page(query, 0, 0, days)[0]
+        if count == 0:
+            return []
+        if count <= ESEARCH_MAX or days[0] == days[1]:
+            if count > ESEARCH_MAX:
+                log.warning(
+                    "%d PMIDs of %r are dated %s; esearch serves the first %d of them",
+                    count,
+                    query,
+                    _day(days[0]),
+                    ESEARCH_MAX,
+                )
+            return self._window(query, wanted, days)[1]
+        middle = days[0] + timedelta(days=(days[1] - days[0]).days // 2)
+        newer = self._by_dates(query, (middle + timedelta(days=1), days[1]), wanted)
+        if len(newer) >= wanted:
+            return newer
+        return newer + self._by_dates(query, (days[0], middle), wanted - len(newer))
 
     def esearch(self, query: str, max_results: int) -> list[str]:
-        """Up to ``max_results`` PMIDs matching ``query``, in PubMed's order, without repeats."""
-        if max_results > ESEARCH_MAX:
-            log.warning("PubMed esearch returns at most %d ids per query", ESEARCH_MAX)
-            max_results = ESEARCH_MAX
-        ids: list[str] = []
-        while len(ids) < max_results:
-            params = {
-                "db": "pubmed",
-                "term": query,
-                "retstart": str(len(ids)),
-                "retmax": str(min(self.esearch_page, max_results - len(ids))),
-            }
-            try:
-                count, page = self.http.request(
-                    "esearch", self.base_url + "esearch.fcgi", params, check=_check_esearch
-                )
-            except Rejected as exc:
-                raise FetchError(f"PubMed rejected the query {query!r}: {exc}") from None
-            self.counts[query] = count
-            ids.extend(page)
-            if not page or len(ids) >= count:
-                break
-        return list(dict.fromkeys(ids))
+        """Up to ``max_results`` PMIDs matching ``query``, without repeats.
+
+        Up to 9,999: PubMed's order. Beyond, when the query matches more than 9,999: the query
+        split by publication date, newest range first.
+        """
+        if max_results > ESEARCH_MAX:  # count first: past the cap, paging would be wasted
+            count = self._page(query, 0, 0)[0]
+            if count > ESEARCH_MAX:
+                last = date(date.today().year + 1, 12, 31)
+                self.counts[query] = count
+                ids = self._by_dates(query, (FIRST_DAY, last), max_results)
+                return list(dict.fromkeys(ids))[:max_results]
+        count, ids = self._window(query, max_results)
+        self.counts[query] = count
+        return list(dict.fromkeys(ids))[:max_results]
+
+    def epost(self, pmids: Sequence[str], web_env: str | None = None) -> tuple[str, str]:
+        """Post ``pmids`` to the history server: ``(WebEnv, query_key)``."""
+        params = {"db": "pubmed", "id": ",".join(pmids)}
+        if web_env is not None:
+            params["WebEnv"] = web_env
+        return self.http.request(
+            "epost",
+            self.base_url + "epost.fcgi",
+            params,
+            method="POST",
+            check=_check_epost,
+            cache=False,
+        )
+
+    def matching(self, pmids: Sequence[str], classes: Mapping[str, str]) -> dict[str, set[str]]:
+        """PMID -> every class whose query matches it, for the given PMIDs only.
+
+        The PMIDs go to the history server once; each class query is then searched within
+        them. The answer is cached per (PMIDs, queries), so a re-run posts nothing.
+        """
+        key = hashlib.sha256(json.dumps([sorted(pmids), sorted(classes.items())]).encode())
+        path = None
+        if self.cache_root is not None:
+            path = Path(self.cache_root) / "ambiguity" / f"{key.hexdigest()}.json"
+            if path.exists():
+                self.http.stats.cache_hits["ambiguity"] += 1
+                return {p: set(labels) for p, labels in json.loads(path.read_text()).items()}
+        found: dict[str, set[str]] = {}
+        web_env = None
+        for start in range(0, len(pmids), EPOST_CHUNK):
+            web_env, query_key = self.epost(pmids[start : start + EPOST_CHUNK], web_env)
+            for label, query in classes.items():
+                term = f"#{query_key} AND ({query})"
+                _count, ids = self._window(term, ESEARCH_MAX, None, web_env)
+                for pmid in ids:
+                    found.setdefault(pmid, set()).add(label)
+        if path is not None:
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps({p: sorted(labels) for p, labels in found.items()}))
+        return found
 
     def efetch(self, pmids: Sequence[str]) -> list[Article | Skipped]:
-        """Records for ``pmids``, in their order: saved ones from disk, the rest in one POST."""
+        """Records for ``pmids``, in their order: saved ones from disk, the rest in one POST.
+
+        PMIDs that failed before (never returned, never parsed) are skipped again without a
+        request, unless ``MEDSIM_RETRY_FAILED`` is set.
+        """
         saved = {pmid: record for pmid in pmids if (record := self.records.get(pmid)) is not None}
         out: list[Article | Skipped] = []
         if saved:
@@ -392,9 +563,18 @@ class EntrezClient:
                 log.warning("discarding %d unreadable saved records", len(saved))
                 self.records.drop(saved)
                 saved = {}
-        missing = [pmid for pmid in pmids if pmid not in saved]
+        failed = {p: skip for p in pmids if p not in saved and (skip := self.records.failed(p))}
+        out += failed.values()
+        self.http.stats.cache_hits["failed pmid"] += len(failed)
+        missing = [pmid for pmid in pmids if pmid not in saved and pmid not in failed]
         if missing:
-            out += self._efetch(missing)
+            fresh = self._efetch(missing)
+            returned = {r.item if isinstance(r, Skipped) else r.doc_id for r in fresh}
+            fresh += [Skipped(p, "not returned by efetch") for p in missing if p not in returned]
+            for record in fresh:
+                if isinstance(record, Skipped) and record.reason in REMEMBERED:
+                    self.records.fail(record)
+            out += fresh
         order = {pmid: i for i, pmid in enumerate(pmids)}
         return sorted(
             out, key=lambda r: order.get(r.item if isinstance(r, Skipped) else r.doc_id, -1)
@@ -428,13 +608,16 @@ class EntrezClient:
         return records
 
 
+# Per-PMID outcomes worth remembering: asking again would get the same answer.
+REMEMBERED = frozenset({"not returned by efetch", "malformed record"})
+
+
 def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) -> dict[str, list]:
     """PMID -> every class whose query matches it, in params order (PMIDs in first-seen order).
 
     Each class contributes its first ``limit`` PMIDs. A PMID that another class's query also
-    matches beyond that class's own ``limit`` would look unambiguous, so every pair of classes
-    is searched too (``(A) AND (B)``, one request per pair up to 10,000 ids): the PMIDs of
-    those intersections are matched by both classes.
+    matches beyond that class's own ``limit`` would look unambiguous, so the taken PMIDs are
+    searched again with every class query on the history server (:meth:`EntrezClient.matching`).
     """
     taken: dict[str, list[str]] = {}
     for label, query in classes.items():
@@ -442,21 +625,7 @@ def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) ->
         log.info("esearch %s: %d hits, %d taken", label, client.counts.get(query, 0), len(pmids))
         for pmid in pmids:
             taken.setdefault(pmid, []).append(label)
-    also: dict[str, set[str]] = {}
-    for (label_a, query_a), (label_b, query_b) in combinations(classes.items(), 2):
-        both = f"({query_a}) AND ({query_b})"
-        shared = client.esearch(both, ESEARCH_MAX)
-        if client.counts.get(both, 0) > len(shared):
-            log.warning(
-                "%s AND %s: %d PMIDs match both, only the first %d are checked for ambiguity",
-                label_a,
-                label_b,
-                client.counts[both],
-                len(shared),
-            )
-        for pmid in shared:
-            if pmid in taken:
-                also.setdefault(pmid, set()).update((label_a, label_b))
+    also = client.matching(list(taken), classes) if len(classes) > 1 else {}
     order = list(classes)
     return {
         pmid: sorted(set(labels) | also.get(pmid, set()), key=order.index)
@@ -481,6 +650,11 @@ def fetch_entrez(
     seconds when NCBI cannot be reached at all.
     """
     http = http or NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
+    if "email" not in http.identity:
+        log.warning(
+            "NCBI_EMAIL is not set: NCBI asks every E-utilities client for a contact address "
+            "(and may block anonymous heavy use); export NCBI_EMAIL=you@example.org"
+        )
     client = EntrezClient(http, eutils_url, esearch_page)
     if params.pdfs and pmc is None:
         from medsim.pubmed.pmc import PmcClient
@@ -519,7 +693,7 @@ def fetch_entrez(
         returned = {a.doc_id for a in articles} | {s.item for s in records}
         records += [Skipped(p, "not returned by efetch") for p in batch if p not in returned]
         if pmc is not None and articles:
-            records += list(pmc.attach_pdfs(articles, store))
+            records += list(pmc.attach(articles, store))
         for skip in records:
             skipped[skip.reason] += 1
         fetched += len(articles)
@@ -528,9 +702,10 @@ def fetch_entrez(
         progress.update(len(batch))
     progress.close()
     log.info(
-        "entrez: %d candidate PMIDs, %d articles fetched, skipped %s; %s",
+        "entrez: %d candidate PMIDs, %d articles fetched, skipped %s; NCBI %s%s",
         len(candidates),
         fetched,
         dict(skipped.most_common()),
         http.stats.describe(),
+        f"; PMC Cloud {pmc.bucket.stats.describe()}" if pmc is not None else "",
     )

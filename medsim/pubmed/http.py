@@ -48,8 +48,10 @@ __all__ = [
     "ResponseCache",
     "RetryPolicy",
     "StatusError",
+    "TransientAnswer",
     "default_rate",
     "ncbi_identity",
+    "remember_failures",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,8 @@ _OFFLINE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNR
 OFFLINE_HINT = (
     "To run without internet, use a local corpus: set `fetch.source: local` and "
     "`fetch.local.path` in params.yaml, e.g. "
-    "`dvc exp run -S fetch.source=local -S fetch.local.path=../shared/data/ohsumed-23`."
+    "`dvc exp run -S fetch.source=local -S fetch.local.path=/data/pubmed-baseline` for a folder "
+    "of PubMed XML such as NLM's annual baseline."
 )
 
 
@@ -94,11 +97,22 @@ class BadResponse(Exception):
     """Raised by a response ``check``: the body is damaged (truncated XML); retry the request."""
 
 
+class TransientAnswer(BadResponse):
+    """Raised by a ``check``: a well-formed error answer the server gives under load (an
+    E-utilities ``<ERROR>Search Backend failed ...``). Retried like a damaged body, but when every
+    try fails the request fails as a plain :class:`FetchError`: the content is not at fault."""
+
+
 class Rejected(Exception):
     """Raised by a response ``check`` or a size cap: the body is well-formed but unusable.
 
     Not retried (the same request would get the same answer); the caller decides what to skip.
     """
+
+
+def remember_failures() -> bool:
+    """Whether remembered failures are honoured; ``MEDSIM_RETRY_FAILED=1`` asks again."""
+    return os.environ.get("MEDSIM_RETRY_FAILED", "").strip().lower() in ("", "0", "false", "no")
 
 
 def ncbi_identity() -> dict[str, str]:
@@ -312,6 +326,8 @@ class NcbiHttp:
                     raise StatusError(f"{kind}: HTTP {exc.code} from {url}", exc.code) from None
                 last = f"HTTP {exc.code}"
                 wait = _retry_after(exc.headers) if exc.code == 429 else None
+            except TransientAnswer as exc:
+                last = str(exc)
             except BadResponse as exc:
                 last = f"damaged response: {exc}"
                 damaged = True

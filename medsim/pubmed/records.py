@@ -44,6 +44,8 @@ class Article:
     doi: str | None = None
     pmcid: str | None = None
     pdf_path: str | None = None
+    jats_path: str | None = None
+    license: str | None = None
 
     def to_row(self, seed: int, val_fraction: float, test_fraction: float) -> dict[str, Any]:
         """The ARTICLES row, with the split drawn for this document."""

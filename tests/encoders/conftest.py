@@ -84,6 +84,7 @@ def write_tables(root: Path) -> None:
             "caption": "Table 1. Patient characteristics",
             "cells": '[["age", "n"], ["50-59", "12"]]',
             "text": "age: 50-59, n: 12",
+            "origin": "pdf",
             "page": 3,
         }
     ]

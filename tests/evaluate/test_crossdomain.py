@@ -62,3 +62,18 @@ def test_medical_abstracts_repeat_363_ohsumed_training_documents(shared_data):
     assert len(target) == 2888
     source = _ohsumed_training_texts(shared_data / "ohsumed-23")
     assert int(overlap_mask(target["text"], source).sum()) == 363
+
+
+def test_empty_target_is_the_default_and_gives_null_rows_with_a_reason():
+    from types import SimpleNamespace
+
+    from medsim.config import Params
+    from medsim.evaluate.crossdomain import MODELS, build_table3
+
+    params = Params()
+    assert params.evaluate.cross_domain_target == ""
+    table = build_table3(SimpleNamespace(params=params, root=None))
+    assert set(MODELS) <= set(table)
+    for model in MODELS:
+        assert "cross_domain_target is empty" in table[model]["reason"]
+        assert all(v is None for k, v in table[model].items() if k != "reason")

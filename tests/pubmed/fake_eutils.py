@@ -1,17 +1,23 @@
-"""A fake NCBI on 127.0.0.1: E-utilities (esearch, efetch), PMC idconv, the OA service, PDFs.
+"""A fake NCBI on 127.0.0.1: E-utilities (esearch, epost, efetch) and the PMC ID Converter.
 
-Answers use NCBI's recorded formats; efetch serves real ``PubmedArticle`` XML from
-``../shared/data/pubmed-xml`` (cloned under new PMIDs where a test needs more records). Faults
-are injected per endpoint, first come first served: ``"429:<seconds>"`` (with Retry-After),
-``"500"``, ``"404"``, ``"reset"`` (TCP RST), ``"slow:<seconds>"``, ``"truncate"`` (a complete
-HTTP answer whose XML stops halfway).
+Answers use NCBI's recorded formats and limits; efetch serves real ``PubmedArticle`` XML from
+the shared pubmed-xml folder (cloned under new PMIDs where a test needs more records).
+esearch serves only the first 9,999 ids of a query: a page crossing that line is cut short
+and ``retstart`` above 9998 gets PubMed's ``<ERROR>``; ``mindate``/``maxdate`` filter on
+:attr:`FakeNcbi.pubdates`; ``#<query_key> AND (<term>)`` with a ``WebEnv`` searches within
+posted PMIDs. Faults are injected per endpoint, first come first served: ``"429:<seconds>"``
+(with Retry-After), ``"500"``, ``"404"``, ``"reset"`` (TCP RST), ``"slow:<seconds>"``,
+``"truncate"`` (a complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
+E-utilities error body at HTTP 200). The PMC Cloud bucket is faked in :mod:`tests.pubmed.fake_pmc`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import gzip
+import hashlib
 import json
 import socket
 import struct
@@ -33,6 +39,22 @@ ESEARCH_DOCTYPE = (
     b'<!DOCTYPE eSearchResult PUBLIC "-//NLM//DTD esearch 20060628//EN" '
     b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20060628/esearch.dtd">'
 )
+EPOST_DOCTYPE = (
+    b'<!DOCTYPE ePostResult PUBLIC "-//NLM//DTD epost 20090526//EN" '
+    b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20090526/epost.dtd">'
+)
+EFETCH_ERROR_DOCTYPE = (
+    b'<!DOCTYPE eEfetchResult PUBLIC "-//NLM//DTD efetch 20131226//EN" '
+    b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">'
+)
+ESEARCH_CAP = 9_999
+RETSTART_ERROR = (
+    "Search Backend failed: Exception:\n'retstart' cannot be larger than 9998. For PubMed, "
+    "ESearch can only retrieve the first 9,999 records matching the query. To obtain more than "
+    "9,999 PubMed records, consider using EDirect that contains additional logic to batch "
+    "PubMed search results automatically so that an arbitrary number can be retrieved. For "
+    "details see https://www.ncbi.nlm.nih.gov/books/NBK25499/"
+)
 
 
 def make_pdf(text: str = "A small generated article.", pad: int = 0) -> bytes:
@@ -44,6 +66,37 @@ def make_pdf(text: str = "A small generated article.", pad: int = 0) -> bytes:
     data = doc.tobytes()
     doc.close()
     return data + (b"%" + b"x" * pad + b"\n" if pad else b"")
+
+
+def _content_type(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1].lower()
+    return {
+        "xml": "application/xml",
+        "txt": "text/plain",
+        "pdf": "application/pdf",
+        "jpg": "image/jpeg",
+        "png": "image/png",
+    }.get(suffix, "binary/octet-stream")
+
+
+def _plain_text(xml: bytes) -> bytes:
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    return " ".join(" ".join(root.itertext()).split()).encode()
+
+
+def recorded_fulltexts(shared: Path) -> list[Path]:
+    """The real PMC open-access JATS full texts of the shared pubmed-xml folder."""
+    return sorted((shared / "pubmed-xml" / "pmc_nxml").glob("*.nxml"))
+
+
+def recorded_pdfs(shared: Path) -> list[Path]:
+    """The real open-access article PDFs of the shared pmc-pdfs folder."""
+    return sorted((shared / "pmc-pdfs" / "pdf").glob("*.pdf"))
+
+
+def recorded_images(shared: Path) -> list[Path]:
+    """Real PMC figure images (the MedICaT sample), to serve as an article's media files."""
+    return sorted((shared / "medicat-sample" / "sample" / "figures").glob("*.png"))
 
 
 def recorded_files(shared: Path) -> list[Path]:
@@ -105,11 +158,12 @@ class FakeNcbi:
     """State of the fake: what it knows, what it was asked, which faults to inject."""
 
     searches: dict[str, list[str]] = field(default_factory=dict)  # term -> PMIDs
+    pubdates: dict[str, datetime.date] = field(default_factory=dict)  # PMID -> publication date
+    history: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # WebEnv -> key -> ids
     articles: dict[str, bytes] = field(default_factory=dict)  # PMID -> <PubmedArticle> XML
     broken: set[str] = field(default_factory=set)  # PMIDs always served as broken XML
     idconv: dict[str, str] = field(default_factory=dict)  # PMID -> PMCID (not in the record)
-    oa: dict[str, str | None] = field(default_factory=dict)  # PMCID -> PDF ftp href | None
-    files: dict[str, tuple[bytes, str, bool]] = field(default_factory=dict)  # path -> body,...
+    bucket: dict[str, tuple[bytes, str, bool]] = field(default_factory=dict)  # key -> body,...
     faults: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     requests: list[Request] = field(default_factory=list)
     port: int = 0
@@ -125,23 +179,95 @@ class FakeNcbi:
 
     @property
     def pmc_url(self) -> str:
-        return self.root + "pmc/utils/"
+        """PMC's site root; the ID Converter is under ``tools/idconv/api/v1/articles/``."""
+        return self.root + "pmc/"
+
+    @property
+    def bucket_url(self) -> str:
+        """The fake ``https://pmc-oa-opendata.s3.amazonaws.com/``."""
+        return self.root + "pmc-oa-opendata/"
 
     def add_article(self, article: etree._Element) -> str:
         pmid = article.findtext("MedlineCitation/PMID")
         self.articles[pmid] = etree.tostring(article)
         return pmid
 
-    def add_pdf(
+    def add_object(
+        self, key: str, body: bytes, content_type: str = "binary/octet-stream", send_length=True
+    ) -> None:
+        self.bucket[key] = (body, content_type, send_length)
+
+    def add_pmc_article(
         self,
         pmcid: str,
-        body: bytes,
-        content_type: str = "application/pdf",
-        send_length: bool = True,
-    ) -> None:
-        path = f"pub/pmc/oa_pdf/00/00/article.{pmcid}.pdf"
-        self.oa[pmcid] = f"ftp://ftp.ncbi.nlm.nih.gov/{path}"
-        self.files["/" + path] = (body, content_type, send_length)
+        xml: bytes,
+        *,
+        version: int = 1,
+        pmid: str | None = None,
+        media: dict[str, bytes] | None = None,
+        pdf: bytes | None = None,
+        license_code: str = "CC BY",
+        open_access: bool = True,
+        retracted: bool = False,
+    ) -> str:
+        """One article version in the PMC Cloud layout: ``metadata/<PMCID>.<v>.json`` and the
+        objects under ``<PMCID>.<v>/`` (XML, plain text, PDF, media), ``s3://`` URLs with md5."""
+        name = f"{pmcid}.{version}"
+        files = {f"{name}.xml": xml, f"{name}.txt": _plain_text(xml)}
+        if pdf is not None:
+            files[f"{name}.pdf"] = pdf
+        files |= media or {}
+        for file, body in files.items():
+            self.add_object(f"{name}/{file}", body, _content_type(file))
+
+        def url(file: str) -> str:
+            md5 = hashlib.md5(files[file]).hexdigest()
+            return f"s3://pmc-oa-opendata/{name}/{file}?md5={md5}"
+
+        metadata = {
+            "pmcid": pmcid,
+            "version": version,
+            "pmid": int(pmid) if pmid else None,
+            "doi": None,
+            "is_pmc_openaccess": open_access,
+            "is_manuscript": False,
+            "is_historical_ocr": False,
+            "is_retracted": retracted,
+            "license_code": license_code,
+            "xml_url": url(f"{name}.xml"),
+            "text_url": url(f"{name}.txt"),
+            "pdf_url": url(f"{name}.pdf") if pdf is not None else None,
+            "media_urls": [url(file) for file in sorted(media or {})],
+        }
+        self.add_object(f"metadata/{name}.json", json.dumps(metadata).encode(), "application/json")
+        return name
+
+    def listing(self, params: dict[str, str]) -> bytes:
+        """S3 ListObjectsV2 (``list-type=2``): with ``delimiter=/``, the version folders."""
+        prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+        keys = sorted(k for k in self.bucket if k.startswith(prefix))
+        parts = ["<Name>pmc-oa-opendata</Name>", f"<Prefix>{prefix}</Prefix>"]
+        if delimiter:
+            folders = sorted(
+                {
+                    prefix + k[len(prefix) :].split(delimiter)[0] + delimiter
+                    for k in keys
+                    if delimiter in k[len(prefix) :]
+                }
+            )
+            parts += [f"<KeyCount>{len(folders)}</KeyCount><Delimiter>{delimiter}</Delimiter>"]
+            parts += [f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders]
+        else:
+            parts += [f"<KeyCount>{len(keys)}</KeyCount>"]
+            parts += [
+                f"<Contents><Key>{k}</Key><Size>{len(self.bucket[k][0])}</Size></Contents>"
+                for k in keys
+            ]
+        body = "".join(parts) + "<IsTruncated>false</IsTruncated>"
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{body}</ListBucketResult>'
+        ).encode()
 
     def count(self, endpoint: str) -> int:
         return sum(1 for r in self.requests if r.endpoint == endpoint)
@@ -157,18 +283,41 @@ class FakeNcbi:
         ]
 
     # -- answers -------------------------------------------------------------------------
-    def search(self, term: str) -> list[str]:
-        """A term's PMIDs; ``(A) AND (B)`` is the intersection, in A's order."""
+    def search(self, term: str, web_env: str | None = None) -> list[str]:
+        """A term's PMIDs; ``(A) AND (B)`` is the intersection, in A's order; ``#k AND (B)``
+        intersects posted set ``k`` of ``web_env`` with B."""
+        if term.startswith("#") and " AND (" in term:
+            key, right = term[1:].split(" AND (", 1)
+            posted = self.history[web_env][key]  # KeyError: an unknown WebEnv or key
+            other = set(self.search(right[:-1]))
+            return [pmid for pmid in posted if pmid in other]
         if term.startswith("(") and ") AND (" in term:
             left, right = term[1:-1].split(") AND (", 1)
             other = set(self.search(right))
             return [pmid for pmid in self.search(left) if pmid in other]
         return self.searches.get(term, [])
 
+    def _dated(self, ids: list[str], params: dict[str, str]) -> list[str]:
+        if "mindate" not in params:
+            return ids
+        low, high = (
+            datetime.datetime.strptime(params[k], "%Y/%m/%d").date() for k in ("mindate", "maxdate")
+        )
+        return [
+            pmid for pmid in ids if pmid in self.pubdates and low <= self.pubdates[pmid] <= high
+        ]
+
+    @staticmethod
+    def error_body(root: str, message: str, doctype: bytes = ESEARCH_DOCTYPE) -> bytes:
+        head = b'<?xml version="1.0" encoding="UTF-8" ?>\n' + doctype + b"\n"
+        return head + f"<{root}>\n\t<ERROR>{message}</ERROR>\n</{root}>\n".encode()
+
     def esearch(self, params: dict[str, str]) -> bytes:
-        ids = self.search(params["term"])
+        ids = self._dated(self.search(params["term"], params.get("WebEnv")), params)
         start, count = int(params.get("retstart", 0)), int(params.get("retmax", 20))
-        page = ids[start : start + count]
+        if start > ESEARCH_CAP - 1:
+            return self.error_body("eSearchResult", RETSTART_ERROR)
+        page = ids[start : min(start + count, ESEARCH_CAP)]
         id_xml = "".join(f"<Id>{pmid}</Id>\n" for pmid in page)
         body = (
             f"<eSearchResult><Count>{len(ids)}</Count><RetMax>{len(page)}</RetMax>"
@@ -177,6 +326,19 @@ class FakeNcbi:
         )
         return (
             b'<?xml version="1.0" encoding="UTF-8" ?>\n' + ESEARCH_DOCTYPE + b"\n" + body.encode()
+        )
+
+    def epost(self, params: dict[str, str]) -> bytes:
+        web_env = params.get("WebEnv") or f"MCID_{len(self.history) + 1:08d}"
+        posted = self.history.setdefault(web_env, {})
+        key = str(len(posted) + 1)
+        posted[key] = [pmid for pmid in params.get("id", "").split(",") if pmid]
+        body = f"<ePostResult>\n\t<QueryKey>{key}</QueryKey>\n\t<WebEnv>{web_env}</WebEnv>\n"
+        return (
+            b'<?xml version="1.0" encoding="UTF-8" ?>\n'
+            + EPOST_DOCTYPE
+            + b"\n"
+            + (body + "</ePostResult>\n").encode()
         )
 
     def efetch(self, params: dict[str, str]) -> bytes:
@@ -189,32 +351,35 @@ class FakeNcbi:
         parts.append(b"</PubmedArticleSet>\n")
         return b"".join(parts)
 
-    def idconv_answer(self, params: dict[str, str]) -> bytes:
+    def idconv_answer(self, params: dict[str, str]) -> tuple[bytes, int]:
+        """The ID Converter API v1 (pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/): one
+        ``idtype`` per request (PMIDs by default); a non-PMID in a PMID request is a 400."""
+        ids = params["ids"].split(",")
+        if params.get("idtype", "pmid") == "pmid" and not all(i.isdigit() for i in ids):
+            error = {
+                "message": "All values of query param `ids` must be PubMed IDs "
+                "(Positive Integers).",
+                "code": "invalid_pmids",
+            }
+            body = {"status": "error", "http_status": "400", "errors": [error]}
+            return json.dumps(body).encode(), 400
         records = []
-        for pmid in params["ids"].split(","):
+        for pmid in ids:
             if pmid in self.idconv:
-                records.append({"pmcid": self.idconv[pmid], "pmid": int(pmid)})
+                records.append(
+                    {"pmcid": self.idconv[pmid], "pmid": int(pmid), "requested-id": pmid}
+                )
             else:
-                records.append({"pmid": int(pmid), "status": "error", "errmsg": "not in PMC"})
-        return json.dumps({"status": "ok", "records": records}).encode()
-
-    def oa_answer(self, params: dict[str, str]) -> bytes:
-        pmcid = params["id"]
-        head = (
-            f'<OA><responseDate>2026-11-23 10:00:00</responseDate><request id="{pmcid}">x</request>'
-        )
-        if pmcid not in self.oa:
-            error = f"identifier '{pmcid}' is not Open Access"
-            return f'{head}<error code="idIsNotOpenAccess">{error}</error></OA>'.encode()
-        href = self.oa[pmcid]
-        tgz = f"ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/oa_package/00/00/{pmcid}.tar.gz"
-        links = f'<link format="tgz" updated="2020-01-01 00:00:00" href="{tgz}" />'
-        if href:
-            links += f'<link format="pdf" updated="2020-01-01 00:00:00" href="{href}" />'
-        return (
-            f'{head}<records returned-count="1" total-count="1"><record id="{pmcid}" '
-            f'citation="x" license="CC BY" retracted="no">{links}</record></records></OA>'
-        ).encode()
+                records.append(
+                    {
+                        "requested-id": pmid,
+                        "status": "error",
+                        "errmsg": "Identifier not found in PMC",
+                    }
+                )
+        return json.dumps(
+            {"status": "ok", "responseDate": "2026-11-26 10:00:00", "records": records}
+        ).encode(), 200
 
 
 def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
@@ -256,9 +421,16 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 return
             body, content_type, send_length = self._body(endpoint, path, params)
+            status = 200 if body is not None else 404
+            if isinstance(body, tuple):
+                body, status = body
+            if kind == "error":
+                root = "eFetchResult" if endpoint == "efetch" else "eSearchResult"
+                doctype = EFETCH_ERROR_DOCTYPE if endpoint == "efetch" else ESEARCH_DOCTYPE
+                body = state.error_body(root, arg, doctype)
             if kind == "truncate":
                 body = body[: len(body) // 2]
-            self.send_response(200 if body is not None else 404)
+            self.send_response(status)
             body = body or b""
             self.send_header("Content-Type", content_type)
             if send_length:
@@ -269,8 +441,15 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
 
         @staticmethod
         def _endpoint(path: str) -> str:
-            if path.startswith("/pub/"):
-                return "pdf"
+            if path.startswith("/pmc-oa-opendata/"):
+                key = path.removeprefix("/pmc-oa-opendata/")
+                return (
+                    "s3-list"
+                    if not key
+                    else "s3-metadata"
+                    if key.startswith("metadata/")
+                    else "s3-object"
+                )
             if "/idconv/" in path:
                 return "idconv"
             return path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".fcgi")
@@ -283,13 +462,17 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 return state.esearch(params), "text/xml; charset=UTF-8", True
             if endpoint == "efetch":
                 return state.efetch(params), "text/xml; charset=UTF-8", True
+            if endpoint == "epost":
+                return state.epost(params), "text/xml; charset=UTF-8", True
             if endpoint == "idconv":
                 return state.idconv_answer(params), "application/json", True
-            if endpoint == "oa":
-                return state.oa_answer(params), "text/xml", True
-            if path in state.files:
-                return state.files[path]
-            return None, "text/html", True
+            if endpoint == "s3-list":
+                return state.listing(params), "application/xml", True
+            key = urllib.parse.unquote(path.removeprefix("/pmc-oa-opendata/"))
+            if key in state.bucket:
+                return state.bucket[key]
+            error = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NoSuchKey</Code></Error>"
+            return (error, 404), "application/xml", True
 
     return Handler
 
@@ -304,9 +487,9 @@ class _Server(ThreadingHTTPServer):
 class FakeServer:
     """Runs a :class:`FakeNcbi` in a thread; ``with FakeServer() as ncbi: ...``."""
 
-    def __init__(self, state: FakeNcbi | None = None) -> None:
+    def __init__(self, state: FakeNcbi | None = None, port: int = 0) -> None:
         self.state = state or FakeNcbi()
-        self._server = _Server(("127.0.0.1", 0), _handler(self.state))
+        self._server = _Server(("127.0.0.1", port), _handler(self.state))
         self.state.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -320,3 +503,119 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+def graphic_names(xml: bytes) -> list[str]:
+    """The ``xlink:href`` of every ``<graphic>`` inside a ``<fig>`` of a JATS document."""
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    href = "{http://www.w3.org/1999/xlink}href"
+    return [g.get(href) for fig in root.iter("fig") for g in fig.iter("graphic") if g.get(href)]
+
+
+def as_jpeg(png: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(png).convert("RGB").save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+@dataclass
+class RecordedFullText:
+    pmid: str
+    pmcid: str
+    version: str
+    xml: Path
+    figures: int  # <fig> elements with a graphic
+    has_pdf: bool
+
+
+def add_recorded_fulltexts(state: FakeNcbi, shared: Path) -> list[RecordedFullText]:
+    """Put the real PMC JATS full texts in the fake bucket, each with an image per figure graphic
+    (real PMC figures from the MedICaT sample, cycled, as JPEG) and, for the first ones, a real
+    open-access PDF (another article's: the bucket's transport is what is faked here)."""
+    images = [as_jpeg(p) for p in recorded_images(shared)]
+    pdfs = [p.read_bytes() for p in recorded_pdfs(shared)]
+    out = []
+    for i, path in enumerate(recorded_fulltexts(shared)):
+        xml = path.read_bytes()
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+        ids = {
+            a.get("pub-id-type"): a.text for a in root.find("front/article-meta").iter("article-id")
+        }
+        pmcid = "PMC" + ids["pmc"].removeprefix("PMC")
+        names = graphic_names(xml)
+        media = {f"{name}.jpg": images[(i + j) % len(images)] for j, name in enumerate(names)}
+        pdf = pdfs[i] if i < len(pdfs) else None
+        if i == 0:  # an older version next to the current one: the newest must be taken
+            state.add_pmc_article(pmcid, xml, version=1, pmid=ids.get("pmid"), media=media)
+        version = state.add_pmc_article(
+            pmcid, xml, version=2 if i == 0 else 1, pmid=ids.get("pmid"), media=media, pdf=pdf
+        )
+        figures = sum(1 for fig in root.iter("fig") if fig.find(".//graphic") is not None)
+        out.append(
+            RecordedFullText(ids.get("pmid"), pmcid, version, path, figures, pdf is not None)
+        )
+    return out
+
+
+def populate_classes(
+    state: FakeNcbi, shared: Path, classes: dict[str, str], per_class: int, overlap: int = 5
+) -> list[RecordedFullText]:
+    """Answer each class query with ``per_class`` PMIDs (``overlap`` shared with the next class)
+    of real records cloned under new PMIDs; the recorded PMC full texts go to one article each,
+    spread over the classes, their PMCIDs in the records."""
+    templates = [a for a in recorded_articles(shared).values() if has_abstract(a)]
+    texts = add_recorded_fulltexts(state, shared)
+    every: list[str] = []
+    unshared: list[str] = []  # PMIDs no other class lists (a class's first ones are shared)
+    for k, query in enumerate(classes.values()):
+        first = 91_000_000 + k * 100_000
+        state.searches[query] = [str(first + i) for i in range(per_class)]
+        every += state.searches[query]
+        unshared += state.searches[query][overlap:]
+    for k, query in enumerate(list(classes.values())[:-1]):
+        state.searches[query] += state.searches[list(classes.values())[k + 1]][:overlap]
+    step = len(unshared) / len(texts)
+    with_text = {unshared[int((i + 0.5) * step)]: t for i, t in enumerate(texts)}
+    for n, pmid in enumerate(every):
+        text = with_text.get(pmid)
+        state.add_article(clone(templates[n % len(templates)], pmid, text.pmcid if text else None))
+    return texts
+
+
+def main() -> None:
+    """Serve the fake NCBI and PMC Cloud bucket for a whole ``dvc repro`` run, until killed."""
+    import argparse
+    import sys
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--shared", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    classes = yaml.safe_load(args.params.read_text())["fetch"]["classes"]
+    server = FakeServer(port=args.port)
+    texts = populate_classes(server.state, args.shared, classes, args.per_class)
+    state = server.state
+    print(f"MEDSIM_EUTILS_URL={state.eutils_url}", flush=True)
+    print(f"MEDSIM_PMC_URL={state.pmc_url}", flush=True)
+    print(f"MEDSIM_PMC_CLOUD_URL={state.bucket_url}", flush=True)
+    print(
+        f"{len(classes)} classes, {len(state.articles)} records, {len(texts)} full texts in "
+        f"the bucket",
+        file=sys.stderr,
+        flush=True,
+    )
+    with server:
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

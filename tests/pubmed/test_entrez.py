@@ -235,15 +235,16 @@ def test_labels_ambiguity_and_each_pmid_fetched_once(ncbi, templates, tmp_path, 
     assert set(fetched) == expected | {"99999999"}
     assert ncbi.count("efetch") == math.ceil(len(fetched) / 4)
     assert all(r.params["retmode"] == "xml" for r in ncbi.requests if r.endpoint == "efetch")
-    # esearch paged 5 at a time: 12 -> 3 pages, 11 -> 3, 5 -> 1 (count reached), and one
-    # page for each of the 3 pairs of classes (intersections of 2, 1 and 0 PMIDs)
-    assert ncbi.count("esearch") == 10
+    # esearch paged 5 at a time: 12 -> 3 pages, 11 -> 3, 5 -> 1 (count reached), then the
+    # 25 taken PMIDs posted once and each class searched within them in one page
+    assert ncbi.count("esearch") == 10 and ncbi.count("epost") == 1
     assert http.stats.requests["efetch"] == ncbi.count("efetch")
 
 
 def test_ambiguity_is_found_beyond_max_per_class(ncbi, templates, tmp_path) -> None:
     # breast matches 0-11, lung 10-19; each class takes only its first 8 PMIDs, so breast's
-    # list stops at 7 and never shows 10 or 11 -- the (breast) AND (lung) search does.
+    # list stops at 7 and never shows 10 or 11 -- searching breast within the taken PMIDs on
+    # the history server does.
     searches = populate(ncbi, templates, {"breast": range(0, 12), "lung": range(10, 20)})
     params = fetch_params(searches, max_per_class=8)
     records = run(params, tmp_path, ncbi, make_http(tmp_path))
@@ -259,7 +260,17 @@ def test_ambiguity_is_found_beyond_max_per_class(ncbi, templates, tmp_path) -> N
         **{str(90_000_000 + i): "lung" for i in range(12, 18)},
     }
     terms = [r.params["term"] for r in ncbi.requests if r.endpoint == "esearch"]
-    assert terms == ["breast[query]", "lung[query]", "(breast[query]) AND (lung[query])"]
+    assert terms == [
+        "breast[query]",
+        "lung[query]",
+        "#1 AND (breast[query])",
+        "#1 AND (lung[query])",
+    ]
+    (posted,) = [r.params["id"].split(",") for r in ncbi.requests if r.endpoint == "epost"]
+    assert sorted(posted) == sorted(str(90_000_000 + i) for i in [*range(8), *range(10, 18)])
+    assert {r.params["WebEnv"] for r in ncbi.requests if r.params.get("usehistory")} == {
+        "MCID_00000001"
+    }
 
 
 def test_faults_are_retried_and_nothing_is_lost(ncbi, templates, tmp_path) -> None:
@@ -457,10 +468,11 @@ def test_damaged_efetch_body_is_detected() -> None:
 def test_run_fetch_end_to_end(ncbi, templates, tmp_path, monkeypatch) -> None:
     searches = populate(ncbi, templates, {"breast": range(0, 6), "lung": range(5, 10)})
     ncbi.idconv["90000000"] = "PMC1000001"  # not in the record: found by the ID converter
-    ncbi.add_pdf("PMC1000001", make_pdf())
+    jats = b'<?xml version="1.0"?><article><front/><body/></article>'
+    ncbi.add_pmc_article("PMC1000001", jats, pdf=make_pdf(), license_code="CC BY-NC")
     monkeypatch.setenv("MEDSIM_EUTILS_URL", ncbi.eutils_url)
     monkeypatch.setenv("MEDSIM_PMC_URL", ncbi.pmc_url)
-    monkeypatch.setenv("MEDSIM_PMC_FTP_URL", ncbi.root)
+    monkeypatch.setenv("MEDSIM_PMC_CLOUD_URL", ncbi.bucket_url)
     monkeypatch.delenv("NCBI_API_KEY", raising=False)
     params = params_from_dict(
         {
@@ -483,8 +495,133 @@ def test_run_fetch_end_to_end(ncbi, templates, tmp_path, monkeypatch) -> None:
     skipped = pq.read_table(tmp_path / "data" / "skipped.parquet").to_pandas()
     assert skipped.loc[skipped["item"] == "90000005", "reason"].tolist() == ["ambiguous label"]
     assert (tmp_path / "data" / "cache" / "entrez").is_dir()
-    with_pdf = table.loc[table["pdf_path"].notna(), ["doc_id", "pdf_path", "pmcid"]]
-    assert with_pdf.values.tolist() == [["90000000", "data/raw/pdfs/90000000.pdf", "PMC1000001"]]
+    columns = ["doc_id", "pdf_path", "jats_path", "license", "pmcid"]
+    with_pdf = table.loc[table["pdf_path"].notna(), columns]
+    assert with_pdf.values.tolist() == [
+        [
+            "90000000",
+            "data/raw/pdfs/90000000.pdf",
+            "data/raw/pmc/90000000/PMC1000001.1.xml",
+            "CC BY-NC",
+            "PMC1000001",
+        ]
+    ]
     assert (tmp_path / "data/raw/pdfs/90000000.pdf").read_bytes().startswith(b"%PDF-")
+    assert (tmp_path / "data/raw/pmc/90000000/PMC1000001.1.xml").read_bytes() == jats
     no_pdf = skipped.loc[skipped["reason"] == "no pmc id", "item"]
-    assert len(no_pdf) == 8 and "pdfs/90000001.pdf" in set(no_pdf)
+    assert len(no_pdf) == 8 and "pmc/90000001" in set(no_pdf)
+
+
+# -- E-utilities at their real limits ---------------------------------------------------------
+
+
+def _client(ncbi, tmp_path, **retry) -> entrez.EntrezClient:
+    return entrez.EntrezClient(make_http(tmp_path, **retry), ncbi.eutils_url)
+
+
+def test_fake_answers_retstart_past_the_cap_with_pubmeds_error(ncbi, tmp_path) -> None:
+    ncbi.searches["big[query]"] = [str(i) for i in range(1, 12_001)]
+    client = _client(ncbi, tmp_path)
+    count, ids = client._page("big[query]", 9_990, 100)
+    assert count == 12_000 and ids == [str(i) for i in range(9_991, 10_000)]  # cut at 9,999
+    with pytest.raises(FetchError, match=r"'retstart' cannot be larger than 9998"):
+        client._page("big[query]", 9_999, 10)
+    assert ncbi.count("esearch") == 2  # the cap is permanent: not retried
+
+
+def test_more_than_9999_ids_come_from_date_ranges_under_the_cap(ncbi, tmp_path) -> None:
+    import datetime
+
+    ids = [str(i) for i in range(1, 25_001)]
+    ncbi.searches["big[query]"] = ids
+    start = datetime.date(2001, 1, 1)
+    for i, pmid in enumerate(ids):  # 10 a day, newest PMIDs latest
+        ncbi.pubdates[pmid] = start + datetime.timedelta(days=i // 10)
+    client = _client(ncbi, tmp_path)
+    got = client.esearch("big[query]", 20_000)
+    assert len(got) == len(set(got)) == 20_000
+    # newest date range first: every range but the last one taken is whole, so the newest
+    # 10,000 are all in (the last range gives PubMed's first ids of that range)
+    assert set(ids[-10_000:]) <= set(got) <= set(ids)
+    assert client.counts["big[query]"] == 25_000
+    for request in ncbi.requests:
+        start_at, size = int(request.params["retstart"]), int(request.params["retmax"])
+        assert start_at + size <= 9_999
+
+
+def test_pair_intersection_over_9999_completes_on_the_history_server(ncbi, tmp_path) -> None:
+    shared = [str(i) for i in range(1, 12_001)]
+    ncbi.searches["a[query]"] = shared + [str(i) for i in range(50_000, 50_100)]
+    ncbi.searches["b[query]"] = [str(i) for i in range(60_000, 60_300)] + shared
+    client = _client(ncbi, tmp_path)
+    found = entrez._candidates(client, {"a": "a[query]", "b": "b[query]"}, 500)
+    assert len(found) == 800  # a: shared[:500]; b: its 300 own + shared[:200]
+    assert {p: v for p, v in found.items() if v == ["a", "b"]} == {
+        p: ["a", "b"] for p in shared[:500]
+    }
+    assert all(v == ["b"] for p, v in found.items() if p.startswith("600"))
+    assert ncbi.count("epost") == 1 and ncbi.count("esearch") == 4
+    assert not any(
+        "AND" in r.params["term"] and "#" not in r.params["term"]
+        for r in ncbi.requests
+        if r.endpoint == "esearch"
+    )
+    # cached: a second check sends nothing (class searches and the ambiguity answer on disk)
+    before = len(ncbi.requests)
+    again = entrez._candidates(_client(ncbi, tmp_path), {"a": "a[query]", "b": "b[query]"}, 500)
+    assert again == found and ncbi.requests[before:] == []
+
+
+def test_transient_error_bodies_are_retried_and_permanent_ones_are_one_line(
+    ncbi, templates, tmp_path
+) -> None:
+    searches = populate(ncbi, templates, {"breast": range(0, 6)})
+    ncbi.faults["esearch"] += ["error:Search Backend failed: read from socket timed out"]
+    ncbi.faults["efetch"] += ["error:Unable to obtain query #1"]
+    http = make_http(tmp_path)
+    records = run(fetch_params(searches), tmp_path, ncbi, http)
+    assert len([r for r in records if isinstance(r, Article)]) == 6
+    assert http.stats.retries == Counter({"esearch": 1, "efetch": 1})
+
+    ncbi.faults["efetch"] += ["error:Internal error"] * 4
+    ncbi.searches["lung[query]"] = ["123"]
+    with pytest.raises(FetchError) as failed:
+        run(fetch_params(["lung"]), tmp_path / "b", ncbi, make_http(tmp_path / "b"))
+    message = str(failed.value)
+    assert "efetch answered an error: Internal error" in message and "\n" not in message
+    assert "biopython" not in message.lower()
+
+    ncbi.faults["esearch"] += ["error:Invalid query syntax"]
+    with pytest.raises(FetchError, match="PubMed rejected the query 'x'") as failed:
+        _client(ncbi, tmp_path / "c").esearch("x", 10)
+    assert "\n" not in str(failed.value)
+
+
+def test_warns_without_ncbi_email(ncbi, templates, tmp_path, caplog) -> None:
+    searches = populate(ncbi, templates, {"breast": range(0, 2)})
+    http = make_http(tmp_path)
+    http.identity = {"tool": "medsim"}
+    with caplog.at_level("WARNING"):
+        run(fetch_params(searches), tmp_path, ncbi, http)
+    assert "NCBI_EMAIL is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(fetch_params(searches), tmp_path, ncbi, make_http(tmp_path))
+    assert "NCBI_EMAIL" not in caplog.text
+
+
+def test_failed_lookups_are_remembered_until_asked_again(
+    ncbi, templates, tmp_path, monkeypatch
+) -> None:
+    searches = populate(ncbi, templates, {"breast": range(0, 4)})
+    ncbi.searches["breast[query]"].append("99999999")  # listed, never returned by efetch
+    monkeypatch.delenv("MEDSIM_RETRY_FAILED", raising=False)
+    first = run(fetch_params(searches), tmp_path, ncbi, make_http(tmp_path))
+    assert Skipped("99999999", "not returned by efetch") in first
+    asked = len(ncbi.fetched_pmids())
+    second = run(fetch_params(searches), tmp_path, ncbi, make_http(tmp_path))
+    assert [asdict(r) for r in second] == [asdict(r) for r in first]
+    assert len(ncbi.fetched_pmids()) == asked  # not asked again
+    monkeypatch.setenv("MEDSIM_RETRY_FAILED", "1")
+    run(fetch_params(searches), tmp_path, ncbi, make_http(tmp_path))
+    assert ncbi.fetched_pmids()[asked:] == ["99999999"]

@@ -1,10 +1,10 @@
-"""PMC open-access PDFs: link lookup, capped download, magic check, cache, skips."""
+"""Full text from the PMC Cloud bucket: versions, metadata, JATS, images, PDFs, licences, skips."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-import pymupdf
 import pytest
 from lxml import etree
 
@@ -12,11 +12,18 @@ from medsim.config import FetchParams
 from medsim.fetch import RawStore
 from medsim.pubmed.entrez import fetch_entrez
 from medsim.pubmed.http import BadResponse, NcbiHttp, RateLimiter, ResponseCache, RetryPolicy
-from medsim.pubmed.pmc import PmcClient, is_pdf, oa_pdf_href, rewrite_ftp
+from medsim.pubmed.pmc import PmcClient, _check_versions, is_pdf, object_key
 from medsim.pubmed.records import Article, Skipped
-from tests.pubmed.fake_eutils import FakeServer, clone, has_abstract, make_pdf, recorded_articles
+from tests.pubmed.fake_eutils import (
+    FakeServer,
+    add_recorded_fulltexts,
+    clone,
+    has_abstract,
+    make_pdf,
+    recorded_articles,
+)
 
-MAX_BYTES = 20_000
+MAX_BYTES = 2_000_000
 
 
 @pytest.fixture
@@ -30,36 +37,21 @@ def template(shared_data: Path) -> etree._Element:
     return next(a for a in recorded_articles(shared_data).values() if has_abstract(a))
 
 
-def test_oa_answers_in_ncbi_format() -> None:
-    answer = (
-        b'<OA><responseDate>2024-05-01 10:00:00</responseDate><request id="PMC5334499">'
-        b"https://www.ncbi.nlm.nih.gov/pmc/utils/oa/oa.fcgi?id=PMC5334499</request>"
-        b'<records returned-count="1" total-count="1"><record id="PMC5334499" '
-        b'citation="World J Radiol. 2017 Feb 28; 9(2):27-33" license="CC BY-NC" retracted="no">'
-        b'<link format="tgz" updated="2017-03-06 11:03:50" '
-        b'href="ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/oa_package/8e/71/PMC5334499.tar.gz" />'
-        b'<link format="pdf" updated="2017-03-02 09:40:22" '
-        b'href="ftp://ftp.ncbi.nlm.nih.gov/pub/pmc/oa_pdf/8e/71/WJR-9-27.PMC5334499.pdf" />'
-        b"</record></records></OA>"
-    )
-    href, reason, _ = oa_pdf_href(answer)
-    assert reason == ""
-    assert rewrite_ftp(href) == (
-        "https://ftp.ncbi.nlm.nih.gov/pub/pmc/oa_pdf/8e/71/WJR-9-27.PMC5334499.pdf"
-    )
-    assert rewrite_ftp(href, "http://127.0.0.1:8080") == (
-        "http://127.0.0.1:8080/pub/pmc/oa_pdf/8e/71/WJR-9-27.PMC5334499.pdf"
-    )
-    assert rewrite_ftp("https://example.org/a.pdf", "http://x/") == "https://example.org/a.pdf"
-    not_oa = (
-        b'<OA><responseDate>2024-05-01</responseDate><request id="PMC13901">x</request>'
-        b"<error code=\"idIsNotOpenAccess\">identifier 'PMC13901' is not Open Access</error></OA>"
-    )
-    assert oa_pdf_href(not_oa)[:2] == (None, "not open access")
-    tgz_only = answer.replace(b'format="pdf"', b'format="tgz"')
-    assert oa_pdf_href(tgz_only) == (None, "no pdf link", "formats: tgz")
+def test_bucket_urls_listing_and_pdf_magic() -> None:
+    url = "s3://pmc-oa-opendata/PMC7759461.1/PMC7759461.1.xml?md5=2ba36e61fa9eb4950c9daef9c9f58812"
+    assert object_key(url) == ("PMC7759461.1/PMC7759461.1.xml", "2ba36e61fa9eb4950c9daef9c9f58812")
     with pytest.raises(BadResponse):
-        oa_pdf_href(answer[: len(answer) // 2])
+        object_key("s3://another-bucket/PMC1.1/PMC1.1.xml")
+    listing = (
+        b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+        b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>pmc-oa-opendata</Name>'
+        b"<Prefix>PMC11370360.</Prefix><KeyCount>3</KeyCount><Delimiter>/</Delimiter>"
+        b"<CommonPrefixes><Prefix>PMC11370360.10/</Prefix></CommonPrefixes>"
+        b"<CommonPrefixes><Prefix>PMC11370360.1/</Prefix></CommonPrefixes>"
+        b"<CommonPrefixes><Prefix>PMC11370360.2/</Prefix></CommonPrefixes></ListBucketResult>"
+    )
+    # the echoed request prefix is not a folder; versions sort as numbers
+    assert _check_versions(listing, None) == ["PMC11370360.1", "PMC11370360.2", "PMC11370360.10"]
     assert is_pdf(b"\n%PDF-1.7\n...") and not is_pdf(b"<!DOCTYPE html><html>")
 
 
@@ -67,95 +59,129 @@ def make_http(cache: Path) -> NcbiHttp:
     retry = RetryPolicy(tries=3, base_delay_s=0.001, timeout_s=2.0)
     return NcbiHttp(
         ResponseCache(cache / "entrez"),
-        identity={"tool": "medsim"},
+        identity={"tool": "medsim", "email": "tests@example.org"},
         limiter=RateLimiter(1000.0),
         retry=retry,
         sleep=lambda s: None,
     )
 
 
-def fetch(
-    ncbi, cache: Path, pmids: list[str], staging: str = "staging"
-) -> tuple[list, RawStore, NcbiHttp]:
+def fetch(ncbi, cache: Path, pmids: list[str], max_bytes: int = MAX_BYTES) -> tuple[list, RawStore]:
     http = make_http(cache)
-    pmc = PmcClient(http, cache, MAX_BYTES, base_url=ncbi.pmc_url, ftp_url=ncbi.root)
-    store = RawStore(cache / staging)
+    pmc = PmcClient(http, cache, max_bytes, cloud_url=ncbi.bucket_url, pmc_url=ncbi.pmc_url)
+    store = RawStore(cache / "staging")
     ncbi.searches["q"] = pmids
-    params = FetchParams(classes={"breast": "q"}, pdfs=True, batch_size=10)
+    params = FetchParams(classes={"breast": "q"}, pdfs=True, batch_size=20)
     records = list(
         fetch_entrez(params, cache, store, http=http, eutils_url=ncbi.eutils_url, pmc=pmc)
     )
-    return records, store, http
+    return records, store
 
 
-def test_pdfs_land_in_the_store_and_failures_only_skip_the_pdf(ncbi, template, tmp_path) -> None:
-    pdf = make_pdf("Open access article")
+def test_full_text_of_recorded_articles_lands_in_the_store(
+    ncbi, template, shared_data, tmp_path
+) -> None:
+    recorded = add_recorded_fulltexts(ncbi, shared_data)
+    pmids = []
+    for i, text in enumerate(recorded):
+        pmid = str(70_000_000 + i)
+        # the first one's PMCID is not in its PubMed record: the ID Converter knows it
+        ncbi.add_article(clone(template, pmid, None if i == 0 else text.pmcid))
+        if i == 0:
+            ncbi.idconv[pmid] = text.pmcid
+        pmids.append(pmid)
+    records, store = fetch(ncbi, tmp_path, pmids)
+    articles = {a.doc_id: a for a in records if isinstance(a, Article)}
+    assert not [r for r in records if isinstance(r, Skipped)]
+    for pmid, text in zip(pmids, recorded, strict=True):
+        article = articles[pmid]
+        assert article.pmcid == text.pmcid and article.license == "CC BY"
+        jats = store.staging / f"pmc/{pmid}/{text.version}.xml"
+        assert article.jats_path == f"data/raw/pmc/{pmid}/{text.version}.xml"
+        assert jats.read_bytes() == text.xml.read_bytes()
+        images = sorted((store.staging / f"pmc/{pmid}").glob("*.jpg"))
+        assert len(images) == len(set(ncbi_graphics(text.xml)))
+        assert all(p.read_bytes()[:3] == b"\xff\xd8\xff" for p in images)
+        if text.has_pdf:
+            assert article.pdf_path == f"data/raw/pdfs/{pmid}.pdf"
+            assert is_pdf((store.staging / f"pdfs/{pmid}.pdf").read_bytes())
+        else:
+            assert article.pdf_path is None
+    assert recorded[0].version.endswith(".2")  # the newest of two versions
+    idconv = [r for r in ncbi.requests if r.endpoint == "idconv"]
+    assert len(idconv) == 1 and idconv[0].params["idtype"] == "pmid"
+
+    # warm: nothing asked of the bucket again
+    before = len(ncbi.requests)
+    again, _ = fetch(ncbi, tmp_path, pmids)
+    assert not [r for r in ncbi.requests[before:] if r.endpoint.startswith("s3")]
+    assert {a.doc_id: a.jats_path for a in again if isinstance(a, Article)} == {
+        p: a.jats_path for p, a in articles.items()
+    }
+
+
+def ncbi_graphics(path: Path) -> list[str]:
+    from tests.pubmed.fake_eutils import graphic_names
+
+    return graphic_names(path.read_bytes())
+
+
+JATS = (
+    b'<?xml version="1.0"?><article xmlns:xlink="http://www.w3.org/1999/xlink"><front>'
+    b"<article-meta/></front><body><fig id='f1'><label>Figure 1</label><caption><p>A cell."
+    b"</p></caption><graphic xlink:href='x.f001'/></fig></body></article>"
+)
+
+
+def test_what_cannot_be_had_is_skipped_remembered_and_retried_on_request(
+    ncbi, template, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MEDSIM_RETRY_FAILED", raising=False)
     cases = {
-        "1": "PMC0000001",  # open access with a PDF
+        "1": "PMC0000001",  # open access, a PDF too large for the cap: XML kept, no PDF
         "2": "PMC0000002",  # not open access
-        "3": None,  # no PMC id in the record: the ID converter knows it
-        "4": "PMC0000004",  # the "PDF" is an HTML error page
-        "5": "PMC0000005",  # PDF over the size cap, announced by Content-Length
-        "6": "PMC0000006",  # PDF over the size cap, no Content-Length
-        "7": "PMC0000007",  # open access, tgz only
-        "8": None,  # not in PMC at all
+        "3": "PMC0000003",  # retracted
+        "4": "PMC0000004",  # no version folder in the bucket
+        "5": None,  # no PMC id anywhere
+        "6": "PMC0000006",  # an image whose bytes never match their md5
     }
     for pmid, pmcid in cases.items():
         ncbi.add_article(clone(template, pmid, pmcid))
-    ncbi.add_pdf("PMC0000001", pdf)
-    ncbi.idconv["3"] = "PMC0000003"
-    ncbi.add_pdf("PMC0000003", pdf, content_type="application/octet-stream", send_length=False)
-    ncbi.add_pdf("PMC0000004", b"<!DOCTYPE html><html>Not found</html>", "text/html")
-    ncbi.add_pdf("PMC0000005", make_pdf(pad=MAX_BYTES))
-    ncbi.add_pdf("PMC0000006", make_pdf(pad=MAX_BYTES), send_length=False)
-    ncbi.oa["PMC0000007"] = None
-    ncbi.faults["oa"] += ["500"]  # retried like any NCBI request
+    media = {"x.f001.jpg": b"\xff\xd8\xff fake jpeg"}
+    ncbi.add_pmc_article("PMC0000001", JATS, media=media, pdf=make_pdf(pad=3_000), pmid="1")
+    ncbi.add_pmc_article("PMC0000002", JATS, open_access=False, license_code="CC BY-NC")
+    ncbi.add_pmc_article("PMC0000003", JATS, retracted=True)
+    name = ncbi.add_pmc_article("PMC0000006", JATS, media=media)
+    ncbi.add_object(f"{name}/x.f001.jpg", b"\xff\xd8\xff changed in transit")
 
-    records, store, http = fetch(ncbi, tmp_path, list(cases))
-    articles = {r.doc_id: r for r in records if isinstance(r, Article)}
-    assert sorted(articles) == sorted(cases)  # every article kept, PDF or not
-    assert articles["1"].pdf_path == "data/raw/pdfs/1.pdf"
-    assert articles["3"].pdf_path == "data/raw/pdfs/3.pdf"
-    assert articles["3"].pmcid == "PMC0000003"
-    assert {d for d, a in articles.items() if a.pdf_path} == {"1", "3"}
-    for doc_id in ("1", "3"):
-        placed = store.staging / "pdfs" / f"{doc_id}.pdf"
-        assert placed.read_bytes() == pdf
-        with pymupdf.open(placed) as doc:
-            assert "Open access article" in doc[0].get_text()
-    reasons = {r.item: r.reason for r in records if isinstance(r, Skipped)}
-    assert reasons == {
-        "pdfs/2.pdf": "not open access",
-        "pdfs/4.pdf": "not a pdf",
-        "pdfs/5.pdf": "pdf too large",
-        "pdfs/6.pdf": "pdf too large",
-        "pdfs/7.pdf": "no pdf link",
-        "pdfs/8.pdf": "no pmc id",
+    records, store = fetch(ncbi, tmp_path, list(cases), max_bytes=3_000)
+    articles = {a.doc_id: a for a in records if isinstance(a, Article)}
+    assert sorted(articles) == sorted(cases)  # full text is extra: every article is kept
+    assert articles["1"].jats_path == "data/raw/pmc/1/PMC0000001.1.xml"
+    assert articles["1"].pdf_path is None and articles["1"].license == "CC BY"
+    assert (store.staging / "pmc/1/x.f001.jpg").read_bytes() == media["x.f001.jpg"]
+    skips = {r.item: (r.reason, r.detail) for r in records if isinstance(r, Skipped)}
+    assert {item: reason for item, (reason, _) in skips.items()} == {
+        "pmc/2": "not open access",
+        "pmc/3": "retracted",
+        "pmc/4": "not in pmc oa",
+        "pmc/5": "no pmc id",
+        "pmc/6": "full text download failed",
     }
-    assert ncbi.count("idconv") == 1  # one batched lookup for the records without PMC id
-    assert ncbi.count("oa") == 8  # 7 PMC ids (one via idconv) + one retried 500
-    assert not list(tmp_path.rglob("*.tmp"))  # nothing half-written left behind
-    assert sorted(p.name for p in (tmp_path / "pdfs").glob("*.pdf")) == [
-        "PMC0000001.pdf",
-        "PMC0000003.pdf",
-    ]
+    assert "md5 mismatch" in skips["pmc/6"][1]
+    assert all(articles[p].jats_path is None for p in "23456")
 
-    # second run, warm cache: the same answer and not a single request
+    # a re-run does not ask again about what failed ...
     before = len(ncbi.requests)
-    again, _, http = fetch(ncbi, tmp_path, list(cases), staging="staging2")
-    assert len(ncbi.requests) == before
-    assert sum(http.stats.requests.values()) == 0
-    assert {r.doc_id: r.pdf_path for r in again if isinstance(r, Article)} == {
-        d: a.pdf_path for d, a in articles.items()
-    }
-    assert {r.item: r.reason for r in again if isinstance(r, Skipped)} == reasons
-
-
-def test_oversized_download_stops_reading_at_the_cap(ncbi, template, tmp_path) -> None:
-    ncbi.add_article(clone(template, "1", "PMC0000001"))
-    big = make_pdf(pad=50 * MAX_BYTES)
-    ncbi.add_pdf("PMC0000001", big, send_length=False)
-    records, _, _ = fetch(ncbi, tmp_path, ["1"])
-    (skip,) = [r for r in records if isinstance(r, Skipped)]
-    assert skip.reason == "pdf too large"
-    assert f"over {MAX_BYTES} bytes" in skip.detail
+    again, _ = fetch(ncbi, tmp_path, list(cases), max_bytes=3_000)
+    assert not [r for r in ncbi.requests[before:] if r.endpoint.startswith("s3")]
+    assert {r.item for r in again if isinstance(r, Skipped)} == set(skips)
+    # ... until asked to: the fixed image now arrives
+    good = media["x.f001.jpg"]
+    ncbi.add_object(f"{name}/x.f001.jpg", good)
+    assert hashlib.md5(good).hexdigest() in str(ncbi.bucket[f"metadata/{name}.json"][0])
+    ncbi.add_pmc_article("PMC0000004", JATS)  # and an article new to the bucket is found
+    monkeypatch.setenv("MEDSIM_RETRY_FAILED", "1")
+    third, _ = fetch(ncbi, tmp_path, list(cases), max_bytes=3_000)
+    found = {a.doc_id: a.jats_path for a in third if isinstance(a, Article)}
+    assert found["6"] and found["4"] == "data/raw/pmc/4/PMC0000004.1.xml"

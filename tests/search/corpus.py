@@ -160,7 +160,15 @@ def build_project(root: Path, exact_below: int = 100_000) -> Path:
     write_table(
         rows_to_table(
             [
-                {"table_id": t, "doc_id": d, "caption": c, "cells": "[]", "text": x, "page": 1}
+                {
+                    "table_id": t,
+                    "doc_id": d,
+                    "caption": c,
+                    "cells": "[]",
+                    "text": x,
+                    "origin": "pdf",
+                    "page": 1,
+                }
                 for t, d, c, x in TABLES_ROWS
             ],
             TABLES,

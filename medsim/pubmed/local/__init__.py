@@ -52,7 +52,8 @@ def resolve_path(path: str, root: Path) -> Path:
     if not path:
         raise LocalSourceError(
             "fetch.source is 'local' but fetch.local.path is empty: set it to a corpus file or "
-            "folder, e.g. `dvc exp run -S fetch.local.path=../shared/data/ohsumed-23`"
+            "folder, e.g. `dvc exp run -S fetch.local.path=/data/pubmed-baseline` for a folder "
+            "of PubMed XML such as NLM's annual baseline"
         )
     resolved = Path(path) if Path(path).is_absolute() else root / path
     if not resolved.exists():
