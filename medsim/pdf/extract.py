@@ -24,6 +24,7 @@ from medsim.pdf.figures import (
     Figure,
     PageFigures,
     find_figures,
+    is_formula,
     opening_caption,
     orphan_reason,
     page_graphic,
@@ -158,11 +159,17 @@ def _write_figures(
     page, found = state.page, state.found
     number = page.number + 1
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
-    dropped = found.dropped + [(c.rect, orphan_reason(c, min_size_pt)) for c in found.orphans]
+    figures = list(found.figures)
+    dropped = list(found.dropped)
+    for cand in found.orphans:
+        if is_formula(cand, min_size_pt):
+            figures.append(Figure(cand.rect, None, "vector", [cand.rect]))
+        else:
+            dropped.append((cand.rect, orphan_reason(cand, min_size_pt)))
     for k, (rect, reason) in enumerate(dropped, start=1):
         box = f"bbox {rect.x0:.0f},{rect.y0:.0f},{rect.x1:.0f},{rect.y1:.0f} pt"
         result.skipped.append((f"{doc_id}:p{number}:g{k}", reason, box))
-    figures = sorted(found.figures, key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
+    figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
     for n, figure in enumerate(figures, start=1):
         png, width, height, sha = render_png(page, figure.rect, params.dpi)
         r = figure.rect

@@ -36,6 +36,7 @@ __all__ = [
     "Figure",
     "PageFigures",
     "find_figures",
+    "is_formula",
     "opening_caption",
     "orphan_reason",
     "page_graphic",
@@ -206,8 +207,9 @@ def _clear(
 class PageFigures:
     """What :func:`find_figures` makes of one page.
 
-    ``figures`` are final; ``orphans`` are uncaptioned graphics (kept so that a caption on the
-    next or previous page can still claim a page-sized one, dropped otherwise);
+    ``figures`` are captioned; ``orphans`` are uncaptioned graphics (kept so that a caption on
+    the next or previous page can still claim a page-sized one; then structure formulas are
+    kept without a caption and the rest dropped, see :func:`is_formula`);
     ``free_captions`` are figure captions that found no graphics on their page; ``dropped``
     are graphics that are no figures, with the reason.
     """
@@ -232,8 +234,12 @@ def _page_candidates(
     foot = bounds.y1 - MARGIN * bounds.height
     candidates = raster_candidates(page)
     for cand in vector_candidates(page, drawings):
-        if any(area_fraction(c.rect, cand.rect) > 0.8 for c in captions):
-            continue  # the shaded box behind a caption
+        if any(
+            area_fraction(c.rect, cand.rect) > 0.8
+            and c.rect.get_area() > 0.5 * cand.rect.get_area()
+            for c in captions
+        ):
+            continue  # the shaded box behind a caption (a frame around figure and caption stays)
         cand.rect = _with_labels(cand.rect, text_lines, captions)
         cand.text_box = _text_cover(cand.rect, text_lines) >= TEXT_BOX_COVER
         candidates.append(cand)
@@ -249,6 +255,28 @@ def _page_candidates(
             continue
         kept.append(c)
     return [c for c in _merge(kept, FRAGMENT_GAP) if not c.weak]
+
+
+def _caption_side(rect: pymupdf.Rect, caption: Caption) -> tuple[float, str | None]:
+    """:func:`caption_gap`, also for a short caption set flush left under (or over) a centred
+    figure: it counts as running the figure's width from its left edge."""
+    gap, side = caption_gap(rect, caption)
+    if side is None and gap == 0.0:
+        return 0.0, "below"  # a caption inside the candidate's box
+    if side is not None:
+        return gap, side
+    c = caption.rect
+    reach = _overlap(rect.x0, rect.x1, c.x0, c.x0 + max(c.width, rect.width))
+    if reach > 0.3 * rect.width:
+        if c.y0 >= rect.y1 - 4:
+            return c.y0 - rect.y1, "below"
+        if c.y1 <= rect.y0 + 4:
+            return rect.y0 - c.y1, "above"
+    return float("inf"), None
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
 
 
 def _seed(
@@ -267,8 +295,7 @@ def _seed(
             continue
         best: tuple[float, Caption] | None = None
         for caption in captions:
-            gap, side = caption_gap(cand.rect, caption)
-            side = side or "below"  # a caption inside the candidate's box
+            gap, side = _caption_side(cand.rect, caption)
             if side not in sides or gap > max_gap:
                 continue
             if gap > 4 and not _clear(cand.rect, caption.rect, captions, lines, ignore=caption):
@@ -310,6 +337,16 @@ def _grow(
             if best:
                 owner[i] = best[1]
                 changed = True
+
+
+def _without_caption(rect: pymupdf.Rect, caption: Caption) -> pymupdf.Rect:
+    """Cut a caption set inside the figure's frame (BMC, some Elsevier) off the figure box."""
+    c = caption.rect
+    if area_fraction(c, rect) < 0.8:
+        return rect
+    if (c.y0 + c.y1) / 2 > (rect.y0 + rect.y1) / 2:
+        return pymupdf.Rect(rect.x0, rect.y0, rect.x1, c.y0 - 1)
+    return pymupdf.Rect(rect.x0, c.y1 + 1, rect.x1, rect.y1)
 
 
 def _with_panel_labels(
@@ -363,7 +400,7 @@ def find_figures(
             groups.setdefault(id(caption), (caption, []))[1].append(cand)
     for caption, group in groups.values():
         merged = _merge(group, gap=float("inf"))[0]
-        rect = _with_panel_labels(merged.rect, text_lines, captions)
+        rect = _without_caption(_with_panel_labels(merged.rect, text_lines, captions), caption)
         if max(rect.width, rect.height) >= min_size_pt and min(rect.width, rect.height) >= (
             min_size_pt / 4
         ):
@@ -376,19 +413,22 @@ def find_figures(
     for cand, caption in zip(cands, owner, strict=True):
         if caption is not None:
             continue
-        big = min(cand.rect.width, cand.rect.height) >= min_size_pt
-        if big and cand.line_drawing and not cand.raster and not cand.text_box:
-            out.figures.append(Figure(cand.rect, None, "vector", [cand.rect]))
-        else:
-            out.orphans.append(cand)
+        out.orphans.append(cand)
     out.figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
     return out
 
 
+def is_formula(cand: Candidate, min_size_pt: float) -> bool:
+    """An uncaptioned graphic kept as a figure: a vector line drawing (a structure formula,
+    labelled by a compound number only) at least ``min_size_pt`` on both sides."""
+    big = min(cand.rect.width, cand.rect.height) >= min_size_pt
+    return big and cand.line_drawing and not cand.raster and not cand.text_box
+
+
 def orphan_reason(cand: Candidate, min_size_pt: float) -> str:
     """Why an uncaptioned graphic is no figure, for the skip log."""
-    if max(cand.rect.width, cand.rect.height) < min_size_pt:
-        return "uncaptioned graphic: small (logo, icon, inline equation)"
+    if min(cand.rect.width, cand.rect.height) < min_size_pt:
+        return "uncaptioned graphic: small or thin (logo, icon, equation)"
     if cand.text_box:
         return "uncaptioned graphic: text box"
     return "uncaptioned graphic: no figure caption near it"
