@@ -6,6 +6,8 @@ overlays, and graphics that are no figures (banners, badges, icons, equation ima
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pymupdf
 import pytest
 
@@ -15,6 +17,8 @@ from medsim.pdf.extract import extract_pdf
 from medsim.pdf.figures import _caption_side, _clear
 from tests.pdf import groundtruth as gt
 from tests.pdf import pdfgen
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +88,14 @@ def test_body_text_and_captions_separate_graphics():
     assert _clear(a, b, [], body[:1])  # one line: a sub-caption
     assert not _clear(a, b, [], body)
     assert not _clear(a, b, [_caption((50, 205, 250, 225))], [])
+
+
+def test_real_framed_flow_chart(tmp_path):
+    """BMC sets figure and caption in one frame: the frame is no caption background."""
+    name = "cermine-web_example2.pdf"
+    result = extract_pdf(FIXTURES / name, name, ExtractParams())
+    truth = gt.LAYOUT_FIGURES[name]
+    (row,) = result.figures
+    assert gt.match_figures(truth, result.figures) == [(0, 0)]
+    assert row["caption"].startswith("Figure 1 Patient flow pattern")
+    assert row["bbox"][3] < 245  # cut above the caption inside the frame
