@@ -143,12 +143,12 @@ def _pair_across_pages(prev: _PageState, cur: _PageState) -> None:
         caption = opening_caption(cap_state.page, cap_state.found, cap_state.text_lines, first)
         if caption is None:
             continue
-        members = fig_state.found.orphans
+        members = [c for c in fig_state.found.orphans if not c.text_box]
         panels = [c.rect for c in members]
         kinds = ("raster" if graphic.raster else "") + ("vector" if graphic.vector else "")
         origin = "mixed" if kinds == "rastervector" else kinds
         fig_state.found.figures.append(Figure(graphic.rect, caption, origin, panels))
-        fig_state.found.orphans = []
+        fig_state.found.orphans = [c for c in fig_state.found.orphans if c.text_box]
         cap_state.found.free_captions.remove(caption)
 
 

@@ -287,14 +287,17 @@ def _seed(
     sides: tuple[str, ...],
     max_gap: float,
     min_long: float = 0.0,
+    only: Sequence[Caption] | None = None,
 ) -> None:
-    """Give each unowned candidate the nearest figure caption on one of ``sides`` within
-    ``max_gap``, with nothing between them (see :func:`_clear`)."""
+    """Give each unowned candidate the nearest figure caption (of ``only``, if given) on one of
+    ``sides`` within ``max_gap``, with no other caption and no body text between them."""
     for i, cand in enumerate(cands):
         if owner[i] is not None or max(cand.rect.width, cand.rect.height) < min_long:
             continue
         best: tuple[float, Caption] | None = None
-        for caption in captions:
+        for caption in only if only is not None else captions:
+            if caption.kind != "figure":
+                continue
             gap, side = _caption_side(cand.rect, caption)
             if side not in sides or gap > max_gap:
                 continue
@@ -382,16 +385,16 @@ def find_figures(
     owner: list[Caption | None] = [None] * len(cands)
     # Figures are captioned below or beside: those claims first, so that the panels of a
     # figure under another figure's caption are not given to that caption.
-    _seed(cands, owner, fig_captions, text_lines, ("below", "beside"), NEAR_GAP)
+    _seed(cands, owner, captions, text_lines, ("below", "beside"), NEAR_GAP)
     _grow(cands, owner, captions, text_lines)
-    _seed(cands, owner, fig_captions, text_lines, ("above",), NEAR_GAP)
+    _seed(cands, owner, captions, text_lines, ("above",), NEAR_GAP)
     _grow(cands, owner, captions, text_lines)
     # A caption still without graphics may sit further off, past a key or legend lines.
     claimed = {id(c) for c in owner if c is not None}
     far = [c for c in fig_captions if id(c) not in claimed]
     if far:
         sides = ("below", "beside", "above")
-        _seed(cands, owner, far, text_lines, sides, FAR_GAP, min_long=min_size_pt)
+        _seed(cands, owner, captions, text_lines, sides, FAR_GAP, min_long=min_size_pt, only=far)
         _grow(cands, owner, captions, text_lines)
 
     groups: dict[int, tuple[Caption, list[Candidate]]] = {}
@@ -452,9 +455,10 @@ def page_graphic(
     A figure page: the graphics cover at least PAGE_FIGURE_COVER of the page body, or hardly
     any text lies outside them (a figure on a page of its own).
     """
-    if not found.orphans:
+    graphics = [c for c in found.orphans if not c.text_box]
+    if not graphics:
         return None
-    merged = _merge(found.orphans, gap=float("inf"))[0]
+    merged = _merge(graphics, gap=float("inf"))[0]
     body = _page_body(page)
     cover = merged.rect.get_area() / max(body.get_area(), 1e-6)
     outside = [
@@ -462,7 +466,8 @@ def page_graphic(
         for line in text_lines
         if area_fraction(line, body) > 0.5 and area_fraction(line, merged.rect) < 0.5
     ]
-    return merged if cover >= PAGE_FIGURE_COVER or len(outside) <= 5 else None
+    alone = len(outside) <= 5 and cover >= PAGE_FIGURE_COVER / 2  # a figure page, part empty
+    return merged if cover >= PAGE_FIGURE_COVER or alone else None
 
 
 def opening_caption(

@@ -368,6 +368,39 @@ def logos_and_icons(path: Path) -> Path:
     return path
 
 
+def two_columns(path: Path) -> Path:
+    """Two figures side by side, one per column (a 20 pt gutter between them), each captioned
+    in its column; under them a full-width figure whose panels carry one-line sub-captions."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    _two_columns(page, 60, 120)
+    for col, x in enumerate((50, 317)):
+        for row in range(2):
+            y = 135 + row * 110
+            _letter(page, x, y + 10, "AB"[row])
+            _image(page, pymupdf.Rect(x + 12, y, x + 245, y + 100), 70 + 2 * col + row)
+        caption(
+            page,
+            pymupdf.Rect(x, 352, x + 245, 380),
+            f"Figure {col + 1}. Biopsy of patient {col + 1}: low (A) and high (B) magnification.",
+        )
+    paragraph(page, pymupdf.Rect(50, 395, 295, 450))
+    paragraph(page, pymupdf.Rect(317, 395, 562, 450))
+    for i, kind in enumerate(("bar", "line", "scatter")):
+        x = 55 + i * 170
+        _plot(page, pymupdf.Rect(x, 465, x + 160, 575), kind, 80 + i)
+        text = f"({'abc'[i]}) {('Baseline', 'Follow-up', 'Correlation')[i]} in all patients"
+        page.insert_text((x + 4, 588), text, fontsize=7)
+    caption(
+        page,
+        pymupdf.Rect(50, 600, 562, 624),
+        "Figure 3. Marker levels at baseline (a) and follow-up (b), and their correlation (c).",
+    )
+    paragraph(page, pymupdf.Rect(50, 640, 562, 720))
+    doc.save(path)
+    return path
+
+
 def grow_rect(rect: pymupdf.Rect, points: float) -> pymupdf.Rect:
     return pymupdf.Rect(rect.x0 - points, rect.y0 - points, rect.x1 + points, rect.y1 + points)
 
@@ -390,4 +423,12 @@ LAYOUTS: dict[str, tuple] = {
         [(1, "Figure 1", (60, 130, 560, 300)), (1, "Figure 2", (60, 552, 530, 680))],
     ),
     "logos.pdf": (logos_and_icons, [(1, "Figure 1", (150, 400, 460, 600))]),
+    "columns.pdf": (
+        two_columns,
+        [
+            (1, "Figure 1", (50, 135, 295, 345)),
+            (1, "Figure 2", (317, 135, 562, 345)),
+            (1, "Figure 3", (55, 465, 555, 590)),
+        ],
+    ),
 }
