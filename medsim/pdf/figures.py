@@ -366,6 +366,30 @@ def _with_panel_labels(
     return out
 
 
+def _assign_captions(
+    cands: Sequence[Candidate],
+    captions: Sequence[Caption],
+    text_lines: Sequence[pymupdf.Rect],
+    min_size_pt: float,
+) -> list[Caption | None]:
+    """The figure caption each candidate belongs to (``None``: uncaptioned)."""
+    owner: list[Caption | None] = [None] * len(cands)
+    # Figures are captioned below or beside: those claims first, so that the panels of a
+    # figure under another figure's caption are not given to that caption.
+    _seed(cands, owner, captions, text_lines, ("below", "beside"), NEAR_GAP)
+    _grow(cands, owner, captions, text_lines)
+    _seed(cands, owner, captions, text_lines, ("above",), NEAR_GAP)
+    _grow(cands, owner, captions, text_lines)
+    # A caption still without graphics may sit further off, past a key or legend lines.
+    claimed = {id(c) for c in owner if c is not None}
+    far = [c for c in captions if c.kind == "figure" and id(c) not in claimed]
+    if far:
+        sides = ("below", "beside", "above")
+        _seed(cands, owner, captions, text_lines, sides, FAR_GAP, min_long=min_size_pt, only=far)
+        _grow(cands, owner, captions, text_lines)
+    return owner
+
+
 def find_figures(
     page: pymupdf.Page,
     drawings: Sequence[dict],
@@ -381,22 +405,7 @@ def find_figures(
     """
     out = PageFigures()
     cands = _page_candidates(page, drawings, captions, text_lines, table_rects, out.dropped)
-    fig_captions = [c for c in captions if c.kind == "figure"]
-    owner: list[Caption | None] = [None] * len(cands)
-    # Figures are captioned below or beside: those claims first, so that the panels of a
-    # figure under another figure's caption are not given to that caption.
-    _seed(cands, owner, captions, text_lines, ("below", "beside"), NEAR_GAP)
-    _grow(cands, owner, captions, text_lines)
-    _seed(cands, owner, captions, text_lines, ("above",), NEAR_GAP)
-    _grow(cands, owner, captions, text_lines)
-    # A caption still without graphics may sit further off, past a key or legend lines.
-    claimed = {id(c) for c in owner if c is not None}
-    far = [c for c in fig_captions if id(c) not in claimed]
-    if far:
-        sides = ("below", "beside", "above")
-        _seed(cands, owner, captions, text_lines, sides, FAR_GAP, min_long=min_size_pt, only=far)
-        _grow(cands, owner, captions, text_lines)
-
+    owner = _assign_captions(cands, captions, text_lines, min_size_pt)
     groups: dict[int, tuple[Caption, list[Candidate]]] = {}
     for cand, caption in zip(cands, owner, strict=True):
         if caption is not None:
@@ -411,12 +420,8 @@ def find_figures(
             out.figures.append(Figure(rect, caption, _origin(merged), panels))
         else:
             out.dropped.append((rect, f"captioned graphic too small ({caption.label})"))
-    out.free_captions = [c for c in fig_captions if id(c) not in groups]
-
-    for cand, caption in zip(cands, owner, strict=True):
-        if caption is not None:
-            continue
-        out.orphans.append(cand)
+    out.free_captions = [c for c in captions if c.kind == "figure" and id(c) not in groups]
+    out.orphans = [cand for cand, caption in zip(cands, owner, strict=True) if caption is None]
     out.figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
     return out
 
