@@ -85,6 +85,8 @@ FIGURES = pa.schema(
         _f("modality", pa.string()),
         _f("plane", pa.string()),
         _f("body_region", pa.string()),
+        # PDFs: the boxes of the graphics (panels, tiles, drawing clusters) one figure unites
+        _f("panels", pa.list_(pa.list_(pa.float32()))),
     ]
 )
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pymupdf
 
-__all__ = ["Caption", "find_captions", "nearest_caption"]
+__all__ = ["Caption", "caption_gap", "find_captions", "nearest_caption"]
 
 Kind = Literal["figure", "table"]
 
@@ -123,6 +123,30 @@ def _overlap_1d(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
+Side = Literal["below", "above", "beside"]
+
+
+def caption_gap(rect: pymupdf.Rect, caption: Caption) -> tuple[float, Side | None]:
+    """Points from ``rect`` to ``caption`` and the caption's side of it (``None``: unrelated).
+
+    A caption relates to a region above or below it when they share some horizontal extent,
+    and beside it (a side caption) when they share vertical extent instead. A caption inside
+    the region (a side panel's text) has gap 0 and side ``None`` left to the caller's choice.
+    """
+    c = caption.rect
+    h_overlap = _overlap_1d(rect.x0, rect.x1, c.x0, c.x1)
+    v_overlap = _overlap_1d(rect.y0, rect.y1, c.y0, c.y1)
+    if h_overlap > 0.3 * min(rect.width, c.width):
+        if c.y0 >= rect.y1 - 4:
+            return c.y0 - rect.y1, "below"
+        if c.y1 <= rect.y0 + 4:
+            return rect.y0 - c.y1, "above"
+        return 0.0, None
+    if v_overlap > 0.3 * min(rect.height, c.height):
+        return min(abs(c.x0 - rect.x1), abs(rect.x0 - c.x1)), "beside"
+    return float("inf"), None
+
+
 def nearest_caption(
     rect: pymupdf.Rect,
     captions: Sequence[Caption],
@@ -140,22 +164,10 @@ def nearest_caption(
     for caption in captions:
         if caption.kind != kind:
             continue
-        c = caption.rect
-        h_overlap = _overlap_1d(rect.x0, rect.x1, c.x0, c.x1)
-        v_overlap = _overlap_1d(rect.y0, rect.y1, c.y0, c.y1)
-        if h_overlap > 0.3 * min(rect.width, c.width):
-            if c.y0 >= rect.y1 - 4:
-                gap, side = c.y0 - rect.y1, "below"
-            elif c.y1 <= rect.y0 + 4:
-                gap, side = rect.y0 - c.y1, "above"
-            else:
-                gap, side = 0.0, prefer  # caption inside the region (e.g. a side panel)
-        elif v_overlap > 0.3 * min(rect.height, c.height):
-            gap, side = min(abs(c.x0 - rect.x1), abs(rect.x0 - c.x1)), "beside"
-        else:
-            continue
+        gap, side = caption_gap(rect, caption)
         if gap > max_gap:
             continue
+        side = side or prefer  # caption inside the region (e.g. a side panel)
         score = max(gap, 0.0) + (0.0 if side == prefer else 12.0)
         if best is None or score < best[0]:
             best = (score, caption)

@@ -20,7 +20,16 @@ from PIL import Image, UnidentifiedImageError
 
 from medsim.config import ExtractParams
 from medsim.pdf.captions import find_captions
-from medsim.pdf.figures import find_figures, render_png
+from medsim.pdf.figures import (
+    Figure,
+    PageFigures,
+    find_figures,
+    is_formula,
+    opening_caption,
+    orphan_reason,
+    page_graphic,
+    render_png,
+)
 from medsim.pdf.layout import LayoutRegions, detect_layout, page_bounds, ruling_lines, union
 from medsim.pdf.tables import (
     cells_json,
@@ -96,19 +105,99 @@ def extract_pdf(pdf_path: Path, doc_id: str, params: ExtractParams) -> PdfResult
         return result
     with doc:
         result.pages = doc.page_count
+        pending: _PageState | None = None  # the previous page, its figures not yet written
         for page in doc:
             try:
-                _extract_page(Path(pdf_path), page, doc_id, params, result)
+                state = _extract_page(Path(pdf_path), page, doc_id, params, result)
             except Exception as exc:  # one broken page must not lose the others
                 result.skipped.append(
                     (f"{doc_id}:p{page.number + 1}", "page error", f"{type(exc).__name__}: {exc}")
                 )
+                state = None
+            if pending is not None and state is not None:
+                _pair_across_pages(pending, state)
+            if pending is not None:
+                _write_figures(pending, doc_id, params, result)
+            pending = state
+        if pending is not None:
+            _write_figures(pending, doc_id, params, result)
     return result
+
+
+@dataclass
+class _PageState:
+    """One page's figures between finding them and writing them (a caption may come next)."""
+
+    page: pymupdf.Page
+    found: PageFigures
+    text_lines: list[pymupdf.Rect]
+
+
+def _pair_across_pages(prev: _PageState, cur: _PageState) -> None:
+    """A figure page captioned overleaf: graphics without a caption on one page, and a caption
+    without graphics opening the next page (or closing the previous one), become one figure."""
+    for fig_state, cap_state, first in [(prev, cur, True), (cur, prev, False)]:
+        graphic = page_graphic(fig_state.page, fig_state.found, fig_state.text_lines)
+        if graphic is None:
+            continue
+        caption = opening_caption(cap_state.page, cap_state.found, cap_state.text_lines, first)
+        if caption is None:
+            continue
+        members = [c for c in fig_state.found.orphans if not c.text_box]
+        panels = [c.rect for c in members]
+        kinds = ("raster" if graphic.raster else "") + ("vector" if graphic.vector else "")
+        origin = "mixed" if kinds == "rastervector" else kinds
+        fig_state.found.figures.append(Figure(graphic.rect, caption, origin, panels))
+        fig_state.found.orphans = [c for c in fig_state.found.orphans if c.text_box]
+        cap_state.found.free_captions.remove(caption)
+
+
+def _write_figures(
+    state: _PageState, doc_id: str, params: ExtractParams, result: PdfResult
+) -> None:
+    """Render a page's figures into rows; log its uncaptioned graphics as skipped."""
+    page, found = state.page, state.found
+    number = page.number + 1
+    min_size_pt = params.min_figure_px * 72.0 / params.dpi
+    figures = list(found.figures)
+    dropped = list(found.dropped)
+    for cand in found.orphans:
+        if is_formula(cand, min_size_pt):
+            figures.append(Figure(cand.rect, None, "vector", [cand.rect]))
+        else:
+            dropped.append((cand.rect, orphan_reason(cand, min_size_pt)))
+    for k, (rect, reason) in enumerate(dropped, start=1):
+        box = f"bbox {rect.x0:.0f},{rect.y0:.0f},{rect.x1:.0f},{rect.y1:.0f} pt"
+        result.skipped.append((f"{doc_id}:p{number}:g{k}", reason, box))
+    figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
+    for n, figure in enumerate(figures, start=1):
+        png, width, height, sha = render_png(page, figure.rect, params.dpi)
+        r = figure.rect
+        result.figures.append(
+            {
+                "figure_id": f"{doc_id}:p{number}:f{n}",
+                "doc_id": doc_id,
+                "caption": figure.caption.text if figure.caption else "",
+                "image": png,
+                "width": width,
+                "height": height,
+                "origin": "pdf",
+                "page": number,
+                "bbox": [r.x0, r.y0, r.x1, r.y1],
+                "sha256": sha,
+                "modality": None,
+                "plane": None,
+                "body_region": None,
+                "panels": [[p.x0, p.y0, p.x1, p.y1] for p in figure.panels],
+            }
+        )
 
 
 def _extract_page(
     pdf_path: Path, page: pymupdf.Page, doc_id: str, params: ExtractParams, result: PdfResult
-) -> None:
+) -> _PageState:
+    """Tables of ``page`` into ``result``; its figures found but not yet written (see
+    :func:`_pair_across_pages`)."""
     number = page.number + 1
     if page.rotation:
         page.remove_rotation()  # work in displayed coordinates (see medsim.pdf.layout)
@@ -170,27 +259,8 @@ def _extract_page(
             )
 
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
-    figures = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt, layout)
-    for n, figure in enumerate(figures, start=1):
-        png, width, height, sha = render_png(page, figure.rect, params.dpi)
-        r = figure.rect
-        result.figures.append(
-            {
-                "figure_id": f"{doc_id}:p{number}:f{n}",
-                "doc_id": doc_id,
-                "caption": figure.caption.text if figure.caption else "",
-                "image": png,
-                "width": width,
-                "height": height,
-                "origin": "pdf",
-                "page": number,
-                "bbox": [r.x0, r.y0, r.x1, r.y1],
-                "sha256": sha,
-                "modality": None,
-                "plane": None,
-                "body_region": None,
-            }
-        )
+    found = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt)
+    return _PageState(page, found, text_lines)
 
 
 def corpus_figures(

@@ -1,24 +1,29 @@
-"""Figures: raster images and vector drawings on a page, merged, captioned and rendered.
+"""Figures as a reader counts them: one per caption, with all its panels, rendered as one box.
 
 Candidates come from the page's image placements and from clusters of its vector drawings.
-Fragments of one figure (tiles, panels, a raster with vector labels, the boxes of a flow
-chart) are merged when they lie within a few points of each other or share one caption. A
-figure without a "Figure N" caption is kept only if it is a line drawing (a structure
-formula) or the layout model also sees a picture there: that drops logos, text boxes,
-advertisements and shaded tables.
+Fragments that touch (tiles, a raster with vector labels, the boxes of a flow chart) merge
+first. Then every "Figure N" caption collects its figure: the candidates next to it (below,
+above or beside it), then every candidate within a panel gap of those, as long as neither
+another caption nor body text lies between them. That makes a grid of plots with panel
+letters one figure, and a side caption the caption of the graphics beside it.
+
+Graphics left without a caption are no figures: logos, icons, banners, equations set as
+images are dropped with a reason. Two exceptions: a page-sized graphic whose caption opens
+the next page (or closes the previous one) is paired across the page break by the caller
+(see :func:`pair_across_pages`), and an uncaptioned vector line drawing (a structure formula
+labelled only by a compound number) is kept without a caption.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pymupdf
 
-from medsim.pdf.captions import Caption, nearest_caption
+from medsim.pdf.captions import Caption, caption_gap
 from medsim.pdf.layout import (
-    LayoutRegions,
     area_fraction,
     grow,
     merge_rects,
@@ -27,13 +32,29 @@ from medsim.pdf.layout import (
     union,
 )
 
-__all__ = ["Figure", "find_figures", "raster_candidates", "render_png", "vector_candidates"]
+__all__ = [
+    "Figure",
+    "PageFigures",
+    "find_figures",
+    "is_formula",
+    "opening_caption",
+    "orphan_reason",
+    "page_graphic",
+    "raster_candidates",
+    "render_png",
+    "vector_candidates",
+]
 
 MARGIN = 0.06  # top and bottom bands of the page: running heads, footers, licence strips
 MIN_FRAGMENT_PT = 10.0  # rules, underlines and bullets are no fragments of a figure
 FRAGMENT_GAP = 8.0  # points between tiles, panels and drawing clusters of one figure
 TEXT_BOX_COVER = 0.3  # text boxes measured 0.38-0.58 on real PDFs, figures at most 0.15
 MAX_DRAWINGS = 20_000  # a page with more paths (a map, a scatter of 1e5 points) is one cluster
+NEAR_GAP = 60.0  # points from a figure to its caption; the next paragraph is further off
+FAR_GAP = 150.0  # a caption's figure past a key or legend, with no body text in between
+PANEL_GAP = 40.0  # between panels of one figure: gutters with panel letters and titles
+BODY_LINE_PT = 100.0  # text lines at least this wide, two or more, separate figures
+PAGE_FIGURE_COVER = 0.3  # uncaptioned graphics this much of a page: a figure page
 
 
 @dataclass
@@ -54,6 +75,7 @@ class Figure:
     rect: pymupdf.Rect
     caption: Caption | None
     origin: str  # "raster", "vector" or "mixed"
+    panels: list[pymupdf.Rect] = field(default_factory=list)  # the graphics it unites
 
 
 def raster_candidates(page: pymupdf.Page) -> list[Candidate]:
@@ -136,6 +158,238 @@ def _with_labels(
     return out
 
 
+def _distance(a: pymupdf.Rect, b: pymupdf.Rect) -> float:
+    dx = max(0.0, b.x0 - a.x1, a.x0 - b.x1)
+    dy = max(0.0, b.y0 - a.y1, a.y0 - b.y1)
+    return (dx * dx + dy * dy) ** 0.5
+
+
+def _bridge(a: pymupdf.Rect, b: pymupdf.Rect) -> pymupdf.Rect:
+    """The strip between two boxes (their overlap, where they overlap on an axis), widened 1 pt."""
+    if min(a.x1, b.x1) > max(a.x0, b.x0):
+        x0, x1 = max(a.x0, b.x0), min(a.x1, b.x1)
+    else:
+        x0, x1 = min(a.x1, b.x1), max(a.x0, b.x0)
+    if min(a.y1, b.y1) > max(a.y0, b.y0):
+        y0, y1 = max(a.y0, b.y0), min(a.y1, b.y1)
+    else:
+        y0, y1 = min(a.y1, b.y1), max(a.y0, b.y0)
+    return grow(pymupdf.Rect(x0, y0, x1, y1), 1.0)
+
+
+def _clear(
+    a: pymupdf.Rect,
+    b: pymupdf.Rect,
+    captions: Sequence[Caption],
+    lines: Sequence[pymupdf.Rect],
+    ignore: Caption | None = None,
+) -> bool:
+    """Nothing that separates figures lies between ``a`` and ``b``: no caption, no body text.
+
+    Body text is two or more lines of at least BODY_LINE_PT; panel letters, panel titles and
+    one-line sub-captions are shorter or alone.
+    """
+    bridge = _bridge(a, b)
+    if any(c is not ignore and c.rect.intersects(bridge) for c in captions):
+        return False
+    body = [
+        line
+        for line in lines
+        if line.width >= BODY_LINE_PT
+        and area_fraction(line, bridge) > 0.5
+        and area_fraction(line, a) < 0.5
+        and area_fraction(line, b) < 0.5
+    ]
+    return len(body) < 2
+
+
+@dataclass
+class PageFigures:
+    """What :func:`find_figures` makes of one page.
+
+    ``figures`` are captioned; ``orphans`` are uncaptioned graphics (kept so that a caption on
+    the next or previous page can still claim a page-sized one; then structure formulas are
+    kept without a caption and the rest dropped, see :func:`is_formula`);
+    ``free_captions`` are figure captions that found no graphics on their page; ``dropped``
+    are graphics that are no figures, with the reason.
+    """
+
+    figures: list[Figure] = field(default_factory=list)
+    orphans: list[Candidate] = field(default_factory=list)
+    free_captions: list[Caption] = field(default_factory=list)
+    dropped: list[tuple[pymupdf.Rect, str]] = field(default_factory=list)
+
+
+def _page_candidates(
+    page: pymupdf.Page,
+    drawings: Sequence[dict],
+    captions: Sequence[Caption],
+    text_lines: Sequence[pymupdf.Rect],
+    table_rects: Sequence[pymupdf.Rect],
+    dropped: list[tuple[pymupdf.Rect, str]],
+) -> list[Candidate]:
+    """Raster and vector candidates, fragments merged; banners in the page margins dropped."""
+    bounds = page_bounds(page)
+    head = bounds.y0 + MARGIN * bounds.height
+    foot = bounds.y1 - MARGIN * bounds.height
+    candidates = raster_candidates(page)
+    for cand in vector_candidates(page, drawings):
+        if any(
+            area_fraction(c.rect, cand.rect) > 0.8
+            and c.rect.get_area() > 0.5 * cand.rect.get_area()
+            for c in captions
+        ):
+            continue  # the shaded box behind a caption (a frame around figure and caption stays)
+        cand.rect = _with_labels(cand.rect, text_lines, captions)
+        cand.text_box = _text_cover(cand.rect, text_lines) >= TEXT_BOX_COVER
+        candidates.append(cand)
+    kept = []
+    for c in candidates:
+        if min(c.rect.width, c.rect.height) < MIN_FRAGMENT_PT:
+            continue  # rules, underlines, bullets: not worth a skip row
+        if any(area_fraction(c.rect, t) > 0.5 for t in table_rects):
+            continue  # part of a table
+        if c.rect.y1 <= head or c.rect.y0 >= foot:
+            if c.raster:
+                dropped.append((c.rect, "uncaptioned graphic: in the page margin (banner, logo)"))
+            continue
+        kept.append(c)
+    return [c for c in _merge(kept, FRAGMENT_GAP) if not c.weak]
+
+
+def _caption_side(rect: pymupdf.Rect, caption: Caption) -> tuple[float, str | None]:
+    """:func:`caption_gap`, also for a short caption set flush left under (or over) a centred
+    figure: it counts as running the figure's width from its left edge."""
+    gap, side = caption_gap(rect, caption)
+    if side is None and gap == 0.0:
+        return 0.0, "below"  # a caption inside the candidate's box
+    if side is not None:
+        return gap, side
+    c = caption.rect
+    reach = _overlap(rect.x0, rect.x1, c.x0, c.x0 + max(c.width, rect.width))
+    if reach > 0.3 * rect.width:
+        if c.y0 >= rect.y1 - 4:
+            return c.y0 - rect.y1, "below"
+        if c.y1 <= rect.y0 + 4:
+            return rect.y0 - c.y1, "above"
+    return float("inf"), None
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _seed(
+    cands: Sequence[Candidate],
+    owner: list[Caption | None],
+    captions: Sequence[Caption],
+    lines: Sequence[pymupdf.Rect],
+    sides: tuple[str, ...],
+    max_gap: float,
+    min_long: float = 0.0,
+    only: Sequence[Caption] | None = None,
+) -> None:
+    """Give each unowned candidate the nearest figure caption (of ``only``, if given) on one of
+    ``sides`` within ``max_gap``, with no other caption and no body text between them."""
+    for i, cand in enumerate(cands):
+        if owner[i] is not None or max(cand.rect.width, cand.rect.height) < min_long:
+            continue
+        best: tuple[float, Caption] | None = None
+        for caption in only if only is not None else captions:
+            if caption.kind != "figure":
+                continue
+            gap, side = _caption_side(cand.rect, caption)
+            if side not in sides or gap > max_gap:
+                continue
+            if gap > 4 and not _clear(cand.rect, caption.rect, captions, lines, ignore=caption):
+                continue
+            score = gap + (0.0 if side == "below" else 12.0)
+            if best is None or score < best[0]:
+                best = (score, caption)
+        if best:
+            owner[i] = best[1]
+
+
+def _grow(
+    cands: Sequence[Candidate],
+    owner: list[Caption | None],
+    captions: Sequence[Caption],
+    lines: Sequence[pymupdf.Rect],
+) -> None:
+    """Hand each unowned candidate to the figure of its nearest owned neighbour (panels, keys).
+
+    Repeats until nothing changes, so that a grid of panels joins its caption row by row.
+    Text boxes (an abstract, an advertisement) join no figure this way.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for i, cand in enumerate(cands):
+            if owner[i] is not None or cand.text_box:
+                continue
+            best: tuple[float, Caption] | None = None
+            for j, other in enumerate(cands):
+                caption = owner[j]
+                if caption is None:
+                    continue
+                dist = _distance(cand.rect, other.rect)
+                if dist > PANEL_GAP or (best and dist >= best[0]):
+                    continue
+                if _clear(cand.rect, other.rect, captions, lines):
+                    best = (dist, caption)
+            if best:
+                owner[i] = best[1]
+                changed = True
+
+
+def _without_caption(rect: pymupdf.Rect, caption: Caption) -> pymupdf.Rect:
+    """Cut a caption set inside the figure's frame (BMC, some Elsevier) off the figure box."""
+    c = caption.rect
+    if area_fraction(c, rect) < 0.8:
+        return rect
+    if (c.y0 + c.y1) / 2 > (rect.y0 + rect.y1) / 2:
+        return pymupdf.Rect(rect.x0, rect.y0, rect.x1, c.y0 - 1)
+    return pymupdf.Rect(rect.x0, c.y1 + 1, rect.x1, rect.y1)
+
+
+def _with_panel_labels(
+    rect: pymupdf.Rect, lines: Sequence[pymupdf.Rect], captions: Sequence[Caption]
+) -> pymupdf.Rect:
+    """Grow a figure over the short text at its edge: panel letters, panel titles, keys."""
+    grown = grow(rect, 12.0)
+    out = pymupdf.Rect(rect)
+    for line in lines:
+        if line.width > max(0.5 * rect.width, 40.0) or area_fraction(line, grown) <= 0.8:
+            continue
+        if not any(c.rect.intersects(line) for c in captions):
+            out |= line
+    return out
+
+
+def _assign_captions(
+    cands: Sequence[Candidate],
+    captions: Sequence[Caption],
+    text_lines: Sequence[pymupdf.Rect],
+    min_size_pt: float,
+) -> list[Caption | None]:
+    """The figure caption each candidate belongs to (``None``: uncaptioned)."""
+    owner: list[Caption | None] = [None] * len(cands)
+    # Figures are captioned below or beside: those claims first, so that the panels of a
+    # figure under another figure's caption are not given to that caption.
+    _seed(cands, owner, captions, text_lines, ("below", "beside"), NEAR_GAP)
+    _grow(cands, owner, captions, text_lines)
+    _seed(cands, owner, captions, text_lines, ("above",), NEAR_GAP)
+    _grow(cands, owner, captions, text_lines)
+    # A caption still without graphics may sit further off, past a key or legend lines.
+    claimed = {id(c) for c in owner if c is not None}
+    far = [c for c in captions if c.kind == "figure" and id(c) not in claimed]
+    if far:
+        sides = ("below", "beside", "above")
+        _seed(cands, owner, captions, text_lines, sides, FAR_GAP, min_long=min_size_pt, only=far)
+        _grow(cands, owner, captions, text_lines)
+    return owner
+
+
 def find_figures(
     page: pymupdf.Page,
     drawings: Sequence[dict],
@@ -143,70 +397,101 @@ def find_figures(
     text_lines: Sequence[pymupdf.Rect],
     table_rects: Sequence[pymupdf.Rect],
     min_size_pt: float,
-    layout: Callable[[], LayoutRegions | None],
-) -> list[Figure]:
-    """Figures on ``page``, in reading order (top to bottom, left to right).
+) -> PageFigures:
+    """Figures on ``page`` (in reading order), its uncaptioned graphics and free captions.
 
-    ``min_size_pt`` is extract.min_figure_px at extract.dpi, in points: an uncaptioned figure
-    must reach it on both sides, a captioned one (which may be a wide strip, a reaction
-    scheme) on its long side and a quarter of it on the short one. ``layout`` runs the layout
-    model on demand, only for uncaptioned candidates that are not line drawings.
+    ``min_size_pt`` is extract.min_figure_px at extract.dpi, in points: a figure must reach it
+    on its long side and a quarter of it on the short one (a wide strip, a reaction scheme).
     """
-    bounds = page_bounds(page)
-    head = bounds.y0 + MARGIN * bounds.height
-    foot = bounds.y1 - MARGIN * bounds.height
-    candidates = raster_candidates(page)
-    for cand in vector_candidates(page, drawings):
-        if any(area_fraction(c.rect, cand.rect) > 0.8 for c in captions):
-            continue  # the shaded box behind a caption
-        cand.rect = _with_labels(cand.rect, text_lines, captions)
-        cand.text_box = _text_cover(cand.rect, text_lines) >= TEXT_BOX_COVER
-        candidates.append(cand)
-    candidates = [
-        c
-        for c in candidates
-        if min(c.rect.width, c.rect.height) >= MIN_FRAGMENT_PT
-        and c.rect.y1 > head
-        and c.rect.y0 < foot
-        and not any(area_fraction(c.rect, t) > 0.5 for t in table_rects)
-    ]
-    candidates = [c for c in _merge(candidates, FRAGMENT_GAP) if not c.weak]
-
+    out = PageFigures()
+    cands = _page_candidates(page, drawings, captions, text_lines, table_rects, out.dropped)
+    owner = _assign_captions(cands, captions, text_lines, min_size_pt)
     groups: dict[int, tuple[Caption, list[Candidate]]] = {}
-    uncaptioned: list[Candidate] = []
-    for cand in candidates:
-        caption = nearest_caption(cand.rect, captions, "figure", max_gap=60.0, prefer="below")
-        if caption is None:
-            uncaptioned.append(cand)
-        else:
+    for cand, caption in zip(cands, owner, strict=True):
+        if caption is not None:
             groups.setdefault(id(caption), (caption, []))[1].append(cand)
-
-    figures = []
     for caption, group in groups.values():
         merged = _merge(group, gap=float("inf"))[0]
-        long_side = max(merged.rect.width, merged.rect.height)
-        short_side = min(merged.rect.width, merged.rect.height)
-        if long_side >= min_size_pt and short_side >= min_size_pt / 4:
-            figures.append(Figure(merged.rect, caption, _origin(merged)))
+        rect = _without_caption(_with_panel_labels(merged.rect, text_lines, captions), caption)
+        if max(rect.width, rect.height) >= min_size_pt and min(rect.width, rect.height) >= (
+            min_size_pt / 4
+        ):
+            panels = [c.rect for c in group]
+            out.figures.append(Figure(rect, caption, _origin(merged), panels))
+        else:
+            out.dropped.append((rect, f"captioned graphic too small ({caption.label})"))
+    out.free_captions = [c for c in captions if c.kind == "figure" and id(c) not in groups]
+    out.orphans = [cand for cand, caption in zip(cands, owner, strict=True) if caption is None]
+    out.figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
+    return out
 
-    # Without a caption: a line drawing is a figure, a text box is none, the rest is up to
-    # the layout model.
-    big = [
-        c
-        for c in uncaptioned
-        if min(c.rect.width, c.rect.height) >= min_size_pt and (c.raster or not c.text_box)
+
+def is_formula(cand: Candidate, min_size_pt: float) -> bool:
+    """An uncaptioned graphic kept as a figure: a vector line drawing (a structure formula,
+    labelled by a compound number only) at least ``min_size_pt`` on both sides."""
+    big = min(cand.rect.width, cand.rect.height) >= min_size_pt
+    return big and cand.line_drawing and not cand.raster and not cand.text_box
+
+
+def orphan_reason(cand: Candidate, min_size_pt: float) -> str:
+    """Why an uncaptioned graphic is no figure, for the skip log."""
+    if min(cand.rect.width, cand.rect.height) < min_size_pt:
+        return "uncaptioned graphic: small or thin (logo, icon, equation)"
+    if cand.text_box:
+        return "uncaptioned graphic: text box"
+    return "uncaptioned graphic: no figure caption near it"
+
+
+def _page_body(page: pymupdf.Page) -> pymupdf.Rect:
+    bounds = page_bounds(page)
+    return pymupdf.Rect(
+        bounds.x0,
+        bounds.y0 + MARGIN * bounds.height,
+        bounds.x1,
+        bounds.y1 - MARGIN * bounds.height,
+    )
+
+
+def page_graphic(
+    page: pymupdf.Page, found: PageFigures, text_lines: Sequence[pymupdf.Rect]
+) -> Candidate | None:
+    """The page's uncaptioned graphics as one figure, if they make a figure page.
+
+    A figure page: the graphics cover at least PAGE_FIGURE_COVER of the page body, or hardly
+    any text lies outside them (a figure on a page of its own).
+    """
+    graphics = [c for c in found.orphans if not c.text_box]
+    if not graphics:
+        return None
+    merged = _merge(graphics, gap=float("inf"))[0]
+    body = _page_body(page)
+    cover = merged.rect.get_area() / max(body.get_area(), 1e-6)
+    outside = [
+        line
+        for line in text_lines
+        if area_fraction(line, body) > 0.5 and area_fraction(line, merged.rect) < 0.5
     ]
-    unsure = [c for c in big if not (c.line_drawing and not c.raster)]
-    pictures = []
-    if unsure:
-        regions = layout()
-        pictures = regions.pictures if regions else []
-    for cand in big:
-        seen = any(area_fraction(cand.rect, p) >= 0.3 for p in pictures)
-        if (cand.line_drawing and not cand.raster) or seen:
-            figures.append(Figure(cand.rect, None, _origin(cand)))
-    figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
-    return figures
+    alone = len(outside) <= 5 and cover >= PAGE_FIGURE_COVER / 2  # a figure page, part empty
+    return merged if cover >= PAGE_FIGURE_COVER or alone else None
+
+
+def opening_caption(
+    page: pymupdf.Page, found: PageFigures, text_lines: Sequence[pymupdf.Rect], first: bool
+) -> Caption | None:
+    """A free figure caption that opens the page (``first``) or closes it: no body text before
+    (after) it. A figure on a page of its own is often captioned overleaf this way."""
+    body = _page_body(page)
+    for caption in found.free_captions:
+        others = [
+            line
+            for line in text_lines
+            if area_fraction(line, body) > 0.5 and area_fraction(line, caption.rect) < 0.5
+        ]
+        if first and all(line.y1 > caption.rect.y0 for line in others):
+            return caption
+        if not first and all(line.y0 < caption.rect.y1 for line in others):
+            return caption
+    return None
 
 
 def _origin(cand: Candidate) -> str:

@@ -37,6 +37,19 @@ FIGURES: dict[str, list[tuple[int, str | None, tuple[float, float, float, float]
     ],
 }
 
+# Real PDFs beyond the six (issue 12): tests/pdf/fixtures (committed, see its PROVENANCE.md)
+# and, when a copy is at hand, PDFs whose licence forbids committing them. Boxes by eye on
+# renders at 150 dpi: the graphics a caption names, panels included, caption excluded.
+LAYOUT_FIGURES: dict[str, list[tuple[int, str | None, tuple[float, float, float, float]]]] = {
+    "cermine-web_example2.pdf": [(7, "Figure 1", (61, 94, 287, 240))],
+    "cermine_test5.pdf": [
+        (2, "Figure 1", (307, 57, 553, 222)),
+        (3, "Figure 2", (196, 56, 553, 307)),
+        (4, "Figure 3", (196, 56, 553, 463)),
+        (5, "Figure 4", (196, 56, 553, 484)),
+    ],
+}
+
 TABLES: dict[str, list[tuple[int, str, str]]] = {
     "cermine-impl_test1.pdf": [],
     "cermine-impl_test2.pdf": [],

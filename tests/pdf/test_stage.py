@@ -84,9 +84,10 @@ def test_stage_pdfs_images_and_bad_files(tmp_path):
         ("i1", "Axial CT of the abdomen", "CT")
     ]
     assert sorted(r["table_id"] for r in tables) == ["good:p1:t1", "good:p2:t1", "good:p3:t1"]
-    assert {(r["item"], r["reason"]) for r in skipped} == {
+    assert {(r["item"], r["reason"].split(":")[0]) for r in skipped} == {
         ("bad", "corrupt"),
         ("i2", "missing file"),
+        ("good:p1:g1", "uncaptioned graphic"),  # the logo
     }
     assert (summary.pdfs, summary.figures, summary.tables) == (2, 5, 3)
     assert not list((tmp_path / "data").glob(".*tmp"))  # no half-written leftovers
