@@ -225,6 +225,7 @@ def build_table1(ctx: EvalContext) -> dict:
     outputs["frozen_knn"] = knn_proba(x_tr, y_tr, x_te, n_classes, k)
     if ctx.space.is_tuned:  # what the residual heads alone make of the frozen features
         head = ctx.space.refit(labels, splits, tune=False)
+        ctx.artefacts["head_only_space"] = head
         h_vecs = head.documents(head.features, tr_ids + te_ids)
         outputs["head_only"] = knn_proba(
             h_vecs[: len(tr_ids)], y_tr, h_vecs[len(tr_ids) :], n_classes, k

@@ -218,6 +218,34 @@ def corpus_notes(ctx: EvalContext) -> list[str]:
     return notes
 
 
+def design_note(ctx: EvalContext) -> str:
+    """Two sentences on how the proposed space was built in this run."""
+    t = ctx.params.train
+    if ctx.space.is_tuned:
+        layers = (
+            "every transformer layer" if t.tune_layers <= 0 else f"the top {t.tune_layers} layers"
+        )
+        return (
+            f"The proposed space is the text encoder itself, tuned ({layers}, {t.tune_epochs} "
+            f"epoch, {t.max_tokens} tokens) with the `{ctx.params.loss}` metric-learning loss "
+            f"plus a title <-> document InfoNCE term (weight {t.retrieval_weight}) and "
+            f"caption/table <-> document terms, then averaged with the original weights "
+            f"(WiSE-FT, tuned weight {t.interpolation}), so it keeps what the pretrained model "
+            "knew about everything the labels do not name; images enter that space through an "
+            "MLP head trained with the same losses. The head-only row is the fast alternative "
+            "(`train.tune_encoder: false`): residual, zero-initialised heads over the frozen "
+            "embeddings, held near the frozen similarities, which can add little but cannot "
+            "destroy what the encoder knows."
+        )
+    return (
+        "The proposed space is the head-only one (`train.tune_encoder: false`): residual, "
+        "zero-initialised heads over the frozen embeddings, trained with the "
+        f"`{ctx.params.loss}` loss and held near the frozen similarities, so they cannot "
+        "destroy what the encoder knows. Set `train.tune_encoder: true` to tune the encoder "
+        "itself (the side-by-side rows then differ)."
+    )
+
+
 def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> list[str]:
     """Write every figure the run has data for; return their paths relative to the root."""
     written: list[Path] = []
@@ -272,7 +300,7 @@ def write_outputs(ctx: EvalContext, tables: dict[str, dict]) -> None:
         with atomic_path(metrics_dir / "details" / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(details, indent=2) + "\n")
     plots = write_plots(ctx, tables, ctx.root / "plots")
-    report = render_report(_clean(tables), plots, corpus_notes(ctx))
+    report = render_report(_clean(tables), plots, corpus_notes(ctx), design_note(ctx))
     with atomic_path(metrics_dir / "REPORT.md") as tmp:
         tmp.write_text(report)
     log.info("wrote %d metrics files, %d plots and metrics/REPORT.md", len(tables), len(plots))

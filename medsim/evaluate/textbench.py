@@ -150,5 +150,12 @@ def build_textbench(ctx: EvalContext) -> dict:
     table["after"]["retrieval_ndcg_at_10"] = retrieval_task(
         ctx.space_texts(titled["title"].tolist()), ctx.space_texts(titled["abstract"].tolist())
     )["ndcg_at_10"]
+    head = ctx.artefacts.get("head_only_space")  # Table 1's residual heads, when it made one
+    if head is not None:
+        table["head_only"] = {
+            "retrieval_ndcg_at_10": retrieval_task(
+                head.project("text", titles), head.project("text", abstracts)
+            )["ndcg_at_10"]
+        }
     table["meta"] = {"n_train": len(train), "n_test": len(test), "n_retrieval": len(titled)}
     return table
