@@ -145,7 +145,7 @@ class TrainParams:
     tune_batch_size: int = 32
     tune_lr: float = 5e-5
     max_tokens: int = 128  # tokens per text for the tuned encoder: cost is linear in them
-    interpolation: float = 0.5  # WiSE-FT weight of the tuned encoder (chosen on OHSUMED val)
+    interpolation: float = 0.7  # WiSE-FT weight of the tuned encoder (chosen on OHSUMED val)
     retrieval_weight: float = 1.0  # title <-> own document InfoNCE while tuning
     preserve_weight: float = 1.0  # residual heads: keep the frozen cosine similarities
 
