@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HashingHead", "ProjectionHead", "quantization_loss"]
+__all__ = [
+    "HEAD_TYPES",
+    "HashingHead",
+    "IdentityHead",
+    "ProjectionHead",
+    "ResidualHead",
+    "make_head",
+    "quantization_loss",
+]
 
 
 class ProjectionHead(nn.Module):
@@ -40,6 +48,63 @@ class ProjectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.input_mean) / self.input_scale
         return F.normalize(self.mlp(x), dim=-1)
+
+
+class ResidualHead(nn.Module):
+    """``x + MLP(x)``, L2-normalised, with the MLP's last layer starting at zero.
+
+    At initialisation it *is* the frozen encoder (up to normalisation), so it starts from what
+    the encoder knows and training can only add to it; the train stage also keeps the
+    batch's cosine similarities near the frozen ones (``train.preserve_weight``). Input and
+    output share the encoder's dimension, so every text kind stays in one space.
+    """
+
+    def __init__(self, in_dim: int, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim != in_dim:
+            raise ValueError(f"a residual head keeps its input dimension ({in_dim}), not {dim}")
+        self.in_dim = in_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, in_dim)
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def fit_standardization(self, features: torch.Tensor, eps: float = 1e-6) -> None:
+        """Nothing to fit: the head works on the encoder's own (unit) vectors."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(x, dim=-1)
+        return F.normalize(x + self.mlp(x), dim=-1)
+
+
+class IdentityHead(nn.Module):
+    """The encoder's vector itself, L2-normalised: for kinds whose encoder was tuned."""
+
+    def __init__(self, in_dim: int, dim: int, hidden: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim != in_dim:
+            raise ValueError(f"an identity head keeps its input dimension ({in_dim}), not {dim}")
+        self.in_dim = in_dim
+
+    def fit_standardization(self, features: torch.Tensor, eps: float = 1e-6) -> None:
+        """Nothing to fit."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
+
+
+# head type (saved in the space's config) -> class
+HEAD_TYPES: dict[str, type[nn.Module]] = {
+    "mlp": ProjectionHead,
+    "residual": ResidualHead,
+    "identity": IdentityHead,
+}
+
+
+def make_head(kind: str, in_dim: int, dim: int, hidden: int, dropout: float) -> nn.Module:
+    """A head of type ``kind`` (see :data:`HEAD_TYPES`)."""
+    return HEAD_TYPES[kind](in_dim, dim, hidden, dropout)
 
 
 class HashingHead(nn.Module):

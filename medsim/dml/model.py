@@ -15,12 +15,13 @@ from torch import nn
 
 from medsim.dml.data import vectors_to_numpy
 from medsim.dml.fusion import fuse_documents
-from medsim.dml.heads import HashingHead, ProjectionHead
+from medsim.dml.heads import HashingHead, ProjectionHead, make_head
 from medsim.errors import MedsimError
 
 __all__ = [
     "CONFIG_FILE",
     "KINDS",
+    "TEXT_MODEL_DIR",
     "WEIGHTS_FILE",
     "SharedSpace",
     "codes_from_projected",
@@ -33,6 +34,7 @@ __all__ = [
 KINDS = ("text", "caption", "table", "image")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
+TEXT_MODEL_DIR = "text_model"  # the tuned text encoder, inside the model folder
 
 
 class SharedSpace(nn.Module):
@@ -51,6 +53,8 @@ class SharedSpace(nn.Module):
         dropout: float = 0.0,
         loss: str = "",
         params: Mapping[str, Any] | None = None,
+        head_types: Mapping[str, str] | None = None,
+        text_model: str | None = None,
     ) -> None:
         super().__init__()
         unknown = set(input_dims) - set(KINDS)
@@ -63,8 +67,18 @@ class SharedSpace(nn.Module):
         self.dropout = dropout
         self.loss = loss
         self.params = dict(params or {})
+        # "mlp" (standardise, two layers, dim-d), "residual" (x + MLP(x), zero-initialised) or
+        # "identity" (a tuned encoder's own vectors); spaces saved before head types were
+        # recorded are all "mlp"
+        self.head_types = {k: (head_types or {}).get(k, "mlp") for k in self.input_dims}
+        # folder name (inside the model folder) of the tuned text encoder whose vectors the
+        # text kinds' heads take; None when the text heads sit on the frozen embed stage
+        self.text_model = text_model
         self.heads = nn.ModuleDict(
-            {kind: ProjectionHead(d, dim, hidden, dropout) for kind, d in self.input_dims.items()}
+            {
+                kind: make_head(self.head_types[kind], d, dim, hidden, dropout)
+                for kind, d in self.input_dims.items()
+            }
         )
         self.hashers = nn.ModuleDict({str(b): HashingHead(dim, b) for b in self.bits})
 
@@ -72,7 +86,7 @@ class SharedSpace(nn.Module):
     def kinds(self) -> list[str]:
         return list(self.heads.keys())
 
-    def head(self, kind: str) -> ProjectionHead:
+    def head(self, kind: str) -> ProjectionHead | nn.Module:
         if kind not in self.heads:
             raise MedsimError(f"this shared space has no head for '{kind}' (it has {self.kinds})")
         return self.heads[kind]
@@ -95,6 +109,8 @@ class SharedSpace(nn.Module):
             "kinds": self.kinds,
             "loss": self.loss,
             "params": self.params,
+            "head_types": self.head_types,
+            "text_model": self.text_model,
         }
 
     def save(self, directory: str | Path) -> None:
@@ -121,6 +137,8 @@ def load_shared_space(directory: str | Path) -> SharedSpace:
         dropout=config.get("dropout", 0.0),
         loss=config.get("loss", ""),
         params=config.get("params"),
+        head_types=config.get("head_types"),
+        text_model=config.get("text_model"),
     )
     space.load_state_dict(state)
     return space.eval()

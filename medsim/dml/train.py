@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from tqdm import tqdm
@@ -44,12 +46,20 @@ from medsim.config import Params, TrainParams
 from medsim.dml.data import Features, load_features, load_labels
 from medsim.dml.heads import quantization_loss
 from medsim.dml.losses import alignment_loss, build_objective
-from medsim.dml.model import SharedSpace
+from medsim.dml.model import TEXT_MODEL_DIR, SharedSpace
 from medsim.dml.sampling import class_balanced_batches
 from medsim.errors import MedsimError
 from medsim.io import atomic_dir
 
-__all__ = ["LIVE_DIR", "MODEL_DIR", "run_train", "train_space", "validation_scores"]
+__all__ = [
+    "LIVE_DIR",
+    "MODEL_DIR",
+    "FittedSpace",
+    "fit_space",
+    "run_train",
+    "train_space",
+    "validation_scores",
+]
 
 log = logging.getLogger(__name__)
 # pml logs two INFO lines per k-NN call of its AccuracyCalculator: every validation, every kind.
@@ -280,6 +290,8 @@ def train_space(
     loss: str,
     seed: int,
     log_dir: Path | None = None,
+    head_types: Mapping[str, str] | None = None,
+    text_model: str | None = None,
 ) -> tuple[SharedSpace, list[dict[str, Any]]]:
     """Train projection and hashing heads on frozen ``features``; see the module docstring.
 
@@ -288,23 +300,40 @@ def train_space(
     drive early stopping. Returns the space at its best validation epoch and one history dict
     per epoch (epoch 0 = untrained heads, with the frozen embeddings' scores beside them).
     Same inputs and seed give the same weights on the same machine.
+
+    ``head_types``: kind -> "mlp" (default), "residual" or "identity" (see
+    :mod:`medsim.dml.heads`); when any kind keeps its own dimension, the space takes it and
+    the "mlp" heads (e.g. images) map into it. ``text_model`` is recorded in the space's
+    config: the folder name of the tuned encoder that produced the text features.
     """
     kinds, classes = _prepare(features, labels, splits)
+    types = {name: (head_types or {}).get(name, "mlp") for name in kinds}
+    kept = {kinds[n].x.shape[1] for n, t in types.items() if t != "mlp"}
+    if len(kept) > 1:
+        raise MedsimError(f"residual and identity heads need one input dimension, got {kept}")
+    dim = kept.pop() if kept else params.dim
     with _reproducible(seed) as rng:
         space = SharedSpace(
             {name: kind.x.shape[1] for name, kind in kinds.items()},
-            dim=params.dim,
+            dim=dim,
             hidden=params.hidden,
             bits=params.hash_bits,
             dropout=params.dropout,
             loss=loss,
             params=dataclasses.asdict(params),
+            head_types=types,
+            text_model=text_model,
         )
         for name, kind in kinds.items():
             rows = np.flatnonzero(kind.split == "train")
             space.heads[name].fit_standardization(kind.x[torch.from_numpy(rows)])
-        objective = build_objective(loss, params, max(len(classes), 1), params.dim)
+        objective = build_objective(loss, params, max(len(classes), 1), dim)
         align = alignment_loss(params.temperature)
+        residual = {n for n, t in types.items() if t == "residual"}
+        # identity heads only (a tuned encoder's text, no images): only the hashers learn,
+        # for a fixed number of epochs, as validation MAP@R cannot move
+        frozen_heads = not any(p.requires_grad for p in space.heads.parameters())
+        epochs = min(params.epochs, max(1, params.patience)) if frozen_heads else params.epochs
 
         # the class pool: every labelled training row of every kind
         pool_kind = np.concatenate(
@@ -364,9 +393,9 @@ def train_space(
         live.log({"val_map_at_r": val.get("map_at_r")} if val else {})
         best_score = val.get("map_at_r", -np.inf)
         best_state, best_epoch, waited = copy.deepcopy(space.state_dict()), 0, 0
-        has_val = bool(val)
+        has_val = bool(val) and not frozen_heads
         start = time.perf_counter()
-        for epoch in tqdm(range(1, params.epochs + 1), desc=f"train {loss}", unit="epoch"):
+        for epoch in tqdm(range(1, epochs + 1), desc=f"train {loss}", unit="epoch"):
             space.train()
             batches = (
                 class_balanced_batches(pool_label, params.m_per_class, batch_size, epoch_size, rng)
@@ -378,6 +407,7 @@ def train_space(
             for step, batch in enumerate(batches):
                 z_all = []
                 class_term = torch.zeros(())
+                preserve_term = torch.zeros(())
                 if batch is not None:
                     zs, ys = [], []
                     for i, name in enumerate(names):
@@ -385,6 +415,9 @@ def train_space(
                         if len(sel):
                             zs.append(_project(space, kinds[name], name, pool_row[sel]))
                             ys.append(torch.from_numpy(pool_label[sel]))
+                            if name in residual:
+                                x = kinds[name].x[torch.from_numpy(pool_row[sel])]
+                                preserve_term = preserve_term + _preserve_loss(zs[-1], x)
                     z, y = torch.cat(zs), torch.cat(ys)
                     class_term = objective(z, y)
                     z_all.append(z)
@@ -397,7 +430,12 @@ def train_space(
                     align_term = align_term + align(za, keys, zb, keys) / len(pairs)
                     z_all.extend([za, zb])
                 hash_term = _hash_loss(space, torch.cat(z_all), params.quantization_weight)
-                total = class_term + params.cross_modal_weight * align_term + hash_term
+                total = (
+                    class_term
+                    + params.cross_modal_weight * align_term
+                    + hash_term
+                    + params.preserve_weight * preserve_term
+                )
                 optimizer.zero_grad()
                 if loss_optimizer is not None:
                     loss_optimizer.zero_grad()
@@ -450,6 +488,13 @@ def train_space(
     return space, history
 
 
+def _preserve_loss(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared gap between the batch's cosine similarities in the space (``z``, unit
+    rows) and under the frozen encoder (``x``): what keeps a residual head from forgetting."""
+    xn = torch.nn.functional.normalize(x, dim=-1)
+    return (z @ z.T - xn @ xn.T).pow(2).mean()
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -462,25 +507,170 @@ def _cyclic_slice(order: np.ndarray, step: int, size: int) -> np.ndarray:
     return np.take(order, np.arange(start, start + size), mode="wrap")
 
 
-def run_train(params: Params, root: str | Path = ".") -> Path:
-    """DVC stage: train on ``data/embeddings`` + ``data/articles.parquet``, write ``data/model``
-    (``weights.pt``, ``config.json``, ``history.json``) and dvclive curves in ``dvclive/train``."""
-    root = Path(root)
-    features = load_features(root / "data/embeddings")
-    labels, splits = load_labels(root / "data/articles.parquet")
-    live_dir = root / LIVE_DIR
-    # Heads this small are bound by per-op overhead, not arithmetic: one thread is as fast on
-    # an idle machine and several times faster on a busy one (triplet on OHSUMED, 2 shared
-    # cores: 27 s with one thread, 200 s with two).
+TEXT_KINDS = ("text", "caption", "table")
+LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
+SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the text kinds re-encoded by the tuned model
+
+
+@dataclass
+class FittedSpace:
+    """A trained space, the tuned text encoder behind it (None: frozen embed stage) and the
+    features its heads take (the tuned encoder's text kinds, the frozen image features)."""
+
+    space: SharedSpace
+    history: list[dict[str, Any]]
+    tuned: Any = None  # medsim.dml.tune.TunedText
+    features: dict[str, Features] = dataclasses.field(default_factory=dict)
+    tune_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Heads this small are bound by per-op overhead, not arithmetic: one thread is as fast on
+    an idle machine and several times faster on a busy one (triplet on OHSUMED, 2 shared
+    cores: 27 s with one thread, 200 s with two). The encoder's layers use every thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        space, history = train_space(
-            features, labels, splits, params.train, params.loss, params.seed, log_dir=live_dir
-        )
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def fit_space(
+    params: Params,
+    root: Path,
+    frozen: Mapping[str, Features],
+    labels: Mapping[str, str],
+    splits: Mapping[str, str],
+    items: Any = None,
+    *,
+    loss: str | None = None,
+    tune: bool | None = None,
+    encode_all: bool = True,
+    log_dir: Path | None = None,
+) -> FittedSpace:
+    """Train the space the way ``train.tune_encoder`` says.
+
+    Tuned: the text encoder is tuned on ``items`` (a :class:`~medsim.dml.tune.TextItems`),
+    its text kinds get identity heads, the image kind an MLP head into its space. Not tuned:
+    residual heads over the frozen text embeddings. ``encode_all`` False encodes only the
+    training and validation documents, and only when a non-text kind needs a head trained
+    against them (evaluation retrains that then embed a few documents of their own).
+    """
+    from medsim.dml.tune import TunedText, tune_text_encoder
+    from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
+    from medsim.encoders.layers import SplitEncoder
+
+    train, loss = params.train, loss or params.loss
+    tune = train.tune_encoder if tune is None else tune
+    if not tune or items is None or "text" not in frozen:
+        # residual heads for the text kinds of the text encoder's dimension (one space)
+        text_dim = frozen["text"][2].shape[1] if "text" in frozen else None
+        types = {
+            k: "residual" for k in frozen if k in TEXT_KINDS and frozen[k][2].shape[1] == text_dim
+        }
+        with _one_thread():
+            space, history = train_space(
+                frozen, labels, splits, train, loss, params.seed, log_dir=log_dir, head_types=types
+            )
+        return FittedSpace(space, history, None, dict(frozen))
+    base = text_encoder_from_params(params.embed, root)
+    split = SplitEncoder(base, train.tune_layers, train.max_tokens, root / LAYER_CACHE_DIR)
+    tune_history = tune_text_encoder(split, items, labels, splits, train, loss, params.seed)
+    tuned = TunedText(split, root / CACHE_DIR)
+    others = {k: v for k, v in frozen.items() if k not in TEXT_KINDS}
+    if encode_all:
+        wanted = items
+    elif others:
+        wanted = items.subset({d for d, s in splits.items() if s in ("train", "val")})
+    else:
+        wanted = None
+    features = {**others, **(tuned.features(wanted) if wanted is not None else {})}
+    types = {k: ("identity" if k in TEXT_KINDS else "mlp") for k in features}
+    if wanted is None:  # nothing to train: identity heads, untrained (SimHash) hashers
+        space = SharedSpace(
+            {"text": split.dim},
+            dim=split.dim,
+            hidden=train.hidden,
+            bits=train.hash_bits,
+            loss=loss,
+            params=dataclasses.asdict(train),
+            head_types={"text": "identity"},
+            text_model=TEXT_MODEL_DIR,
+        ).eval()
+        return FittedSpace(space, [], tuned, features, tune_history)
+    with _one_thread():
+        space, history = train_space(
+            features,
+            labels,
+            splits,
+            train,
+            loss,
+            params.seed,
+            log_dir=log_dir,
+            head_types=types,
+            text_model=TEXT_MODEL_DIR,
+        )
+    return FittedSpace(space, history, tuned, features, tune_history)
+
+
+def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
+    """The tuned encoder's text kinds as embeddings files (the embed stage's schema)."""
+    from medsim.dml.data import EMBEDDING_FILES
+    from medsim.encoders.cache import vectors_to_arrow
+    from medsim.schemas import embedding_schema, validate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, (ids, doc_ids, matrix) in fitted.features.items():
+        if kind not in TEXT_KINDS:
+            continue
+        schema = embedding_schema(matrix.shape[1]).with_metadata(
+            {"fingerprint": fitted.tuned.fingerprint, "modality": "text", "model": "tuned"}
+        )
+        table = pa.table(
+            {
+                "id": pa.array(ids, pa.string()),
+                "doc_id": pa.array(doc_ids, pa.string()),
+                "content_hash": pa.array([fitted.tuned.fingerprint[:16]] * len(ids), pa.string()),
+                "vector": vectors_to_arrow(matrix, matrix.shape[1]),
+            }
+        )
+        table = validate(table, embedding_schema(matrix.shape[1]), name=f"model/{kind}")
+        pq.write_table(
+            table.replace_schema_metadata(schema.metadata), folder / EMBEDDING_FILES[kind]
+        )
+
+
+def run_train(params: Params, root: str | Path = ".") -> Path:
+    """DVC stage: train on ``data/embeddings`` + ``data/articles.parquet``, write ``data/model``
+    (``weights.pt``, ``config.json``, ``history.json``; with ``train.tune_encoder`` also the
+    tuned encoder in ``text_model/`` and the text kinds it re-encoded in ``embeddings/``) and
+    dvclive curves in ``dvclive/train``."""
+    from medsim.dml.tune import read_text_items, save_tuned_model
+
+    root = Path(root)
+    features = load_features(root / "data/embeddings")
+    labels, splits = load_labels(root / "data/articles.parquet")
+    items = read_text_items(root) if params.train.tune_encoder else None
+    live_dir = root / LIVE_DIR
+    start = time.perf_counter()
+    fitted = fit_space(params, root, features, labels, splits, items, log_dir=live_dir)
     with atomic_dir(root / MODEL_DIR) as tmp:
-        space.save(tmp)
-        (tmp / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        fitted.space.save(tmp)
+        (tmp / "history.json").write_text(json.dumps(fitted.history, indent=2) + "\n")
+        if fitted.tuned is not None:
+            save_tuned_model(
+                fitted.tuned.split,
+                tmp / TEXT_MODEL_DIR,
+                {
+                    "base_model": params.embed.text_model,
+                    "loss": params.loss,
+                    "fingerprint": fitted.tuned.fingerprint,
+                    "train": dataclasses.asdict(params.train),
+                    "tune_history": fitted.tune_history,
+                },
+            )
+            _write_space_embeddings(fitted, tmp / SPACE_EMBEDDINGS)
+    log.info("train stage: %.1f s", time.perf_counter() - start)
     return root / MODEL_DIR

@@ -23,7 +23,12 @@ from tqdm import tqdm
 
 from medsim.encoders.text import TextEncoder
 
-__all__ = ["adapt_text_model", "contrastive_step", "corpus_pairs"]
+__all__ = [
+    "adapt_text_model",
+    "contrastive_step",
+    "corpus_pairs",
+    "write_sentence_transformers_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +149,7 @@ def adapt_text_model(
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     encoder.tokenizer.save_pretrained(staging)
-    _write_pooling(staging, encoder)
+    write_sentence_transformers_config(staging, encoder)
     (staging / "medsim_adapt.json").write_text(
         json.dumps(
             {
@@ -166,7 +171,11 @@ def adapt_text_model(
     return folder
 
 
-def _write_pooling(folder: Path, encoder: TextEncoder) -> None:
+def write_sentence_transformers_config(
+    folder: Path, encoder: TextEncoder, max_tokens: int | None = None
+) -> None:
+    """modules.json, the pooling config and sentence_bert_config.json for ``encoder``'s
+    pooling and normalisation, so the folder loads the same here and in sentence-transformers."""
     flags = {
         "word_embedding_dimension": encoder.dim,
         "pooling_mode_cls_token": encoder.pooling == "cls",
@@ -197,5 +206,5 @@ def _write_pooling(folder: Path, encoder: TextEncoder) -> None:
         )
     (folder / "modules.json").write_text(json.dumps(modules, indent=2))
     (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": encoder.max_tokens, "do_lower_case": False})
+        json.dumps({"max_seq_length": max_tokens or encoder.max_tokens, "do_lower_case": False})
     )

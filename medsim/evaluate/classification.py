@@ -222,7 +222,19 @@ def build_table1(ctx: EvalContext) -> dict:
         b_vecs[: len(tr_ids)], y_tr, b_vecs[len(tr_ids) :], n_classes, k
     )
 
-    vecs = ctx.space.documents(ctx.features, tr_ids + te_ids)
+    outputs["frozen_knn"] = knn_proba(x_tr, y_tr, x_te, n_classes, k)
+    if ctx.space.is_tuned:  # what the residual heads alone make of the frozen features
+        head = ctx.space.refit(labels, splits, tune=False)
+        ctx.artefacts["head_only_space"] = head
+        h_vecs = head.documents(head.features, tr_ids + te_ids)
+        outputs["head_only"] = knn_proba(
+            h_vecs[: len(tr_ids)], y_tr, h_vecs[len(tr_ids) :], n_classes, k
+        )
+    else:
+        outputs["head_only"] = (
+            "train.tune_encoder is false: the proposed row is the head-only space"
+        )
+    vecs = ctx.space.documents(ctx.space_features, tr_ids + te_ids)
     p_tr, p_te = vecs[: len(tr_ids)], vecs[len(tr_ids) :]
     outputs["proposed"] = knn_proba(p_tr, y_tr, p_te, n_classes, k)
     outputs["proposed_prototype"] = prototype_proba(

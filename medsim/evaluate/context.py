@@ -44,10 +44,23 @@ def load_figures_meta(path: Path) -> pd.DataFrame:
 
 @dataclass
 class SpaceOps:
-    """The trained shared space and the train function behind the proposed rows."""
+    """The trained shared space, what goes into it, and the train function behind it.
+
+    ``features`` are the space's inputs: the tuned encoder's text kinds (when
+    ``train.tune_encoder`` was on) and the frozen image features; None means the frozen
+    embed stage's features. ``encode`` turns new texts into text-kind inputs (the tuned
+    encoder, else the frozen one). ``frozen`` and ``items`` (the corpus's texts) let
+    :meth:`refit` train the same kind of space again on fewer labels.
+    """
 
     space: object
     params: Params
+    features: dict[str, Features] | None = None
+    encode: TextEncoderFn | None = None
+    tuned: object = None
+    frozen: dict[str, Features] | None = None
+    items: object = None
+    root: Path = Path(".")
 
     @property
     def kinds(self) -> list[str]:
@@ -56,6 +69,10 @@ class SpaceOps:
     @property
     def bits(self) -> list[int]:
         return [int(b) for b in self.space.bits]
+
+    @property
+    def is_tuned(self) -> bool:
+        return self.tuned is not None
 
     def project(self, kind: str, vectors: np.ndarray) -> np.ndarray:
         from medsim.dml import project
@@ -67,9 +84,57 @@ class SpaceOps:
 
         return hash_codes(self.space, kind, vectors, bits)
 
+    def texts(self, texts: Sequence[str], kind: str = "text") -> np.ndarray:
+        """New texts in the space: encoded (tuned encoder or frozen one), then ``kind``'s head."""
+        if self.encode is None:
+            raise ValueError("no text encoder for new texts")
+        return self.project(kind, self.encode(list(texts)))
+
     def documents(self, features: Mapping[str, Features], doc_ids: Sequence[str]) -> np.ndarray:
         """Fused document vectors for ``doc_ids`` (zero rows for documents with nothing)."""
         return document_matrix(self.space, features, doc_ids)
+
+    def features_for(self, doc_ids: Sequence[str]) -> dict[str, Features]:
+        """Space inputs of ``doc_ids``'s items, encoding texts the space has not seen."""
+        wanted = set(doc_ids)
+        frozen = self.frozen if self.frozen is not None else (self.features or {})
+        out = {k: _subset(v, wanted) for k, v in frozen.items()}
+        if self.tuned is not None:
+            out = {k: v for k, v in out.items() if k not in ("text", "caption", "table")}
+            out |= self.tuned.features(self.items.subset(wanted))
+        return {k: v for k, v in out.items() if len(v[0])}
+
+    def refit(
+        self, labels: Mapping[str, str], splits: Mapping[str, str], tune: bool | None = None
+    ) -> SpaceOps:
+        """The proposed space trained again, the same way, on these labels and splits only
+        (the encoder is tuned again when this space's was); ``tune=False`` gives the
+        head-only space (residual heads over the frozen features)."""
+        tune = self.is_tuned if tune is None else tune
+        from medsim.dml.train import fit_space
+
+        wanted = set(splits)
+        frozen = self.frozen if self.frozen is not None else (self.features or {})
+        fitted = fit_space(
+            self.params,
+            self.root,
+            {k: _subset(v, wanted) for k, v in frozen.items()},
+            dict(labels),
+            dict(splits),
+            self.items.subset(wanted) if self.items is not None and tune else None,
+            tune=tune,
+            encode_all=False,
+        )
+        return SpaceOps(
+            fitted.space,
+            self.params,
+            fitted.features,
+            fitted.tuned.encode if fitted.tuned is not None else self.encode,
+            fitted.tuned,
+            frozen,
+            self.items,
+            self.root,
+        )
 
     def retrain(
         self,
@@ -78,7 +143,8 @@ class SpaceOps:
         splits: Mapping[str, str],
         loss: str | None = None,
     ) -> SpaceOps:
-        """A new space trained by ``train_space`` with this run's train params and seed."""
+        """A new space of MLP heads trained by ``train_space`` on any ``features`` (e.g. the
+        TF-IDF baseline) with this run's train params and seed."""
         from medsim.dml import train_space
 
         space, _ = train_space(
@@ -89,7 +155,13 @@ class SpaceOps:
             loss or self.params.loss,
             self.params.seed,
         )
-        return SpaceOps(space, self.params)
+        return SpaceOps(space, self.params, dict(features))
+
+
+def _subset(features: Features, wanted: set[str]) -> Features:
+    ids, docs, matrix = features
+    keep = [i for i, d in enumerate(docs) if d in wanted]
+    return [ids[i] for i in keep], [docs[i] for i in keep], matrix[keep]
 
 
 def document_matrix(
@@ -171,6 +243,26 @@ class EvalContext:
             if keep:
                 out[kind] = ([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
         return out
+
+    @property
+    def space_features(self) -> dict[str, Features]:
+        """The proposed space's inputs (tuned text kinds when the encoder was tuned)."""
+        return self.space.features if self.space.features is not None else self.features
+
+    def space_inputs(self, kind: str, ids: Sequence[str]) -> np.ndarray:
+        """The proposed space's input vectors of ``kind`` for item ids (text: doc ids)."""
+        item_ids, _, matrix = self.space_features[kind]
+        row = {item: i for i, item in enumerate(item_ids)}
+        return matrix[[row[i] for i in ids]]
+
+    def space_texts(self, texts: Sequence[str], kind: str = "text") -> np.ndarray | None:
+        """New texts in the proposed space (its own encoder, else the frozen one, then the
+        ``kind`` head); None when no encoder could be loaded."""
+        if self.space.encode is not None:
+            return self.space.texts(texts, kind)
+        if self.encode_text is None:
+            return None
+        return self.space.project(kind, self.encode_text(list(texts)))
 
     @property
     def has_images(self) -> bool:

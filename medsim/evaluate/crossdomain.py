@@ -168,8 +168,9 @@ def build_table3(ctx: EvalContext) -> dict:
     outputs["metric_learning_no_llm"] = knn_proba(
         no_llm.project("text", t_src), y_src, no_llm.project("text", t_tgt), n_classes, k
     )
+    s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
     outputs["proposed"] = knn_proba(
-        ctx.space.project("text", x_src), y_src, ctx.space.project("text", x_tgt), n_classes, k
+        s_src, y_src, ctx.space_texts(target["text"].tolist()), n_classes, k
     )
     table = classification_table(outputs, y_tgt, ev.bootstrap, seed)
     table["meta"] = meta

@@ -1,8 +1,13 @@
-"""Table 2: N-way K-shot episodes on classes held out from metric-learning training.
+"""Table 2: few-shot classification, by one of two protocols (the table says which).
 
-Protocol. Classes with at least ``max(shots) + queries`` documents are candidates; ``holdout``
-of them (drawn with the seed) are held out. The proposed head is retrained with
-``train_space`` on the remaining classes only, so no held-out label ever shapes the space.
+``heldout_classes`` (the corpus has enough classes): N-way K-shot episodes on classes held
+out from metric-learning training. ``low_resource`` (e.g. six cancer types, where no five
+classes can be held out): K labelled training documents per class, every model built from
+those only, the whole test split classified by nearest prototype.
+
+Held-out protocol. Classes with at least ``max(shots) + queries`` documents are candidates;
+``holdout`` of them (drawn with the seed) are held out. The proposed space is trained again
+(encoder tuning included) on the remaining classes only, so no held-out label shapes it.
 Episodes then draw ``ways`` held-out classes, ``shots`` support and ``queries`` query
 documents per class, from any split (nothing was trained on these labels). Every model is
 scored on the same episodes by nearest prototype (cosine to the mean support vector).
@@ -25,11 +30,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODELS",
+    "PROTOCOLS",
     "Episodes",
+    "build_heldout",
+    "build_low_resource",
     "build_table2",
     "choose_holdout",
+    "draw_support",
     "episode_accuracy",
     "fewshot_table",
+    "prototype_accuracy",
     "sample_episodes",
 ]
 
@@ -124,11 +134,29 @@ def fewshot_table(
     return table
 
 
-MODELS = ("cnn_prototype", "tfidf_prototype", "transformer_prototype", "proposed")
+MODELS = ("cnn_prototype", "tfidf_prototype", "transformer_prototype", "head_only", "proposed")
+PROTOCOLS = ("heldout_classes", "low_resource")
 
 
 def build_table2(ctx: EvalContext) -> dict:
-    """Table 2 on the corpus: hold classes out, retrain the head without them, run episodes."""
+    """Table 2 by ``evaluate.fewshot_protocol``: ``heldout`` classes when the corpus has
+    enough classes (``auto`` falls back to ``low_resource`` otherwise); the table's
+    ``protocol`` key says which one ran."""
+    wanted = ctx.params.evaluate.fewshot_protocol
+    if wanted in ("auto", "heldout"):
+        table = build_heldout(ctx)
+        if table.get("protocol") == "heldout_classes" or wanted == "heldout":
+            return table
+    return build_low_resource(ctx)
+
+
+def _null_table(reason: str, shots: Sequence[int], protocol: str, meta: dict) -> dict:
+    block = {m: null_row(reason, ["accuracy"]) for m in MODELS}
+    return {f"{k}_shot": dict(block) for k in shots} | {"protocol": protocol, "meta": meta}
+
+
+def build_heldout(ctx: EvalContext) -> dict:
+    """Hold classes out, train every learned row without them, run episodes on them."""
     ev = ctx.params.evaluate
     docs = ctx.docs
     shots = sorted(ev.shots)
@@ -150,9 +178,7 @@ def build_table2(ctx: EvalContext) -> dict:
             f"documents each while >= 2 classes stay for training; this corpus has "
             f"{len(values)} classes, {n_eligible} of them that large"
         )
-        return {f"{k}_shot": {m: null_row(reason, ["accuracy"]) for m in MODELS} for k in shots} | {
-            "meta": meta
-        }
+        return _null_table(reason, shots, "none", meta)
     held = choose_holdout(labels, min_count, n_holdout, ctx.seed)
     base = docs[~docs["label"].isin(held)]
     novel = docs[docs["label"].isin(held)].reset_index(drop=True)
@@ -175,12 +201,9 @@ def build_table2(ctx: EvalContext) -> dict:
     models["tfidf_prototype"] = tfidf_features(base_texts, ctx.doc_texts(novel), seed=ctx.seed)
     models["transformer_prototype"] = ctx.text_vectors(novel_ids)
     base_ids = base["doc_id"].tolist()
-    retrained = ctx.space.retrain(
-        ctx.subset_features(base_ids),
-        dict(zip(base_ids, base["label"], strict=True)),
-        dict(zip(base_ids, base["split"], strict=True)),
-    )
-    models["proposed"] = retrained.documents(ctx.features, novel_ids)
+    base_labels = dict(zip(base_ids, base["label"], strict=True))
+    base_splits = dict(zip(base_ids, base["split"], strict=True))
+    models |= _learned_rows(ctx, base_labels, base_splits, novel_ids)
 
     episodes: dict[int, Episodes | str] = {}
     novel_labels = novel["label"].astype(str).to_numpy()
@@ -189,6 +212,111 @@ def build_table2(ctx: EvalContext) -> dict:
             novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k
         )
     table = fewshot_table(models, episodes)
+    table["protocol"] = "heldout_classes"
     table["meta"] = meta
     ctx.artefacts["table2"] = {"shots": shots, "table": table}
     return table
+
+
+def _learned_rows(
+    ctx: EvalContext, labels: dict[str, str], splits: dict[str, str], doc_ids: list[str]
+) -> dict[str, np.ndarray | str]:
+    """Document vectors of ``doc_ids`` from the proposed and head-only spaces retrained
+    on ``labels`` only (the proposed one tunes its encoder again when the run did)."""
+    rows: dict[str, np.ndarray | str] = {}
+    retrained = ctx.space.refit(labels, splits)
+    rows["proposed"] = retrained.documents(retrained.features_for(doc_ids), doc_ids)
+    if ctx.space.is_tuned:
+        head = ctx.space.refit(labels, splits, tune=False)
+        rows["head_only"] = head.documents(head.features_for(doc_ids), doc_ids)
+    else:
+        rows["head_only"] = "train.tune_encoder is false: the proposed row is the head-only space"
+    return rows
+
+
+def draw_support(labels: Sequence[str], shots: int, seed: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Indices of ``shots`` documents per class (all of a smaller class), seeded; and how
+    many each class got."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picked, got = [], {}
+    for c in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == c)
+        take = rng.choice(members, size=min(shots, len(members)), replace=False)
+        picked.append(np.sort(take))
+        got[str(c)] = len(take)
+    return np.concatenate(picked), got
+
+
+def prototype_accuracy(
+    support: np.ndarray, y_support: np.ndarray, test: np.ndarray, y_test: np.ndarray
+) -> np.ndarray:
+    """Per-test-document correctness (0/1) of the nearest class prototype (cosine)."""
+    x_s, x_t = l2(support), l2(test)
+    classes = np.unique(y_support)
+    protos = l2(np.stack([x_s[y_support == c].mean(axis=0) for c in classes]))
+    return (classes[(x_t @ protos.T).argmax(axis=1)] == y_test).astype(float)
+
+
+def build_low_resource(ctx: EvalContext) -> dict:
+    """K labelled training documents per class; every model is built from those K x classes
+    documents only (no other label) and classifies the whole test split by nearest
+    prototype. Accuracy with a percentile-bootstrap 95% interval over test documents."""
+    from medsim.evaluate.stats import bootstrap_indices, percentile_ci
+
+    ev, docs, seed = ctx.params.evaluate, ctx.docs, ctx.seed
+    shots = sorted(ev.shots)
+    train = docs[docs["split"] == "train"].reset_index(drop=True)
+    test = docs[(docs["split"] == "test") & docs["label"].isin(set(train["label"]))]
+    test = test.reset_index(drop=True)
+    meta: dict = {"n_test": len(test), "n_classes": int(train["label"].nunique())}
+    if train["label"].nunique() < 2 or test.empty:
+        reason = "low-resource few-shot needs training documents of >= 2 classes and a test split"
+        return _null_table(reason, shots, "low_resource", meta)
+    test_ids = test["doc_id"].tolist()
+    y_test = test["label"].astype(str).to_numpy()
+    idx = bootstrap_indices(len(test), ev.bootstrap, seed) if ev.bootstrap > 0 else None
+    table: dict = {}
+    for k in shots:
+        rows, got = draw_support(train["label"].astype(str).tolist(), k, seed + k)
+        support = train.iloc[rows]
+        s_ids, y_s = support["doc_id"].tolist(), support["label"].astype(str).to_numpy()
+        models = _low_resource_models(ctx, support, test, s_ids + test_ids)
+        block: dict = {}
+        for name, vectors in models.items():
+            if isinstance(vectors, str):
+                block[name] = null_row(vectors, ["accuracy"])
+                continue
+            hits = prototype_accuracy(vectors[: len(s_ids)], y_s, vectors[len(s_ids) :], y_test)
+            row: dict = {}
+            if idx is None:
+                row["accuracy"] = round(float(hits.mean()), 6)
+            else:
+                with_ci(row, "accuracy", float(hits.mean()), *percentile_ci(hits[idx].mean(axis=1)))
+            block[name] = row
+        table[f"{k}_shot"] = block
+        meta[f"support_{k}_shot"] = len(s_ids)
+        meta[f"smallest_class_{k}_shot"] = min(got.values())
+    table["protocol"] = "low_resource"
+    table["meta"] = meta
+    ctx.artefacts["table2"] = {"shots": shots, "table": table}
+    return table
+
+
+def _low_resource_models(
+    ctx: EvalContext, support, test, doc_ids: list[str]
+) -> dict[str, np.ndarray | str]:
+    """Vectors of ``doc_ids`` (support then test) per model, each fitted on ``support`` only."""
+    models: dict[str, np.ndarray | str] = {}
+    if ctx.has_images:
+        _, fig_docs, images = ctx.features["image"]
+        models["cnn_prototype"] = pool_by_doc(fig_docs, images, doc_ids)[0]
+    else:
+        models["cnn_prototype"] = ctx.image_reason()
+    texts = ctx.doc_texts(support)
+    models["tfidf_prototype"] = tfidf_features(texts, [*texts, *ctx.doc_texts(test)], seed=ctx.seed)
+    models["transformer_prototype"] = ctx.text_vectors(doc_ids)
+    s_ids = support["doc_id"].tolist()
+    labels = dict(zip(s_ids, support["label"], strict=True))
+    models |= _learned_rows(ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids)
+    return models

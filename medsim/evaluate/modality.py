@@ -185,7 +185,7 @@ def _task(
         )
     else:
         prompts = class_prompts(task, classes)
-        prompt_vecs = [space.project("caption", ctx.encode_text(prompts[c])) for c in classes]
+        prompt_vecs = [ctx.space_texts(prompts[c], "caption") for c in classes]
         start = time.perf_counter()
         pred = zero_shot_predict(space.project("image", images[test]), prompt_vecs)
         per_image = (time.perf_counter() - start) / len(test)

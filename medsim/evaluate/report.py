@@ -61,6 +61,13 @@ head with kNN 0.695-0.707; OHSUMED -> Medical Abstracts without its 363 overlapp
 (chance 0.056)."""
 
 
+PROTOCOL_TITLES = {
+    "heldout_classes": "held-out classes: episodes on classes no model was trained on",
+    "low_resource": "low-resource: K labelled training documents per class, whole test split",
+    "none": "no protocol fits this corpus",
+}
+
+
 def _fmt(value: object) -> str:
     if value is None:
         return "—"
@@ -144,10 +151,58 @@ def _nested(table: Mapping, seed: Mapping | None = None) -> list[str]:
     return lines
 
 
+def _cell(table: Mapping, *keys: str) -> str:
+    node: object = table
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return "—"
+        node = node[key]
+    return _fmt(node) if node is not None else "—"
+
+
+def _side_by_side(tables: Mapping[str, Mapping]) -> list[str]:
+    """Frozen encoder, head-only space and the proposed (tuned) space on the same tests."""
+    t1, t2, t3 = tables.get("table1", {}), tables.get("table2", {}), tables.get("table3", {})
+    tb = tables.get("textbench", {})
+    shots = sorted(int(k.split("_")[0]) for k in t2 if k.endswith("_shot"))
+    protocol = t2.get("protocol", "—")
+    rows = {
+        "frozen encoder": ("frozen_knn", "transformer_prototype", "text_softmax", "before"),
+        "head-only (residual heads)": ("head_only", "head_only", None, "head_only"),
+        "proposed (tuned encoder)": ("proposed", "proposed", "proposed", "after"),
+    }
+    body = []
+    for name, (r1, r2, r3, rb) in rows.items():
+        body.append(
+            [
+                name,
+                _cell(t1, r1, "accuracy"),
+                *(_cell(t2, f"{k}_shot", r2, "accuracy") for k in shots),
+                _cell(t3, r3, "accuracy") if r3 else "—",
+                _cell(tb, rb, "retrieval_ndcg_at_10"),
+            ]
+        )
+    header = [
+        "space",
+        "Table 1 kNN accuracy",
+        *(f"Table 2 {k}-shot ({protocol})" for k in shots),
+        "Table 3 accuracy",
+        "title -> abstract nDCG@10",
+    ]
+    note = (
+        "Table 1: kNN@k in each space (the frozen row is kNN on the embed stage's vectors); "
+        "Table 3's frozen row is the frozen encoder + logistic regression."
+    )
+    return [*_table(header, body), "", note]
+
+
 def render_report(
-    tables: Mapping[str, Mapping], plots: Sequence[str], corpus_notes: Sequence[str]
+    tables: Mapping[str, Mapping],
+    plots: Sequence[str],
+    corpus_notes: Sequence[str],
+    design: str = "",
 ) -> str:
-    """The whole REPORT.md as one string."""
+    """The whole REPORT.md as one string (``design``: how the proposed space is built)."""
     out = [
         "# medsim evaluation report",
         "",
@@ -163,6 +218,10 @@ def render_report(
         REFERENCE,
         "",
     ]
+    if design:
+        out += ["## The proposed space: what tuning buys", "", design, ""]
+        out += _side_by_side(tables)
+        out.append("")
     if "table1" in tables:
         out += [
             "## Table 1: classification (test split)",
@@ -174,7 +233,7 @@ def render_report(
         out += ["", f"meta: `{dict(tables['table1'].get('meta', {}))}`", ""]
     if "table2" in tables:
         out += [
-            "## Table 2: few-shot (held-out classes)",
+            f"## Table 2: few-shot ({PROTOCOL_TITLES.get(tables['table2'].get('protocol'), '')})",
             "",
             f"Seed: {SEED['table2']['source']}.",
             "",

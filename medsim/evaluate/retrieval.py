@@ -152,9 +152,16 @@ def build_retrieval(ctx: EvalContext) -> dict:
         "document": ridge_map(images[train], tr_docs, q_img),
     }
     space, seed = ctx.space, ctx.seed
+    # the proposed space reads its own inputs: the tuned encoder's captions and documents
+    cap_ids = [img_ids[test[i]] for i in cap_first]
+    space_sides = {
+        "image": (q_img, "image"),
+        "caption": (ctx.space_inputs("caption", cap_ids), "caption"),
+        "document": (ctx.space_inputs("text", doc_keys), "text"),
+    }
     projected = {
         side: (space.project(kind, x) if kind in space.kinds else None)
-        for side, (x, kind) in sides.items()
+        for side, (x, kind) in space_sides.items()
     }
     table: dict = {}
     for task, (q_side, q_keys, g_side, g_keys) in pairs.items():
@@ -175,7 +182,8 @@ def build_retrieval(ctx: EvalContext) -> dict:
                 score_fns[name] = f"the trained space has no {bits}-bit hashing head"
             else:
                 score_fns[name] = lambda q=q_side, g=g_side, b=bits: hamming_scores(
-                    space.hash(sides[q][1], sides[q][0], b), space.hash(sides[g][1], sides[g][0], b)
+                    space.hash(space_sides[q][1], space_sides[q][0], b),
+                    space.hash(space_sides[g][1], space_sides[g][0], b),
                 )
         img_m, txt = mapped[text_side], sides[text_side][0]
         pair = (img_m, txt) if q_side == "image" else (txt, img_m)

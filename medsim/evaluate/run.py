@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from medsim.config import Params
+from medsim.dml.train import LAYER_CACHE_DIR
+from medsim.dml.train import TEXT_KINDS as TUNED_KINDS
 from medsim.evaluate.classification import build_table1, confusion
-from medsim.evaluate.context import EvalContext, SpaceOps, load_figures_meta
+from medsim.evaluate.context import EvalContext, SpaceOps, TextEncoderFn, load_figures_meta
 from medsim.evaluate.crossdomain import build_table3
 from medsim.evaluate.fewshot import build_table2
 from medsim.evaluate.modality import build_modality
@@ -72,16 +74,15 @@ def evaluate_tables(ctx: EvalContext) -> dict[str, dict]:
 
 def load_context(params: Params, root: Path) -> EvalContext:
     """Read the pipeline's outputs under ``root`` into an :class:`EvalContext`."""
-    from medsim.dml import load_shared_space
     from medsim.dml.data import load_features
     from medsim.evaluate.encode import load_encoder
 
     articles = read_table(root / "data/articles.parquet", ARTICLES, ARTICLE_COLUMNS).to_pandas()
     features = load_features(root / "data/embeddings")
     figures = load_figures_meta(root / "data/figures.parquet")
-    space = SpaceOps(load_shared_space(root / "data/model"), params)
     encoder, note = load_encoder(params.embed, root)
     log.info("text encoder for new texts: %s", note)
+    space = load_space_ops(params, root, features, encoder)
     return EvalContext(
         params=params,
         articles=articles,
@@ -92,6 +93,47 @@ def load_context(params: Params, root: Path) -> EvalContext:
         encoder_note=note,
         root=root,
     )
+
+
+def load_space_ops(
+    params: Params, root: Path, frozen: dict, frozen_encoder: TextEncoderFn | None
+) -> SpaceOps:
+    """The trained space of ``data/model`` with its inputs: when it holds a tuned text
+    encoder, the text kinds it re-encoded (``data/model/embeddings``) and that encoder for
+    new texts; else the frozen features and encoder."""
+    from medsim.dml import load_shared_space
+    from medsim.dml.data import load_features
+    from medsim.dml.train import MODEL_DIR, SPACE_EMBEDDINGS
+
+    model_dir = root / MODEL_DIR
+    space = load_shared_space(model_dir)
+    if not space.text_model:
+        return SpaceOps(space, params, None, frozen_encoder, frozen=frozen, root=root)
+    from medsim.dml.tune import TunedText, read_text_items
+    from medsim.encoders.embed import CACHE_DIR
+    from medsim.encoders.layers import SplitEncoder
+    from medsim.encoders.text import load_text_encoder
+
+    tuned_params = space.params
+    encoder = load_text_encoder(
+        str(model_dir / space.text_model),
+        max_tokens=int(tuned_params.get("max_tokens", params.train.max_tokens)),
+        batch_size=params.embed.batch_size,
+        device="cpu",
+        instruction=params.embed.instruction,
+        root=root,
+    )
+    split = SplitEncoder(
+        encoder,
+        int(tuned_params.get("tune_layers", params.train.tune_layers)),
+        encoder.max_tokens,
+        root / LAYER_CACHE_DIR,
+    )
+    tuned = TunedText(split, root / CACHE_DIR)
+    inputs = {k: v for k, v in frozen.items() if k not in TUNED_KINDS}
+    inputs |= load_features(model_dir / SPACE_EMBEDDINGS)
+    log.info("proposed space: text kinds from the tuned encoder %s", model_dir / space.text_model)
+    return SpaceOps(space, params, inputs, tuned.encode, tuned, frozen, read_text_items(root), root)
 
 
 def _clean(value: object) -> object:
@@ -176,6 +218,34 @@ def corpus_notes(ctx: EvalContext) -> list[str]:
     return notes
 
 
+def design_note(ctx: EvalContext) -> str:
+    """Two sentences on how the proposed space was built in this run."""
+    t = ctx.params.train
+    if ctx.space.is_tuned:
+        layers = (
+            "every transformer layer" if t.tune_layers <= 0 else f"the top {t.tune_layers} layers"
+        )
+        return (
+            f"The proposed space is the text encoder itself, tuned ({layers}, {t.tune_epochs} "
+            f"epoch, {t.max_tokens} tokens) with the `{ctx.params.loss}` metric-learning loss "
+            f"plus a title <-> document InfoNCE term (weight {t.retrieval_weight}) and "
+            f"caption/table <-> document terms, then averaged with the original weights "
+            f"(WiSE-FT, tuned weight {t.interpolation}), so it keeps what the pretrained model "
+            "knew about everything the labels do not name; images enter that space through an "
+            "MLP head trained with the same losses. The head-only row is the fast alternative "
+            "(`train.tune_encoder: false`): residual, zero-initialised heads over the frozen "
+            "embeddings, held near the frozen similarities, which can add little but cannot "
+            "destroy what the encoder knows."
+        )
+    return (
+        "The proposed space is the head-only one (`train.tune_encoder: false`): residual, "
+        "zero-initialised heads over the frozen embeddings, trained with the "
+        f"`{ctx.params.loss}` loss and held near the frozen similarities, so they cannot "
+        "destroy what the encoder knows. Set `train.tune_encoder: true` to tune the encoder "
+        "itself (the side-by-side rows then differ)."
+    )
+
+
 def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> list[str]:
     """Write every figure the run has data for; return their paths relative to the root."""
     written: list[Path] = []
@@ -206,11 +276,11 @@ def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> l
     if (
         ctx.has_images
         and {"image", "caption"} <= set(ctx.space.kinds)
-        and "caption" in ctx.features
+        and "caption" in ctx.space_features
     ):
         modality = dict(zip(ctx.figures["figure_id"], ctx.figures["modality"], strict=True))
         ids, _, images = ctx.features["image"]
-        cap_ids, _, caps = ctx.features["caption"]
+        cap_ids, _, caps = ctx.space_features["caption"]
         vecs = np.vstack([ctx.space.project("image", images), ctx.space.project("caption", caps)])
         tags = [f"image {modality.get(i) or '?'}" for i in ids]
         tags += [f"caption {modality.get(i) or '?'}" for i in cap_ids]
@@ -230,7 +300,7 @@ def write_outputs(ctx: EvalContext, tables: dict[str, dict]) -> None:
         with atomic_path(metrics_dir / "details" / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(details, indent=2) + "\n")
     plots = write_plots(ctx, tables, ctx.root / "plots")
-    report = render_report(_clean(tables), plots, corpus_notes(ctx))
+    report = render_report(_clean(tables), plots, corpus_notes(ctx), design_note(ctx))
     with atomic_path(metrics_dir / "REPORT.md") as tmp:
         tmp.write_text(report)
     log.info("wrote %d metrics files, %d plots and metrics/REPORT.md", len(tables), len(plots))

@@ -115,8 +115,8 @@ def _tasks(
 
 
 def build_textbench(ctx: EvalContext) -> dict:
-    """The four task types for the frozen text encoder (``before``) and the text head of the
-    trained space (``after``, frozen vectors projected into the shared space)."""
+    """The four task types for the frozen text encoder (``before``) and the trained space
+    (``after``: the tuned encoder's vectors, or frozen vectors through the text head)."""
     ev, seed = ctx.params.evaluate, ctx.seed
     docs = ctx.docs
     train = docs[docs["split"] == "train"]
@@ -127,9 +127,11 @@ def build_textbench(ctx: EvalContext) -> dict:
     y_tr, y_te = train["label"].to_numpy(), test["label"].to_numpy()
     x_tr, x_te = ctx.text_vectors(train["doc_id"]), ctx.text_vectors(test["doc_id"])
     project = ctx.space.project
+    s_tr = project("text", ctx.space_inputs("text", train["doc_id"]))
+    s_te = project("text", ctx.space_inputs("text", test["doc_id"]))
     table = {
         "before": _tasks(x_tr, y_tr, x_te, y_te, ev.pairs, seed),
-        "after": _tasks(project("text", x_tr), y_tr, project("text", x_te), y_te, ev.pairs, seed),
+        "after": _tasks(s_tr, y_tr, s_te, y_te, ev.pairs, seed),
     }
     titled = test[
         (test["title"].fillna("").str.strip() != "")
@@ -146,7 +148,14 @@ def build_textbench(ctx: EvalContext) -> dict:
     abstracts = ctx.encode_text(titled["abstract"].tolist())
     table["before"]["retrieval_ndcg_at_10"] = retrieval_task(titles, abstracts)["ndcg_at_10"]
     table["after"]["retrieval_ndcg_at_10"] = retrieval_task(
-        project("text", titles), project("text", abstracts)
+        ctx.space_texts(titled["title"].tolist()), ctx.space_texts(titled["abstract"].tolist())
     )["ndcg_at_10"]
+    head = ctx.artefacts.get("head_only_space")  # Table 1's residual heads, when it made one
+    if head is not None:
+        table["head_only"] = {
+            "retrieval_ndcg_at_10": retrieval_task(
+                head.project("text", titles), head.project("text", abstracts)
+            )["ndcg_at_10"]
+        }
     table["meta"] = {"n_train": len(train), "n_test": len(test), "n_retrieval": len(titled)}
     return table

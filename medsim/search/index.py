@@ -477,8 +477,13 @@ def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
 
     skipped = SkipLog("index")
     embeddings: dict[str, pa.Table] = {}
+    # a space over a tuned text encoder takes that encoder's text vectors (written by train)
+    tuned_dir = data / "model" / "embeddings" if space.text_model else None
     for kind, (stem, head) in KIND_SOURCES.items():
-        table = _embeddings(data / "embeddings" / f"{stem}.parquet")
+        source = data / "embeddings"
+        if tuned_dir is not None and head != "image":
+            source = tuned_dir
+        table = _embeddings(source / f"{stem}.parquet")
         if table is None or table.num_rows == 0:
             continue
         if head not in space.heads:
@@ -534,10 +539,17 @@ def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
         "dim": space.dim,
         "bits": list(space.bits),
         "heads": space.kinds,
-        "text_model": params.embed.text_model,
+        # queries are embedded with the model that made the indexed text vectors
+        "text_model": (
+            (Path("data/model") / space.text_model).as_posix()
+            if space.text_model
+            else params.embed.text_model
+        ),
         "image_model": params.embed.image_model,
         "instruction": params.embed.instruction,
-        "max_tokens": params.embed.max_tokens,
+        "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))
+        if space.text_model
+        else params.embed.max_tokens,
         "params": {
             "exact_below": params.index.exact_below,
             "approximate": params.index.approximate,

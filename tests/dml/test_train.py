@@ -146,7 +146,14 @@ def _params(loss: str):
     return params_from_dict(
         {
             "loss": loss,
-            "train": {"dim": 8, "hidden": 16, "epochs": 3, "batch_size": 32, "hash_bits": [32, 64]},
+            "train": {
+                "dim": 8,
+                "hidden": 16,
+                "epochs": 3,
+                "batch_size": 32,
+                "hash_bits": [32, 64],
+                "tune_encoder": False,  # heads over the features given (no text to tune on)
+            },
         }
     )
 
@@ -167,7 +174,8 @@ def test_run_train_writes_a_loadable_model(tiny_corpus, tmp_path):
 def test_train_stage_on_a_text_only_corpus(tiny_corpus, tmp_path, repo_root):
     _write_project(tmp_path, tiny_corpus, with_parts=False)
     (tmp_path / "params.yaml").write_text(
-        "loss: ntxent\ntrain: {dim: 8, hidden: 16, epochs: 2, batch_size: 32}\n"
+        "loss: ntxent\n"
+        "train: {dim: 8, hidden: 16, epochs: 2, batch_size: 32, tune_encoder: false}\n"
     )
     assert run_stage("train", run_train, root=tmp_path) == 0
     assert load_shared_space(tmp_path / "data/model").kinds == ["text"]

@@ -168,7 +168,7 @@ def synthetic(tmp_path_factory) -> EvalContext:
         articles=a,
         features=corpus["features"],
         figures=corpus["figures"],
-        space=SpaceOps(space, params),
+        space=SpaceOps(space, params, frozen=corpus["features"], root=tmp),
         encode_text=hashing_encoder,
         encoder_note="hashing encoder (test)",
         root=tmp,

@@ -1,10 +1,15 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
 from medsim.evaluate.fewshot import (
+    build_table2,
     choose_holdout,
+    draw_support,
     episode_accuracy,
     fewshot_table,
+    prototype_accuracy,
     sample_episodes,
 )
 
@@ -52,3 +57,46 @@ def test_table_shape_and_null_rows():
     assert table["2_shot"]["m"]["accuracy"] == 1.0
     assert table["2_shot"]["m"]["accuracy_ci_low"] == 1.0
     assert table["2_shot"]["img"] == {"accuracy": None, "reason": "no images"}
+
+
+def test_draw_support_takes_k_per_class_or_all_of_a_smaller_class():
+    labels = ["a", "a", "a", "b", "c", "c"]
+    rows, got = draw_support(labels, 2, seed=0)
+    assert got == {"a": 2, "b": 1, "c": 2}
+    assert sorted(np.asarray(labels)[rows].tolist()) == ["a", "a", "b", "c", "c"]
+    assert np.array_equal(rows, draw_support(labels, 2, seed=0)[0])  # seeded
+
+
+def test_prototype_accuracy_by_hand():
+    support = np.array([[1.0, 0.0], [1.0, 0.2], [0.0, 1.0]])
+    y_support = np.array(["a", "a", "b"])
+    test = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.7]])
+    # prototypes: a ~ (1, 0.1), b = (0, 1); the third point is nearer a
+    hits = prototype_accuracy(support, y_support, test, np.array(["a", "b", "b"]))
+    assert hits.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
+    four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
+    ctx = dataclasses.replace(synthetic, articles=four.reset_index(drop=True), artefacts={})
+    table = build_table2(ctx)
+    assert table["protocol"] == "low_resource"
+    assert table["meta"]["n_classes"] == 4
+    assert table["meta"]["support_2_shot"] == 8 and table["meta"]["support_4_shot"] == 16
+    for k in (2, 4):
+        block = table[f"{k}_shot"]
+        for model in ("transformer_prototype", "tfidf_prototype", "proposed", "cnn_prototype"):
+            assert 0.25 < block[model]["accuracy"] <= 1.0, (k, model)  # chance is 1/4
+            assert block[model]["accuracy_ci_low"] <= block[model]["accuracy"]
+        assert "head-only" in block["head_only"]["reason"]  # this space is not tuned
+    forced = dataclasses.replace(
+        synthetic,
+        params=dataclasses.replace(
+            synthetic.params,
+            evaluate=dataclasses.replace(synthetic.params.evaluate, fewshot_protocol="heldout"),
+        ),
+        articles=four.reset_index(drop=True),
+        artefacts={},
+    )
+    table = build_table2(forced)
+    assert table["protocol"] == "none" and table["2_shot"]["proposed"]["accuracy"] is None

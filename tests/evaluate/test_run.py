@@ -46,7 +46,8 @@ def test_every_table_on_a_multimodal_corpus(synthetic: EvalContext, tmp_path):
     assert t1["proposed"]["accuracy"] > 0.6
     assert t1["proposed"]["accuracy_ci_low"] <= t1["proposed"]["accuracy"]
     t2 = tables["table2"]
-    assert set(t2) == {"2_shot", "4_shot", "meta"}
+    assert set(t2) == {"2_shot", "4_shot", "protocol", "meta"}
+    assert t2["protocol"] == "heldout_classes"
     assert len(t2["meta"]["heldout_classes"].split(",")) == 3
     assert t2["4_shot"]["proposed"]["accuracy"] > 1 / 3
     t3 = tables["table3"]

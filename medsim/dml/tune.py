@@ -1,0 +1,330 @@
+"""Tuning the text encoder itself with the metric-learning loss, then WiSE-FT interpolation.
+
+Heads over frozen features cannot add what the encoder does not already separate, and a
+class-trained head forgets everything the labels do not name. So the train stage tunes the
+language model: the top ``train.tune_layers`` transformer layers (the rest frozen, their
+outputs cached by :class:`~medsim.encoders.layers.SplitEncoder`) learn from
+
+- the ``loss`` registry entry (pml loss + miner) over M-per-class batches of training
+  documents;
+- ``train.retrieval_weight`` x symmetric InfoNCE between each document's title and its
+  document, which keeps search by a short query working;
+- ``train.cross_modal_weight`` x symmetric InfoNCE between each caption or table and its
+  document's text.
+
+Then the tuned weights are interpolated with the original ones (WiSE-FT, Wortsman et al.
+2022): ``train.interpolation`` is the weight of the tuned model (1 = tuned only, 0 = the
+original encoder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from medsim.config import TrainParams
+from medsim.dml.data import Features
+from medsim.dml.losses import alignment_loss, build_objective
+from medsim.dml.sampling import class_balanced_batches
+from medsim.encoders.cache import EmbeddingCache, content_hash
+from medsim.encoders.layers import SplitEncoder
+from medsim.errors import MedsimError
+
+__all__ = [
+    "PART_KINDS",
+    "TextItems",
+    "TunedText",
+    "interpolate",
+    "read_text_items",
+    "tune_text_encoder",
+]
+
+log = logging.getLogger(__name__)
+
+# With a few labelled documents per class an epoch is one or two steps; like SetFit, tuning
+# then draws batches from them again until it has taken this many steps.
+MIN_TUNE_STEPS = 20
+
+# text kinds besides documents: kind in the space -> (input table, id column, content)
+PART_KINDS = {"caption": "captions", "table": "tables"}
+
+
+@dataclass
+class TextItems:
+    """The texts of a corpus that the text encoder embeds, as the embed stage builds them."""
+
+    doc_ids: list[str]
+    texts: list[str]  # title + main text
+    titles: list[str]
+    # kind ("caption", "table") -> (item ids, doc_ids, texts)
+    parts: dict[str, tuple[list[str], list[str], list[str]]] = field(default_factory=dict)
+
+    def subset(self, doc_ids: set[str]) -> TextItems:
+        """Only the documents in ``doc_ids`` and their parts."""
+        keep = [i for i, d in enumerate(self.doc_ids) if d in doc_ids]
+        parts = {}
+        for kind, (ids, docs, texts) in self.parts.items():
+            rows = [i for i, d in enumerate(docs) if d in doc_ids]
+            parts[kind] = (
+                [ids[i] for i in rows],
+                [docs[i] for i in rows],
+                [texts[i] for i in rows],
+            )
+        return TextItems(
+            [self.doc_ids[i] for i in keep],
+            [self.texts[i] for i in keep],
+            [self.titles[i] for i in keep],
+            parts,
+        )
+
+
+def read_text_items(root: Path) -> TextItems:
+    """Documents, captions and tables under ``root/data`` with the embed stage's content rule."""
+    from medsim.encoders.embed import SOURCES
+
+    def rows(source) -> list[dict]:
+        path = root / source.input
+        if not path.is_file() or not pq.ParquetFile(path).metadata.num_rows:
+            return []
+        return pq.read_table(path, columns=source.read_columns()).to_pylist()
+
+    docs = [(r, SOURCES["text"].content(r)) for r in rows(SOURCES["text"])]
+    docs = [(r, text) for r, text in docs if text]
+    items = TextItems(
+        [r["doc_id"] for r, _ in docs],
+        [text for _, text in docs],
+        [(r["title"] or "").strip() for r, _ in docs],
+    )
+    for kind, name in PART_KINDS.items():
+        source = SOURCES[name]
+        found = [(r, source.content(r)) for r in rows(source)]
+        found = [(r, text) for r, text in found if text]
+        if found:
+            items.parts[kind] = (
+                [r[source.id_column] for r, _ in found],
+                [r["doc_id"] for r, _ in found],
+                [text for _, text in found],
+            )
+    return items
+
+
+def interpolate(
+    original: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor], weight: float
+) -> dict[str, torch.Tensor]:
+    """WiSE-FT: ``(1 - weight) * original + weight * tuned`` for every floating tensor."""
+    if not 0.0 <= weight <= 1.0:
+        raise MedsimError(f"train.interpolation must be within [0, 1], got {weight}")
+    out = {}
+    for key, value in tuned.items():
+        if value.is_floating_point():
+            out[key] = (1.0 - weight) * original[key] + weight * value
+        else:
+            out[key] = value.clone()
+    return out
+
+
+class TunedText:
+    """The tuned (and interpolated) encoder as the rest of the pipeline uses it.
+
+    ``encode`` embeds texts (vectors cached by this model's fingerprint and the content when
+    a cache folder is given); ``features`` embeds a corpus's documents and parts.
+    """
+
+    def __init__(self, split: SplitEncoder, cache_root: Path | None = None) -> None:
+        self.split = split
+        self.dim = split.dim
+        digest = hashlib.sha256(split.lower_key.encode())
+        for key, value in sorted(split.upper_state().items()):
+            digest.update(key.encode())
+            digest.update(value.contiguous().numpy().tobytes())
+        self.fingerprint = digest.hexdigest()
+        self.cache = (
+            EmbeddingCache(cache_root, self.fingerprint, self.dim)
+            if cache_root is not None
+            else None
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if self.cache is None:
+            return self.split.encode(texts)
+        hashes = [content_hash(self.fingerprint, t) for t in texts]
+        found = self.cache.get(hashes)
+        todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in found}
+        if todo:
+            vectors = self.split.encode(list(todo.values()))
+            self.cache.put(list(todo), vectors)
+            found.update(zip(todo, vectors, strict=True))
+        if not hashes:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+
+    def features(self, items: TextItems) -> dict[str, Features]:
+        """``text`` (one row per document) and each part kind, embedded by this encoder."""
+        out: dict[str, Features] = {}
+        if items.doc_ids:
+            out["text"] = (list(items.doc_ids), list(items.doc_ids), self.encode(items.texts))
+        for kind, (ids, docs, texts) in items.parts.items():
+            if ids:
+                out[kind] = (list(ids), list(docs), self.encode(texts))
+        return out
+
+
+def _pairs_with_docs(items: TextItems, rows: np.ndarray) -> list[tuple[str, list[str], np.ndarray]]:
+    """(kind, part texts, training-row position of the part's document) per part kind."""
+    position = {items.doc_ids[r]: i for i, r in enumerate(rows)}
+    found = []
+    for kind, (_, docs, texts) in items.parts.items():
+        keep = [i for i, d in enumerate(docs) if d in position]
+        if keep:
+            found.append(
+                (kind, [texts[i] for i in keep], np.array([position[docs[i]] for i in keep]))
+            )
+    return found
+
+
+def tune_text_encoder(
+    split: SplitEncoder,
+    items: TextItems,
+    labels: Mapping[str, str],
+    splits: Mapping[str, str],
+    params: TrainParams,
+    loss: str,
+    seed: int,
+) -> list[dict]:
+    """Tune ``split``'s upper layers in place (see the module docstring), then interpolate
+    them with their original weights. Returns one record per logged step."""
+    rows = np.array(
+        [i for i, d in enumerate(items.doc_ids) if splits.get(d) == "train" and d in labels],
+        dtype=np.int64,
+    )
+    classes = sorted({labels[items.doc_ids[r]] for r in rows})
+    if len(classes) < 2:
+        raise MedsimError(
+            f"tuning the text encoder needs labelled training documents of >= 2 classes; "
+            f"found {len(rows)} documents of {len(classes)} class(es)"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[labels[items.doc_ids[r]]] for r in rows], dtype=np.int64)
+    start = time.perf_counter()
+    doc_states = split.lower([items.texts[r] for r in rows])
+    titles = [items.titles[r] for r in rows]
+    has_title = np.array(
+        [bool(t) and t != items.texts[r] for t, r in zip(titles, rows, strict=True)]
+    )
+    title_states = split.lower([t for t, h in zip(titles, has_title, strict=True) if h])
+    title_of = {int(i): j for j, i in enumerate(np.flatnonzero(has_title))}
+    parts = [
+        (kind, split.lower(texts), doc_pos)
+        for kind, texts, doc_pos in _pairs_with_docs(items, rows)
+    ]
+    log.info(
+        "tuning the top %d layers of %s: %d documents, %d classes, %d titles, parts %s; "
+        "lower layers ready in %.1f s",
+        len(split.upper_layers),
+        split.base.spec,
+        len(rows),
+        len(classes),
+        len(title_states),
+        {k: len(s) for k, s, _ in parts},
+        time.perf_counter() - start,
+    )
+
+    original = split.upper_state()
+    rng = np.random.RandomState(seed)
+    torch.manual_seed(seed)
+    objective = build_objective(loss, params, len(classes), split.dim)
+    align = alignment_loss(params.temperature)
+    batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
+    epoch_size = max(len(rows) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)
+    batches = class_balanced_batches(y, params.m_per_class, batch_size, epoch_size, rng)
+    weights = [p for p in split.upper_layers.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(weights, lr=params.tune_lr, weight_decay=0.01)
+    warmup = max(1, len(batches) // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min((s + 1) / warmup, max(0.0, (len(batches) - s) / (len(batches) - warmup + 1))),
+    )
+    loss_optimizer = (
+        torch.optim.Adam(objective.loss.parameters(), lr=params.proxy_lr)
+        if objective.has_parameters
+        else None
+    )
+    part_orders = [rng.permutation(len(pos)) for _, _, pos in parts]
+    history: list[dict] = []
+    split.model.train()
+    for step, batch in enumerate(tqdm(batches, desc=f"tune encoder ({loss})", unit="step")):
+        z = split.upper([doc_states[i] for i in batch])
+        class_term = objective(z, torch.from_numpy(y[batch]))
+        retrieval_term = torch.zeros(())
+        titled = [j for j, i in enumerate(batch) if int(i) in title_of]
+        if params.retrieval_weight > 0 and len(titled) > 1:
+            t = split.upper([title_states[title_of[int(batch[j])]] for j in titled])
+            keys = torch.arange(len(titled))
+            retrieval_term = align(t, keys, z[titled], keys)
+        cross_term = torch.zeros(())
+        if params.cross_modal_weight > 0:
+            for (_, states, doc_pos), order in zip(parts, part_orders, strict=True):
+                take = np.take(
+                    order, np.arange(step * batch_size, (step + 1) * batch_size), mode="wrap"
+                )
+                take = np.unique(take)
+                zp = split.upper([states[i] for i in take])
+                zd = split.upper([doc_states[i] for i in doc_pos[take]])
+                keys = torch.from_numpy(doc_pos[take])
+                cross_term = cross_term + align(zp, keys, zd, keys) / len(parts)
+        total = (
+            class_term
+            + params.retrieval_weight * retrieval_term
+            + params.cross_modal_weight * cross_term
+        )
+        optimizer.zero_grad(set_to_none=True)
+        if loss_optimizer is not None:
+            loss_optimizer.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(weights, 1.0)
+        optimizer.step()
+        schedule.step()
+        if loss_optimizer is not None:
+            loss_optimizer.step()
+        history.append(
+            {
+                "step": step,
+                "loss": float(total.detach()),
+                "class_loss": float(class_term.detach()),
+                "retrieval_loss": float(retrieval_term.detach()),
+                "cross_modal_loss": float(cross_term.detach()),
+            }
+        )
+    split.model.eval()
+    split.load_upper(interpolate(original, split.upper_state(), params.interpolation))
+    log.info(
+        "tuned in %.1f s (%d steps, loss %.3f -> %.3f); tuned weight %.2f",
+        time.perf_counter() - start,
+        len(batches),
+        history[0]["loss"],
+        float(np.mean([h["loss"] for h in history[-10:]])),
+        params.interpolation,
+    )
+    return history
+
+
+def save_tuned_model(split: SplitEncoder, folder: Path, meta: Mapping[str, object]) -> None:
+    """The whole model (frozen and tuned layers) in sentence-transformers layout."""
+    from medsim.encoders.adapt import write_sentence_transformers_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    split.model.save_pretrained(folder)
+    split.base.tokenizer.save_pretrained(folder)
+    write_sentence_transformers_config(folder, split.base, split.max_tokens)
+    (folder / "medsim_tune.json").write_text(json.dumps(dict(meta), indent=2) + "\n")

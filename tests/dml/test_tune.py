@@ -1,0 +1,210 @@
+"""Tuning the text encoder with the metric-learning loss, WiSE-FT, and the train stage around it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medsim.config import params_from_dict
+from medsim.dml import load_shared_space
+from medsim.dml.data import load_features
+from medsim.dml.train import run_train
+from medsim.dml.tune import TextItems, interpolate, read_text_items, tune_text_encoder
+from medsim.encoders.layers import SplitEncoder
+from medsim.encoders.text import load_text_encoder
+from medsim.errors import MedsimError
+from medsim.io import rows_to_table, write_table
+from medsim.schemas import ARTICLES, FIGURES
+from tests.encoders.conftest import figure_row, gradient, png, tiny_model_folder
+
+WORDS = {
+    "a": ["breast", "mammography", "tamoxifen", "lumpectomy"],
+    "b": ["lung", "smoking", "nodule", "egfr"],
+    "c": ["heart", "troponin", "infarction", "stent"],
+}
+
+
+def _corpus(n_per_class: int = 8) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, words in WORDS.items():
+        for i in range(n_per_class):
+            rows.append(
+                {
+                    "doc_id": f"{label}{i}",
+                    "title": " ".join(rng.choice(words, 2)),
+                    "abstract": " ".join(rng.choice(words, 8)) + f" case {i}",
+                    "label": label,
+                    "split": "val" if i == 0 else "test" if i == 1 else "train",
+                    "source": "test",
+                }
+            )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def bert_folder(tmp_path_factory):
+    return tiny_model_folder(tmp_path_factory.mktemp("bert"), "bert")
+
+
+def _params(bert_folder, **train):
+    return params_from_dict(
+        {
+            "embed": {"text_model": str(bert_folder), "batch_size": 8},
+            "train": {
+                "tune_layers": 1,
+                "tune_batch_size": 8,
+                "m_per_class": 2,
+                "max_tokens": 24,
+                "dim": 8,
+                "hidden": 16,
+                "epochs": 2,
+                "hash_bits": [32],
+                **train,
+            },
+        }
+    )
+
+
+def test_interpolation_is_the_weighted_mean_of_floating_weights():
+    original = {"w": torch.tensor([0.0, 4.0]), "n": torch.tensor([1])}
+    tuned = {"w": torch.tensor([2.0, 0.0]), "n": torch.tensor([7])}
+    out = interpolate(original, tuned, 0.25)
+    assert out["w"].tolist() == [0.5, 3.0]  # 0.75 * original + 0.25 * tuned
+    assert out["n"].tolist() == [7]  # integer buffers are taken from the tuned model
+    with pytest.raises(MedsimError):
+        interpolate(original, tuned, 1.5)
+
+
+def test_text_items_subset_keeps_parts_of_kept_documents():
+    items = TextItems(
+        ["d1", "d2"],
+        ["t1 x", "t2 y"],
+        ["t1", "t2"],
+        {"caption": (["f1", "f2"], ["d1", "d2"], ["c1", "c2"])},
+    )
+    sub = items.subset({"d2"})
+    assert sub.doc_ids == ["d2"] and sub.titles == ["t2"]
+    assert sub.parts["caption"] == (["f2"], ["d2"], ["c2"])
+
+
+def test_tuning_moves_only_the_upper_layers_and_weight_zero_is_the_original(bert_folder):
+    rows = _corpus()
+    items = TextItems(
+        [r["doc_id"] for r in rows],
+        [f"{r['title']}\n{r['abstract']}" for r in rows],
+        [r["title"] for r in rows],
+    )
+    labels = {r["doc_id"]: r["label"] for r in rows}
+    splits = {r["doc_id"]: r["split"] for r in rows}
+    for weight in (1.0, 0.0):
+        encoder = load_text_encoder(str(bert_folder), max_tokens=24, device="cpu")
+        before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+        split = SplitEncoder(encoder, 1, 24, None)
+        params = _params(bert_folder, interpolation=weight).train
+        history = tune_text_encoder(split, items, labels, splits, params, "triplet", 0)
+        assert len(history) >= 20  # few documents: at least MIN_TUNE_STEPS steps
+        after = encoder.model.state_dict()
+        changed = {k for k in before if not torch.equal(before[k], after[k])}
+        if weight == 1.0:
+            assert changed and all(k.startswith("encoder.layer.1.") for k in changed)
+        else:
+            assert not changed
+
+
+def test_tuning_needs_two_classes(bert_folder):
+    encoder = load_text_encoder(str(bert_folder), max_tokens=24, device="cpu")
+    items = TextItems(["d1", "d2"], ["a b", "c d"], ["a", "c"])
+    with pytest.raises(MedsimError, match="2 classes"):
+        tune_text_encoder(
+            SplitEncoder(encoder, 1, 24, None),
+            items,
+            {"d1": "a", "d2": "a"},
+            {"d1": "train", "d2": "train"},
+            _params(bert_folder).train,
+            "triplet",
+            0,
+        )
+
+
+def _project(root, rows, figures=True):
+    write_table(rows_to_table(rows, ARTICLES), root / "data/articles.parquet", ARTICLES)
+    figs = []
+    if figures:
+        for i, r in enumerate(rows[::3]):
+            image = png(gradient(40, seed=i))
+            figs.append(figure_row(f"f{i}", r["doc_id"], f"figure of {r['title']}", image, 40, 40))
+    write_table(rows_to_table(figs, FIGURES), root / "data/figures.parquet", FIGURES)
+    # frozen embed-stage features: random image vectors, untuned text vectors
+    import pyarrow as pa
+
+    from medsim.encoders.embed import run_embed  # noqa: F401  (schema of the files)
+    from medsim.schemas import embedding_schema
+
+    def table(ids, docs, x):
+        return pa.table(
+            {
+                "id": ids,
+                "doc_id": docs,
+                "content_hash": ["h"] * len(ids),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1]),
+            }
+        )
+
+    rng = np.random.default_rng(1)
+    docs = [r["doc_id"] for r in rows]
+    write_table(
+        table(docs, docs, rng.normal(size=(len(docs), 16)).astype(np.float32)),
+        root / "data/embeddings/text.parquet",
+        embedding_schema(16),
+    )
+    fid = [f["figure_id"] for f in figs]
+    fdoc = [f["doc_id"] for f in figs]
+    write_table(
+        table(fid, fdoc, rng.normal(size=(len(fid), 16)).astype(np.float32)),
+        root / "data/embeddings/captions.parquet",
+        embedding_schema(16),
+    )
+    write_table(
+        table(fid, fdoc, rng.normal(size=(len(fid), 10)).astype(np.float32)),
+        root / "data/embeddings/images.parquet",
+        embedding_schema(10),
+    )
+
+
+def test_train_stage_tunes_the_encoder_and_writes_it_with_its_vectors(bert_folder, tmp_path):
+    rows = _corpus()
+    _project(tmp_path, rows)
+    params = _params(bert_folder)
+    out = run_train(params, tmp_path)
+    space = load_shared_space(out)
+    assert space.text_model == "text_model" and space.dim == 16  # the encoder's own space
+    assert space.head_types == {"text": "identity", "caption": "identity", "image": "mlp"}
+    tuned = load_features(out / "embeddings")
+    assert set(tuned) == {"text", "caption"}
+    # the saved model reproduces the vectors train wrote (same text, same max_tokens)
+    encoder = load_text_encoder(str(out / "text_model"), max_tokens=24, device="cpu")
+    items = read_text_items(tmp_path)
+    ids, _, x = tuned["text"]
+    row = ids.index(items.doc_ids[3])
+    again = encoder.encode([items.texts[3]])[0]
+    assert float(again @ x[row]) > 0.999
+    meta = json.loads((out / "text_model" / "medsim_tune.json").read_text())
+    assert meta["train"]["interpolation"] == params.train.interpolation
+    # a second run with the same inputs computes no lower-layer states and hits the cache
+    cache = tmp_path / "data/cache/layers"
+    shards = sorted(cache.rglob("*.npy"))
+    run_train(params, tmp_path)
+    assert sorted(cache.rglob("*.npy")) == shards
+
+
+def test_train_stage_without_tuning_uses_residual_heads(bert_folder, tmp_path):
+    _project(tmp_path, _corpus())
+    out = run_train(_params(bert_folder, tune_encoder=False), tmp_path)
+    space = load_shared_space(out)
+    assert space.text_model is None
+    assert space.head_types == {"text": "residual", "caption": "residual", "image": "mlp"}
+    assert not (out / "text_model").exists()

@@ -1,0 +1,41 @@
+"""REPORT.md: the design note and the frozen / head-only / tuned rows side by side."""
+
+from medsim.evaluate.report import render_report
+
+
+def test_side_by_side_rows_and_protocol_are_in_the_report():
+    tables = {
+        "table1": {
+            "frozen_knn": {"accuracy": 0.681},
+            "head_only": {"accuracy": 0.699},
+            "proposed": {"accuracy": 0.723},
+            "text_softmax": {"accuracy": 0.688},
+        },
+        "table2": {
+            "protocol": "low_resource",
+            "5_shot": {
+                "transformer_prototype": {"accuracy": 0.7},
+                "head_only": {"accuracy": 0.71},
+                "proposed": {"accuracy": 0.72},
+            },
+        },
+        "textbench": {
+            "before": {"retrieval_ndcg_at_10": 0.97},
+            "after": {"retrieval_ndcg_at_10": 0.956},
+        },
+    }
+    report = render_report(tables, [], [], design="Tuned. Head-only.")
+    assert "## The proposed space: what tuning buys" in report and "Tuned. Head-only." in report
+    lines = {line.split(" | ")[0]: line for line in report.splitlines() if line.startswith("| ")}
+    assert lines["| frozen encoder"] == "| frozen encoder | 0.681 | 0.700 | — | 0.970 |"
+    assert lines["| head-only (residual heads)"].startswith(
+        "| head-only (residual heads) | 0.699 | 0.710"
+    )
+    assert (
+        lines["| proposed (tuned encoder)"]
+        == "| proposed (tuned encoder) | 0.723 | 0.720 | — | 0.956 |"
+    )
+    assert "Table 2 5-shot (low_resource)" in report
+    assert "## Table 2: few-shot (low-resource: K labelled training documents per class" in report
+    # no design note (an old run): no side-by-side section
+    assert "what tuning buys" not in render_report(tables, [], [])
