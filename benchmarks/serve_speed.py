@@ -41,10 +41,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_speed import clustered  # noqa: E402  (the same synthetic vectors as search_speed)
+from search_speed import clustered
 
-from medsim.config import IndexParams  # noqa: E402
-from medsim.search.index import KindArrays, load_index, write_index_dir  # noqa: E402
+from medsim.config import IndexParams
+from medsim.search.index import KindArrays, load_index, write_index_dir
 
 
 def query_texts(index_dir: Path) -> list[str]:
@@ -129,16 +129,31 @@ def ask(conn: http.client.HTTPConnection, text: str, k: int) -> float:
     return time.perf_counter() - start
 
 
-def latency(port: int, texts: list[str], k: int) -> dict:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency(port: int, pid: int, texts: list[str], k: int) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    cpu_before = cpu_seconds(pid)
     ms = np.asarray([ask(conn, t, k) for t in texts]) * 1000
+    cpu_after = cpu_seconds(pid)
     conn.close()
-    return {
+    result = {
         "queries": len(texts),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "mean_ms": round(float(ms.mean()), 1),
     }
+    if cpu_before is not None and cpu_after is not None:
+        # what a query costs the server whatever else runs: the wall time on an idle core
+        result["server_cpu_ms_per_query"] = round((cpu_after - cpu_before) * 1000 / len(texts), 1)
+    return result
 
 
 def throughput(port: int, texts: list[str], clients: int, k: int) -> dict:
@@ -186,7 +201,8 @@ def main() -> None:
     if len(texts) < need:
         sys.exit(f"{real_index} has {len(texts)} distinct captions/titles; {need} are needed")
     argv = ["--root", str(root)]
-    name = f"{root.name} ({sum(load_index(real_index).count(k) for k in load_index(real_index).kinds):,} items)"
+    store = load_index(real_index)
+    name = f"{root.name} ({sum(store.count(k) for k in store.kinds):,} items)"
     tmp = None
     if args.synthetic:
         if args.synthetic_dir:
@@ -198,7 +214,14 @@ def main() -> None:
         # --root: an empty folder, so the server loads no corpus tables for synthetic items
         empty = folder / "root"
         empty.mkdir(exist_ok=True)
-        argv = ["--root", str(empty), "--index", str(index_dir), "--model", str(root / "data" / "model")]
+        argv = [
+            "--root",
+            str(empty),
+            "--index",
+            str(index_dir),
+            "--model",
+            str(root / "data" / "model"),
+        ]
         name = f"synthetic ({args.synthetic:,} documents)"
 
     port = free_port()
@@ -213,7 +236,7 @@ def main() -> None:
             "index": name,
             "cpus": os.cpu_count(),
             "server_start_s": round(started_s, 1),
-            **latency(port, texts[1 : 1 + args.queries], args.k),
+            **latency(port, proc.pid, texts[1 : 1 + args.queries], args.k),
         }
         result.update(throughput(port, texts[1 + args.queries : need], args.clients, args.k))
     finally:

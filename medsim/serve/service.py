@@ -99,10 +99,14 @@ class SearchService:
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         import faiss
+        import torch
 
-        # one query per request: an OpenMP team per query only adds barrier waits, and the
-        # server's threads already share the cores between requests
+        # One thread per query, for faiss and torch alike (they share the OpenMP runtime): a
+        # team of threads per small query only adds barrier waits, which on a busy machine
+        # cost more than the work (MiniLM on one short query: 2 threads were 7x slower in wall
+        # time on the shared 2-core machine), and concurrent requests already use the cores.
         faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
         self.store: IndexStore = load_index(index_dir)
         self.encoder = QueryEncoder(self.store, model_dir, root)
         self.corpus = Corpus(Path(data_dir) if data_dir else Path(root) / "data")

@@ -192,3 +192,24 @@ def test_figures_are_served_by_id_only(client, project):
         assert client.get("/figure", params={"id": bad}).status_code == 404
     assert client.get("/static/..%2Fapp.py").status_code == 404
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+
+
+def test_pages_render_and_refuse_bad_input_in_one_line(client):
+    home = client.get("/")
+    assert home.status_code == 200 and 'name="q"' in home.text and 'name="image"' in home.text
+    assert "default-src 'self'" in home.headers["content-security-policy"]
+    assert '<script src="/static/app.js"' in home.text and "http" not in home.text.split(
+        "<footer>"
+    )[0].replace("http-equiv", "")
+    for url, status, message in (
+        ("/?q=lung&k=500", 400, "k must be between 1 and 20, got 500"),
+        ("/?q=", 400, "the query text is empty"),
+        ("/doc?id=nope", 404, "no document &#39;nope&#39; in the index"),
+        ("/why?q=lung&b=nothing", 404, "no item &#39;nothing&#39;"),
+        ("/why?image=expired&b=d1", 404, "that image query has expired"),
+    ):
+        response = client.get(url)
+        assert response.status_code == status and response.headers["content-type"].startswith(
+            "text/html"
+        )
+        assert f'<p class="error" role="alert">{message}' in response.text
