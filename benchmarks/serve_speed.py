@@ -86,6 +86,11 @@ def synthetic_index(directory: Path, n: int, like: Path, seed: int = 0) -> Path:
     tmp = directory / "index.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # one OpenMP thread: on a busy machine a team's barrier waits made k-means many times
+    # slower than on one thread
+    import faiss
+
+    faiss.omp_set_num_threads(1)
     write_index_dir(tmp, {"documents": KindArrays(vectors, {}, items)}, IndexParams(), meta)
     tmp.rename(index_dir)
     print(f"built a synthetic {n:,}-item index in {time.perf_counter() - start:.0f} s")

@@ -211,11 +211,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: .)")
     parser.add_argument("--index", help="index folder (default: ROOT/data/index)")
     parser.add_argument("--model", help="trained model folder (default: ROOT/data/model)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-upload-mb", type=float, default=10, help="largest image upload (default: 10)"
     )
-    _common(serve)
+    _common(serve, json_output=False)
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -95,3 +95,10 @@ def test_without_a_server_the_cli_never_asks_one(capsys, project, monkeypatch, v
         argv += ["--server", value]
     code, _, err = run(capsys, *argv)
     assert code == 0 and err == ""
+
+
+def test_serve_refuses_bad_options_and_a_missing_index(capsys, tmp_path):
+    code, _, err = run(capsys, "serve", "--max-k", "0", "--root", str(tmp_path))
+    assert code == 2 and err.strip() == "medsim serve: --max-k and --max-upload-mb must be positive"
+    code, _, err = run(capsys, "serve", "--root", str(tmp_path), "--port", "1")
+    assert code == 2 and err.startswith("medsim serve: no search index in ")
