@@ -1,4 +1,5 @@
-"""The ``medsim`` command: ``medsim search`` and ``medsim explain`` over ``data/index/``.
+"""The ``medsim`` command: ``medsim search``, ``medsim explain`` and ``medsim serve`` over
+``data/index/``.
 
 Imports are lazy: ``medsim search --pmid N`` reads only the memory-mapped index files and the
 item map (numpy, pyarrow, faiss), so it answers in a fraction of a second; torch and the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +72,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise MedsimError("the query text is empty")
     if args.k < 1:
         raise MedsimError(f"--k must be at least 1, got {args.k}")
+    server = os.environ.get("MEDSIM_SERVER", "") if args.server is None else args.server
+    if server:
+        rows = _search_server(server, args)
+        if rows is not None:
+            _print_hits(rows, args.json)
+            return 0
     import faiss
 
     # One query: a team of OpenMP threads would only add barrier waits (badly so on a busy
@@ -100,14 +108,39 @@ def cmd_search(args: argparse.Namespace) -> int:
         hits = search_codes(store, code, args.k, kinds, exclude)
     else:
         hits = search_vector(store, vector, args.k, kinds, exclude)
-    rows = [h.to_dict() for h in hits]
-    if args.json:
+    _print_hits([h.to_dict() for h in hits], args.json)
+    return 0
+
+
+def _print_hits(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     elif not rows:
         print("no results")
     else:
         print("\n".join(_render_hit(r) for r in rows))
-    return 0
+
+
+def _search_server(url: str, args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The hits from a running ``medsim serve`` at ``url``; None (with a note on stderr)
+    when none answers there, so the search runs locally."""
+    from medsim.serve.client import ServerUnavailable, search_via_server
+
+    try:
+        return search_via_server(
+            url,
+            text=args.query,
+            image=args.image,
+            pmid=args.pmid,
+            item=args.id,
+            k=args.k,
+            types=_modalities(args.modality),
+            bits=args.bits,
+            binary=args.binary,
+        )
+    except ServerUnavailable as exc:
+        print(f"medsim search: {exc}; searching locally", file=sys.stderr)
+        return None
 
 
 def _render_explanation(data: dict[str, Any]) -> str:
@@ -160,11 +193,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def cmd_serve(args: argparse.Namespace) -> int:
+    from medsim.serve.app import serve
+
+    if args.max_k < 1 or args.max_upload_mb <= 0:
+        raise MedsimError("--max-k and --max-upload-mb must be positive")
+    root, index_dir, model_dir = _paths(args)
+    serve(
+        index_dir,
+        model_dir,
+        root,
+        host=args.host,
+        port=args.port,
+        max_k=args.max_k,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+    )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
     parser.add_argument("--root", default=".", help="project folder holding data/ (default: .)")
     parser.add_argument("--index", help="index folder (default: ROOT/data/index)")
     parser.add_argument("--model", help="trained model folder (default: ROOT/data/model)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--binary", action="store_true", help="Hamming search over hash codes")
     search.add_argument("--bits", type=int, help="code size for --binary (default 64)")
+    search.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask a running `medsim serve` at URL (default: $MEDSIM_SERVER; '' = search "
+        "locally); if none answers there, search locally. The server uses its own index.",
+    )
     _common(search)
     search.set_defaults(func=cmd_search)
 
@@ -211,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(explain)
     explain.set_defaults(func=cmd_explain)
+    serve = sub.add_parser(
+        "serve",
+        help="a local search page and JSON API (/api) over the index",
+        description="Load the index, the model and the encoders once and serve the search "
+        "page at http://HOST:PORT/ and the JSON API under /api (schema at /api/docs).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--max-k", type=int, default=100, help="most results per query")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=10, help="largest image upload (default: 10)"
+    )
+    _common(serve, json_output=False)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from medsim.search.index import RESULT_TYPES, IndexStore
 from medsim.search.query import ItemRef, QueryEncoder, search_vector
 
-__all__ = ["Explanation", "explain", "split_sentences"]
+__all__ = ["Explanation", "explain", "explain_query", "split_sentences"]
 
 # head that embeds the text parts of each kind's items
 SENTENCE_HEADS = {
@@ -63,14 +63,21 @@ def shared_neighbours(
 ) -> list[dict[str, Any]]:
     """Items among both ``a``'s and ``b``'s ``pool`` nearest, ranked by the lower of their two
     similarities (an item close to both, not just very close to one)."""
-    near_a = {
-        (h.type, h.id): h
-        for h in search_vector(store, store.vector(a.kind, a.row), pool, exclude=[a, b])
-    }
-    near_b = {
-        (h.type, h.id): h
-        for h in search_vector(store, store.vector(b.kind, b.row), pool, exclude=[a, b])
-    }
+    va, vb = store.vector(a.kind, a.row), store.vector(b.kind, b.row)
+    return shared_neighbours_of(store, va, vb, [a, b], n, pool)
+
+
+def shared_neighbours_of(
+    store: IndexStore,
+    va: np.ndarray,
+    vb: np.ndarray,
+    exclude: list[ItemRef],
+    n: int = 5,
+    pool: int = 50,
+) -> list[dict[str, Any]]:
+    """:func:`shared_neighbours` of two vectors (one may be a new query's), ``exclude`` left out."""
+    near_a = {(h.type, h.id): h for h in search_vector(store, va, pool, exclude=exclude)}
+    near_b = {(h.type, h.id): h for h in search_vector(store, vb, pool, exclude=exclude)}
     common = [
         {
             "type": near_a[key].type,
@@ -146,6 +153,50 @@ def explain(
         shared_neighbours=shared_neighbours(store, a, b, neighbours),
         prototypes={
             "a": nearest_prototypes(store, va, top),
+            "b": nearest_prototypes(store, vb, top),
+        },
+        sentences=sentences,
+    )
+
+
+def explain_query(
+    store: IndexStore,
+    query: np.ndarray,
+    b: ItemRef,
+    encoder: QueryEncoder | None = None,
+    text: str | None = None,
+    neighbours: int = 5,
+    top: int = 3,
+) -> Explanation:
+    """Why a new query (its shared-space vector ``query``; ``text`` when it was a text) is
+    close to the stored item ``b``: :func:`explain` with the query as side ``a``. The query
+    has no hash code stored, so ``hamming`` is computed from ``encoder``'s codes when given."""
+    query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    vb = store.vector(b.kind, b.row)
+    record_b = _record(store, b)
+    hamming = {}
+    sentences = {}
+    if encoder is not None:
+        hamming = {
+            bits: int(
+                np.count_nonzero(encoder.codes(query, bits) != store.code(b.kind, b.row, bits))
+            )
+            for bits in store.bits
+        }
+        sentences = {
+            "a_toward_b": weighing_sentences(encoder, "documents", text, vb, top),
+            "b_toward_a": weighing_sentences(encoder, b.kind, record_b["text"], query, top),
+        }
+    record_b.pop("text")
+    record_a = {"type": "query", "id": "query", "doc_id": None, "pmid": None, "title": text}
+    return Explanation(
+        a={**record_a, "caption": None},
+        b=record_b,
+        cosine=round(float(query.reshape(-1) @ vb.reshape(-1)), 6),
+        hamming=hamming,
+        shared_neighbours=shared_neighbours_of(store, query, vb, [b], neighbours),
+        prototypes={
+            "a": nearest_prototypes(store, query, top),
             "b": nearest_prototypes(store, vb, top),
         },
         sentences=sentences,

@@ -248,17 +248,22 @@ class QueryEncoder:
 
     def image(self, path: str | Path) -> np.ndarray:
         """Shared-space vector [1, dim] of the image file at ``path``."""
-        from medsim.encoders.image import ImageSkip, decode_image, load_image_encoder
-
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise MedsimError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+        return self.image_bytes(data, name=str(path))
+
+    def image_bytes(self, data: bytes, name: str = "the image") -> np.ndarray:
+        """Shared-space vector [1, dim] of encoded image ``data`` (an upload is never written
+        to disk); ``name`` only words the error."""
+        from medsim.encoders.image import ImageSkip, decode_image, load_image_encoder
+
         try:
             picture = decode_image(data, min_px=1)
         except ImageSkip as exc:
-            raise MedsimError(f"{path} is not a readable image ({exc.detail})") from exc
+            raise MedsimError(f"{name} is not a readable image ({exc.detail})") from exc
         if "image" not in self.space.heads:
             raise MedsimError("the trained space has no image head (was it trained on images?)")
         if self._image is None:
