@@ -24,7 +24,7 @@ def _write_folder_corpus(root: Path) -> Path:
         ("training", "C04", "d2"): "Second title\nMore about tumours.",
         ("training", "C14", "d3"): "Heart title\nA cardiac abstract.",
         ("test", "C14", "d4"): "Heart test\nAnother cardiac abstract.",
-        ("test", "C04", "d5"): "Title only, no body\n\n",
+        ("test", "C04", "d5"): " \n\n",  # whitespace only
     }
     for (split, label, name), text in docs.items():
         path = corpus / split / label / name
