@@ -20,6 +20,7 @@ import yaml
 from medsim.errors import MedsimError
 
 __all__ = [
+    "ComputeParams",
     "ConfigError",
     "EmbedParams",
     "EvaluateParams",
@@ -173,6 +174,17 @@ class IndexParams:
 
 
 @dataclass(frozen=True)
+class ComputeParams:
+    """Where the heavy stages (embed, extract) run their per-batch cores."""
+
+    engine: Literal["local", "ray"] = "local"  # local: in this process, as fast as before
+    address: str = ""  # Ray cluster to join ("auto", "ray://head:10001"); empty: start one here
+    workers: int = 2  # Ray actors (model replicas) or tasks in flight
+    gpus_per_worker: float = 0.0  # > 0: GPU actors (a fraction shares one card)
+    batch_size: int = 1024  # rows per Ray batch; the model still encodes embed.batch_size at once
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     loss: Literal[
@@ -184,6 +196,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     index: IndexParams = field(default_factory=IndexParams)
+    compute: ComputeParams = field(default_factory=ComputeParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
