@@ -167,10 +167,13 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class IndexParams:
     exact_below: int = 100_000  # flat inner product under this many vectors, HNSW above
-    approximate: Literal["hnsw", "ivf"] = "hnsw"  # the index built at or above exact_below
+    # the index built at or above exact_below; ivfpq: compressed codes for PubMed-size corpora
+    approximate: Literal["hnsw", "ivf", "ivfpq"] = "hnsw"
     hnsw_m: int = 32  # HNSW graph degree: more is better recall, more memory and build time
     ef_search: int = 128  # HNSW candidates per query (saved in the index file)
     nprobe: int = 16  # IVF lists scanned per query (saved in the index file)
+    pq_bytes: int = 16  # ivfpq: bytes per vector (sub-quantizers of 8 bits); 128-d: 32x smaller
+    train_size: int = 100_000  # ivfpq: vectors sampled to train the coarse and PQ codebooks
 
 
 @dataclass(frozen=True)
