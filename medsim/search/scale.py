@@ -1,7 +1,7 @@
 """Indexes that fit PubMed: IVF-PQ trained on a sample and filled by streaming batches.
 
 36M MiniLM vectors are 55 GB as float32; a flat or HNSW index holds them all in memory. IVF-PQ
-keeps ``index.pq_bytes`` bytes of code per vector (16 B: 0.6 GB for 36M) plus its id, and is
+keeps ``index.pq_bytes`` bytes of code per vector (64 B: 2.3 GB for 36M) plus its id, and is
 built without ever holding the corpus: the codebooks are trained on ``index.train_size``
 sampled vectors, then the corpus is added one batch at a time.
 """

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from medsim.config import params_from_dict
-from medsim.encoders.embed import run_embed
-from medsim.io import skipped_path
+from medsim.compute import map_batches
+from medsim.config import ComputeParams
+from medsim.encoders.embed import SOURCES, EmbedSummary, embed_file
+from medsim.encoders.image import load_image_encoder
+from medsim.encoders.text import load_text_encoder
+from medsim.io import SkipLog, write_table
 
 ray = pytest.importorskip("ray")  # the optional extra; CI installs it with .[dev]
+
+RAY = ComputeParams(engine="ray", workers=1, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -24,37 +31,67 @@ def local_ray():
     ray.shutdown()
 
 
-def _outputs(root: Path) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
-    out = {}
-    for path in sorted((root / "data/embeddings").glob("*.parquet")):
-        table = pq.read_table(path)
-        vectors = np.array(table.column("vector").to_pylist(), dtype=np.float32)
-        out[path.stem] = (
-            table.column("id").to_pylist(),
-            table.column("content_hash").to_pylist(),
-            vectors,
+def _double_factory() -> object:
+    return lambda batch: batch.set_column(1, "x", pc.multiply(batch.column("x"), 2))
+
+
+def test_map_batches_keeps_order_and_rows_on_both_engines(tmp_path: Path, local_ray):
+    schema = pa.schema([("id", pa.string()), ("x", pa.int64())])
+    table = pa.table({"id": [f"r{i}" for i in range(25)], "x": list(range(25))}, schema=schema)
+    write_table(table, tmp_path / "in.parquet", schema)
+    runs = {}
+    for compute in (ComputeParams(), ComputeParams(engine="ray", workers=2, batch_size=4)):
+        out = map_batches(
+            tmp_path / "in.parquet", _double_factory, compute, columns=["id", "x"], batch_rows=7
         )
-    return out
+        runs[compute.engine] = pa.concat_tables(list(out))
+    for result in runs.values():
+        assert result.column("id").to_pylist() == table.column("id").to_pylist()
+        assert result.column("x").to_pylist() == [2 * i for i in range(25)]
 
 
-def test_ray_engine_matches_local(tiny_corpus: Path, tmp_path: Path, local_ray):
-    ray_root = tmp_path / "ray"
-    shutil.copytree(tiny_corpus / "data", ray_root / "data")  # its own (empty) cache too
-    base = {"embed": {"batch_size": 4, "device": "cpu"}}
-    run_embed(params_from_dict(base), tiny_corpus)
-    ray_params = {**base, "compute": {"engine": "ray", "workers": 1, "batch_size": 2}}
-    summary = run_embed(params_from_dict(ray_params), ray_root)
+def _embed(source: str, root: Path, load, compute: ComputeParams, dest: Path):
+    skips = SkipLog("embed")
+    embed_file(
+        SOURCES[source],
+        root,
+        load(),
+        dest,
+        cache=None,
+        skips=skips,
+        summary=EmbedSummary(),
+        read_rows=4,
+        compute=compute,
+        load=load,
+    )
+    table = pq.read_table(dest)
+    vectors = np.array(table.column("vector").to_pylist(), dtype=np.float32)
+    items = sorted((r["item"], r["reason"]) for r in skips.rows)
+    return table.column("id").to_pylist(), table.column("content_hash").to_pylist(), vectors, items
 
-    local, remote = _outputs(tiny_corpus), _outputs(ray_root)
-    assert sorted(local) == sorted(remote) == ["captions", "images", "tables", "text"]
-    for name, (ids, hashes, vectors) in local.items():
-        assert remote[name][0] == ids, name  # same rows, same order
-        assert remote[name][1] == hashes, name
-        np.testing.assert_allclose(remote[name][2], vectors, atol=1e-5, err_msg=name)
-    assert local["text"][0] == ["d1", "d2", "d3"]  # not two empty outputs
-    assert summary.rows_out["images"] == 2
-    skips = [pq.read_table(skipped_path("embed", r)).to_pylist() for r in (tiny_corpus, ray_root)]
-    assert {(r["item"], r["reason"]) for r in skips[0]} == {
-        (r["item"], r["reason"]) for r in skips[1]
-    }
-    assert len(skips[1]) == 4
+
+@pytest.mark.timeout(900)  # two Ray actors each import torch and load a model
+@pytest.mark.parametrize(
+    ("source", "load", "ids", "skipped"),
+    [
+        (
+            "text",
+            partial(load_text_encoder, "packaged:all-MiniLM-L6-v2", batch_size=4, device="cpu"),
+            ["d1", "d2", "d3"],
+            [("text:d4", "empty_text")],
+        ),
+        (
+            "images",
+            partial(load_image_encoder, "packaged:efficientnet-lite0", batch_size=4, device="cpu"),
+            ["f1", "f2"],
+            [("images:f3", "image_too_small"), ("images:f4", "undecodable_image")],
+        ),
+    ],
+)
+def test_ray_engine_matches_local(tiny_corpus, tmp_path, local_ray, source, load, ids, skipped):
+    local = _embed(source, tiny_corpus, load, ComputeParams(), tmp_path / "local.parquet")
+    remote = _embed(source, tiny_corpus, load, RAY, tmp_path / "ray.parquet")
+    assert local[0] == remote[0] == ids  # same rows, same order
+    assert local[1] == remote[1]
+    np.testing.assert_allclose(remote[2], local[2], atol=1e-5)
+    assert local[3] == remote[3] == skipped
