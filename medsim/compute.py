@@ -73,6 +73,15 @@ def map_batches(
     yield from _ray_map_batches(Path(path), factory, compute, columns)
 
 
+def _actor_cpus(workers: int) -> float:
+    """CPUs each CPU actor asks for: one, or less where ``workers`` actors would take every
+    CPU and leave none for Ray Data's read tasks (which then never run: a deadlock)."""
+    import ray
+
+    spare = ray.cluster_resources().get("CPU", 1.0) - 1.0
+    return max(0.25, min(1.0, spare / workers))
+
+
 def _ray_map_batches(
     path: Path, factory: Callable[[], BatchFn], compute: ComputeParams, columns: list[str]
 ) -> Iterator[pa.Table]:
@@ -83,15 +92,16 @@ def _ray_map_batches(
     context.execution_options.preserve_order = True  # same row order as the local engine
     context.enable_progress_bars = False  # the stage shows its own
     gpus = compute.gpus_per_worker
+    workers = max(1, compute.workers)
     dataset = ray.data.read_parquet(str(path.resolve()), columns=columns)
     dataset = dataset.map_batches(
         _BatchActor,
         fn_constructor_args=(factory,),
         batch_size=compute.batch_size,
         batch_format="pyarrow",
-        concurrency=max(1, compute.workers),
+        concurrency=workers,
         num_gpus=gpus if gpus > 0 else None,
-        num_cpus=None if gpus > 0 else 1,
+        num_cpus=None if gpus > 0 else _actor_cpus(workers),
         zero_copy_batch=True,
     )
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
