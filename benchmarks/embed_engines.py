@@ -38,17 +38,16 @@ from medsim.encoders.embed import (  # noqa: E402
     embed_file,
     text_encoder_from_params,
 )
-from medsim.io import SkipLog, write_table  # noqa: E402
+from medsim.io import SkipLog, rows_to_table, write_table  # noqa: E402
 from medsim.schemas import ARTICLES  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDSIM_SHARED", REPO.parent / "shared")) / "data"
 
 
-def _write_articles(root: Path, table) -> None:
-    n = table.num_rows
-    full = table.append_column("label", [["x"] * n]).append_column("split", [["train"] * n])
-    full = full.append_column("source", [["bench"] * n])
-    write_table(full.select(ARTICLES.names), root / "data/articles.parquet", ARTICLES)
+def _write_articles(root: Path, table: pa.Table) -> None:
+    fixed = {"label": "x", "split": "train", "source": "bench"}
+    rows = [{**row, **fixed} for row in table.to_pylist()]
+    write_table(rows_to_table(rows, ARTICLES), root / "data/articles.parquet", ARTICLES)
 
 
 def _embed(root: Path, compute: ComputeParams, embed: EmbedParams) -> tuple[float, Path]:

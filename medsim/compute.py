@@ -12,10 +12,12 @@ function either way; only this module knows about Ray.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from medsim.config import ComputeParams
 from medsim.errors import MedsimError
@@ -93,13 +95,19 @@ def _ray_map_batches(
     context.enable_progress_bars = False  # the stage shows its own
     gpus = compute.gpus_per_worker
     workers = max(1, compute.workers)
-    dataset = ray.data.read_parquet(str(path.resolve()), columns=columns)
+    rows = pq.ParquetFile(path).metadata.num_rows
+    # one block per Ray batch: a block is one actor task, so a single-block file would keep
+    # all but one actor idle
+    blocks = max(1, math.ceil(rows / compute.batch_size))
+    dataset = ray.data.read_parquet(
+        str(path.resolve()), columns=columns, override_num_blocks=blocks
+    )
     dataset = dataset.map_batches(
         _BatchActor,
         fn_constructor_args=(factory,),
         batch_size=compute.batch_size,
         batch_format="pyarrow",
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=gpus if gpus > 0 else None,
         num_cpus=None if gpus > 0 else _actor_cpus(workers),
         zero_copy_batch=True,
