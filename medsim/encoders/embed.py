@@ -1,7 +1,9 @@
 """The embed stage: documents, captions, tables and figures -> ``data/embeddings/*.parquet``.
 
-The core is :func:`embed_batch`, a pure function over one Arrow batch of an input table; the
-stage streams each input with :func:`medsim.io.iter_batches` and writes with
+The core is :func:`embed_records`, a pure function over one Arrow batch of an input table
+(skips come back as rows; no cache, no files); the stage streams each input through
+:func:`medsim.compute.map_batches` (this process or Ray Data, per ``compute.engine``), keeps
+the cache and the skip log at its edge (:func:`split_records`) and writes with
 :class:`medsim.io.ParquetSink`, so memory is bound by the batch, not the corpus.
 """
 
@@ -11,19 +13,22 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from medsim.config import EmbedParams, Params
-from medsim.encoders.cache import EmbeddingCache, content_hash, vectors_to_arrow
+from medsim.compute import map_batches
+from medsim.config import ComputeParams, EmbedParams, Params
+from medsim.encoders.cache import EmbeddingCache, content_hash
 from medsim.encoders.image import (
     ImageSkip,
     check_image,
@@ -33,7 +38,7 @@ from medsim.encoders.image import (
 )
 from medsim.encoders.text import TextEncoder, load_text_encoder
 from medsim.errors import MedsimError
-from medsim.io import ParquetSink, SkipLog, atomic_dir, iter_batches
+from medsim.io import ParquetSink, SkipLog, atomic_dir
 from medsim.schemas import ARTICLES, FIGURES, TABLES, embedding_schema, validate
 
 __all__ = [
@@ -43,9 +48,13 @@ __all__ = [
     "EmbedSummary",
     "Encoder",
     "Source",
+    "content_hashes",
     "embed_batch",
     "embed_file",
+    "embed_records",
+    "records_schema",
     "run_embed",
+    "split_records",
     "text_encoder_from_params",
 ]
 
@@ -130,6 +139,144 @@ SOURCES: dict[str, Source] = {
 }
 
 
+def records_schema(dim: int) -> pa.Schema:
+    """What the pure core returns: one row per input row, a vector or a skip reason."""
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("content_hash", pa.string()),  # null for rows skipped before hashing
+            pa.field("vector", pa.list_(pa.float32(), dim)),  # null on skip rows
+            pa.field("reason", pa.string()),  # null on embedded rows
+            pa.field("detail", pa.string()),
+        ]
+    )
+
+
+def _screen(
+    batch: pa.Table, source: Source, min_image_px: int
+) -> list[tuple[dict, str | bytes | None, str | None, str | None]]:
+    """(row, content, skip reason, detail) per input row: empty texts, unusable image headers."""
+    out = []
+    for row in batch.select(source.read_columns()).to_pylist():
+        content = source.content(row)
+        reason, detail = None, None
+        if not content:
+            reason = "empty_text" if source.modality == "text" else "empty_image"
+        elif source.modality == "image":
+            try:  # header only, so that cached vectors obey embed.min_image_px too
+                check_image(content, min_image_px)
+            except ImageSkip as skip:
+                reason, detail = skip.reason, skip.detail
+        out.append((row, None if reason else content, reason, detail))
+    return out
+
+
+def content_hashes(
+    batch: pa.Table, source: Source, fingerprint: str, min_image_px: int = 32
+) -> list[str]:
+    """The content hashes of a batch's usable rows: what the stage looks up in its cache."""
+    return [
+        content_hash(fingerprint, content)
+        for _, content, _, _ in _screen(batch, source, min_image_px)
+        if content is not None
+    ]
+
+
+def embed_records(
+    batch: pa.Table,
+    source: Source,
+    encoder: Encoder,
+    *,
+    known: Mapping[str, np.ndarray] | None = None,
+    min_image_px: int = 32,
+) -> pa.Table:
+    """The pure core: one batch of ``source``'s input -> rows of :func:`records_schema`.
+
+    Each input row gets one output row, in input order: its vector, or a skip ``reason``
+    (``empty_text``, ``empty_image``, ``undecodable_image``, ``image_too_small``). Vectors in
+    ``known`` (by content hash: the caller's cache hits) are not encoded again; equal contents
+    are encoded once. No files are read or written, so any worker can run it on its batch.
+    """
+    screened = _screen(batch, source, min_image_px)
+    fingerprint = encoder.fingerprint
+    hashes = [None if c is None else content_hash(fingerprint, c) for _, c, _, _ in screened]
+    vectors: dict[str, np.ndarray] = {}
+    todo: dict[str, str | bytes] = {}  # one encode per distinct content
+    for key, (_, content, _, _) in zip(hashes, screened, strict=True):
+        if key is None:
+            continue
+        if known is not None and key in known:
+            vectors[key] = known[key]
+        else:
+            todo.setdefault(key, content)
+    failed: dict[str, tuple[str, str | None]] = {}
+    if todo:
+        keys, items = list(todo), list(todo.values())
+        if source.modality == "image":
+            keys, items, failed = _decode(keys, items, min_image_px)
+        if items:
+            vectors.update(zip(keys, encoder.encode(items), strict=True))
+    return _records(screened, hashes, vectors, failed, source, encoder.dim)
+
+
+def _records(
+    screened: list,
+    hashes: list[str | None],
+    vectors: dict[str, np.ndarray],
+    failed: dict[str, tuple[str, str | None]],
+    source: Source,
+    dim: int,
+) -> pa.Table:
+    matrix = np.zeros((len(screened), dim), dtype=np.float32)
+    missing, reasons, details = [], [], []
+    for i, ((_, _, reason, detail), key) in enumerate(zip(screened, hashes, strict=True)):
+        if key is not None and key in vectors:
+            matrix[i] = vectors[key]
+        elif key is not None:
+            reason, detail = failed[key]
+        missing.append(reason is not None)
+        reasons.append(reason)
+        details.append(detail)
+    flat = pa.array(matrix.reshape(-1), pa.float32())
+    table = pa.table(
+        {
+            "id": pa.array([row[source.id_column] for row, *_ in screened], pa.string()),
+            "doc_id": pa.array([row["doc_id"] for row, *_ in screened], pa.string()),
+            "content_hash": pa.array(hashes, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(missing)),
+            "reason": pa.array(reasons, pa.string()),
+            "detail": pa.array(details, pa.string()),
+        }
+    )
+    return validate(table, records_schema(dim), name=f"records/{source.name}")
+
+
+def split_records(
+    records: pa.Table,
+    source: Source,
+    dim: int,
+    *,
+    cache: EmbeddingCache | None = None,
+    skips: SkipLog | None = None,
+) -> pa.Table:
+    """The stage's edge: skip rows to ``skips``, new vectors to ``cache``, embeddings out."""
+    records = validate(records, records_schema(dim), name=f"records/{source.name}")
+    skipped = pc.is_valid(records.column("reason"))
+    if skips is not None:
+        for row in records.filter(skipped).select(["id", "reason", "detail"]).to_pylist():
+            skips.add(f"{source.name}:{row['id']}", row["reason"], row["detail"])
+    table = records.filter(pc.invert(skipped)).select(["id", "doc_id", "content_hash", "vector"])
+    if cache is not None and table.num_rows:
+        cache.put(table.column("content_hash").to_pylist(), _matrix(table, dim))
+    return validate(table, embedding_schema(dim), name=f"embeddings/{source.name}")
+
+
+def _matrix(table: pa.Table, dim: int) -> np.ndarray:
+    values = table.column("vector").combine_chunks().flatten()
+    return values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+
+
 def embed_batch(
     batch: pa.Table,
     source: Source,
@@ -141,86 +288,30 @@ def embed_batch(
 ) -> pa.Table:
     """Embed one batch of ``source``'s input table into rows of ``embedding_schema(dim)``.
 
-    Items already in ``cache`` are not encoded again; new vectors are added to it. Empty
-    texts and unusable images go to ``skips`` (reason ``empty_text``, ``undecodable_image``,
-    ``image_too_small``) and get no row.
+    :func:`embed_records` between the edges: items already in ``cache`` are not encoded
+    again and new vectors are added to it; skipped rows go to ``skips`` and get no row.
     """
-    rows = batch.select(source.read_columns()).to_pylist()
-    kept, contents = [], []
-    for row in rows:
-        content = source.content(row)
-        reason, detail = None, None
-        if not content:
-            reason = "empty_text" if source.modality == "text" else "empty_image"
-        elif source.modality == "image":
-            try:  # header only, so that cached vectors obey embed.min_image_px too
-                check_image(content, min_image_px)
-            except ImageSkip as skip:
-                reason, detail = skip.reason, skip.detail
-        if reason:
-            if skips is not None:
-                skips.add(f"{source.name}:{row[source.id_column]}", reason, detail)
-            continue
-        kept.append(row)
-        contents.append(content)
-    fingerprint = encoder.fingerprint
-    hashes = [content_hash(fingerprint, c) for c in contents]
-    vectors = cache.get(hashes) if cache is not None else {}
-
-    todo: dict[str, str | bytes] = {}  # one encode per distinct content
-    for key, content in zip(hashes, contents, strict=True):
-        if key not in vectors:
-            todo.setdefault(key, content)
-    if todo:
-        keys, items = list(todo), list(todo.values())
-        if source.modality == "image":
-            keys, items = _decode(keys, items, kept, hashes, source, skips, min_image_px)
-        if items:
-            encoded = encoder.encode(items)
-            vectors.update(zip(keys, encoded, strict=True))
-            if cache is not None:
-                cache.put(keys, encoded)
-
-    out = [(row, key) for row, key in zip(kept, hashes, strict=True) if key in vectors]
-    matrix = (
-        np.stack([vectors[key] for _, key in out])
-        if out
-        else np.empty((0, encoder.dim), dtype=np.float32)
+    known = (
+        cache.get(content_hashes(batch, source, encoder.fingerprint, min_image_px))
+        if cache is not None
+        else None
     )
-    table = pa.table(
-        {
-            "id": pa.array([row[source.id_column] for row, _ in out], pa.string()),
-            "doc_id": pa.array([row["doc_id"] for row, _ in out], pa.string()),
-            "content_hash": pa.array([key for _, key in out], pa.string()),
-            "vector": vectors_to_arrow(matrix, encoder.dim),
-        }
-    )
-    return validate(table, embedding_schema(encoder.dim), name=f"embeddings/{source.name}")
+    records = embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
+    return split_records(records, source, encoder.dim, cache=cache, skips=skips)
 
 
 def _decode(
-    keys: list[str],
-    items: list,
-    rows: list[dict],
-    hashes: list[str],
-    source: Source,
-    skips: SkipLog | None,
-    min_px: int,
-) -> tuple[list[str], list]:
-    """Decode image bytes; record every row whose image cannot be used."""
-    ok_keys, images = [], []
+    keys: list[str], items: list, min_px: int
+) -> tuple[list[str], list, dict[str, tuple[str, str | None]]]:
+    """Decode image bytes; the reason for every content that cannot be used."""
+    ok_keys, images, failed = [], [], {}
     for key, data in zip(keys, items, strict=True):
         try:
             images.append(decode_image(data, min_px))
             ok_keys.append(key)
         except ImageSkip as skip:
-            if skips is not None:
-                for row, row_key in zip(rows, hashes, strict=True):
-                    if row_key == key:
-                        skips.add(
-                            f"{source.name}:{row[source.id_column]}", skip.reason, skip.detail
-                        )
-    return ok_keys, images
+            failed[key] = (skip.reason, skip.detail)
+    return ok_keys, images, failed
 
 
 @dataclass
@@ -280,8 +371,16 @@ def embed_file(
     summary: EmbedSummary,
     read_rows: int,
     min_image_px: int = 32,
+    compute: ComputeParams | None = None,
+    load: Callable[[], Encoder] | None = None,
 ) -> Path:
-    """Stream ``source``'s input table through :func:`embed_batch` into ``dest``."""
+    """Stream ``source``'s input table through :func:`embed_records` into ``dest``.
+
+    ``compute`` picks the engine (default: local, with ``encoder``); on Ray each worker builds
+    its own encoder with ``load`` (a picklable recipe for the same model). Either way this
+    function keeps the edges: the cache, the skip log and the output file.
+    """
+    compute = compute or ComputeParams()
     schema = embedding_schema(encoder.dim).with_metadata(file_metadata(encoder, source.modality))
     path = root / source.input
     total = _num_rows(path)
@@ -291,20 +390,20 @@ def embed_file(
         if total:
             columns = source.read_columns()
             input_schema = pa.schema([source.schema.field(c) for c in columns])
+            if compute.engine == "local":
+                factory = partial(_local_core, source, encoder, cache, input_schema, min_image_px)
+            elif load is None:
+                raise MedsimError(f"embed {source.name}: the ray engine needs an encoder recipe")
+            else:  # the cache stays here: workers elsewhere cannot read this disk
+                factory = partial(_worker_core, source.name, load, input_schema, min_image_px)
             with tqdm(total=total, desc=f"embed {source.name}", unit="row") as bar:
-                for batch in iter_batches(path, batch_size=read_rows, columns=columns):
-                    batch = validate(batch, input_schema, name=str(path))
+                for records in map_batches(
+                    path, factory, compute, columns=columns, batch_rows=read_rows
+                ):
                     sink.write(
-                        embed_batch(
-                            batch,
-                            source,
-                            encoder,
-                            cache=cache,
-                            skips=skips,
-                            min_image_px=min_image_px,
-                        )
+                        split_records(records, source, encoder.dim, cache=cache, skips=skips)
                     )
-                    bar.update(batch.num_rows)
+                    bar.update(records.num_rows)
         summary.rows_in[source.name] += total
         summary.rows_out[source.name] += sink.rows
     if cache is not None:
@@ -312,6 +411,40 @@ def embed_file(
     for row in skips.rows[skipped_before:]:
         summary.skipped[row["reason"]] += 1
     return dest
+
+
+def _local_core(
+    source: Source,
+    encoder: Encoder,
+    cache: EmbeddingCache | None,
+    input_schema: pa.Schema,
+    min_image_px: int,
+) -> Callable[[pa.Table], pa.Table]:
+    """The local engine's batch function: cache hits looked up here, then the core."""
+
+    def core(batch: pa.Table) -> pa.Table:
+        batch = validate(batch, input_schema, name=str(source.input))
+        known = (
+            cache.get(content_hashes(batch, source, encoder.fingerprint, min_image_px))
+            if cache is not None
+            else None
+        )
+        return embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
+
+    return core
+
+
+def _worker_core(
+    name: str, load: Callable[[], Encoder], input_schema: pa.Schema, min_image_px: int
+) -> Callable[[pa.Table], pa.Table]:
+    """A Ray worker's batch function: its own encoder, loaded once, and the core."""
+    source, encoder = SOURCES[name], load()
+
+    def core(batch: pa.Table) -> pa.Table:
+        batch = validate(batch, input_schema, name=str(source.input))
+        return embed_records(batch, source, encoder, min_image_px=min_image_px)
+
+    return core
 
 
 @dataclass
@@ -363,8 +496,10 @@ def run_embed(params: Params, root: str | Path = ".") -> EmbedSummary:
     read_rows = max(embed.batch_size * 16, 256)
     with atomic_dir(root / EMBEDDINGS_DIR) as staging:
         text = text_encoder_from_params(embed, root)
+        load_text = partial(text_encoder_from_params, embed, root.resolve())  # for Ray workers
         if embed.adapt:
             text = _adapted(text, params, root, staging)
+            load_text = partial(_load_adapted, str((staging / ADAPTED_MODEL).resolve()), embed)
         text_cache = EmbeddingCache(root / CACHE_DIR, text.fingerprint, text.dim)
         for name in ("text", "captions", "tables"):
             embed_file(
@@ -376,6 +511,8 @@ def run_embed(params: Params, root: str | Path = ".") -> EmbedSummary:
                 skips=skips,
                 summary=summary,
                 read_rows=read_rows,
+                compute=params.compute,
+                load=load_text,
             )
         del text
         images = SOURCES["images"]
@@ -397,6 +534,13 @@ def run_embed(params: Params, root: str | Path = ".") -> EmbedSummary:
             summary=summary,
             read_rows=max(embed.batch_size * 4, 64),
             min_image_px=embed.min_image_px,
+            compute=params.compute,
+            load=partial(
+                load_image_encoder,
+                embed.image_model,
+                batch_size=embed.batch_size,
+                device=embed.device,
+            ),
         )
     skips.write(root)
     log.info("embed done\n%s", summary.describe())
@@ -418,8 +562,13 @@ def _adapted(base: TextEncoder, params: Params, root: Path, staging: Path) -> Te
         seed=params.seed,
     )
     shutil.copytree(folder, staging / ADAPTED_MODEL)
+    return _load_adapted(str(staging / ADAPTED_MODEL), embed)
+
+
+def _load_adapted(folder: str, embed: EmbedParams) -> TextEncoder:
+    """The adapted text encoder in ``folder``, named by where it lives after the run."""
     adapted = load_text_encoder(
-        str(staging / ADAPTED_MODEL),
+        folder,
         max_tokens=embed.max_tokens,
         batch_size=embed.batch_size,
         device=embed.device,

@@ -118,11 +118,21 @@ def _ivf(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
     return index
 
 
+def _ivfpq(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
+    from medsim.search.scale import ivfpq_index, sample_rows
+
+    train = vectors[sample_rows(len(vectors), params.train_size, seed)]
+    index = ivfpq_index(train, len(vectors), params, seed)
+    index.make_direct_map()  # as _ivf: stored items' (decoded) vectors stay readable
+    return index
+
+
 # index type -> builder returning an empty (trained) index for these vectors
 FLOAT_BUILDERS: dict[str, Callable[[np.ndarray, IndexParams, int], faiss.Index]] = {
     "flat": _flat,
     "hnsw": _hnsw,
     "ivf": _ivf,
+    "ivfpq": _ivfpq,
 }
 
 

@@ -149,3 +149,26 @@ def test_missing_articles_is_a_clear_error(tmp_path: Path):
     with pytest.raises(MedsimError, match="fetch stage"):
         run_embed(params_from_dict({}), tmp_path)
     assert not (tmp_path / "data/embeddings").exists()
+
+
+def test_embed_records_is_pure_and_returns_skips_as_rows(tmp_path: Path):
+    from medsim.encoders.embed import embed_records, records_schema, split_records
+
+    batch = _articles([("x", "ab", "a"), ("y", "", ""), ("z", "b", "")])
+    encoder = CountingEncoder()
+    known = {content_hash("fake-fingerprint", "b"): np.array([9.0, 9.0], np.float32)}
+    records = embed_records(batch, SOURCES["text"], encoder, known=known)
+
+    assert records.schema == records_schema(2)
+    assert records.column("id").to_pylist() == ["x", "y", "z"]  # one row per input, in order
+    assert records.column("vector").to_pylist() == [[4.0, 2.0], None, [9.0, 9.0]]
+    assert records.column("reason").to_pylist() == [None, "empty_text", None]
+    assert encoder.seen == ["ab\na"]  # the known vector is not encoded again
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+    skips = SkipLog("embed")
+    cache = EmbeddingCache(tmp_path, encoder.fingerprint, 2)
+    out = split_records(records, SOURCES["text"], 2, cache=cache, skips=skips)
+    assert out.column("id").to_pylist() == ["x", "z"]
+    assert [(r["item"], r["reason"]) for r in skips.rows] == [("text:y", "empty_text")]
+    assert len(cache) == 2  # the edge stores both vectors

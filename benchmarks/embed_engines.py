@@ -1,0 +1,154 @@
+"""The embed stage's text file on the two engines: ``compute.engine: local`` against ``ray``.
+
+Both run :func:`medsim.encoders.embed.embed_file` on the same articles with no cache (every
+text is encoded), with the packaged MiniLM. ``ray`` is a local single-node Ray started here
+(its start-up time is reported apart); its time includes the actors' start and model load.
+
+    python benchmarks/embed_engines.py --docs 1000 --workers 2
+    python benchmarks/embed_engines.py --memory 1000 10000   # peak RSS, local, synthetic texts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from embed_speed import ohsumed_articles  # noqa: E402
+
+from medsim.config import ComputeParams, EmbedParams  # noqa: E402
+from medsim.encoders.embed import (  # noqa: E402
+    SOURCES,
+    EmbedSummary,
+    embed_file,
+    text_encoder_from_params,
+)
+from medsim.io import SkipLog, rows_to_table, write_table  # noqa: E402
+from medsim.schemas import ARTICLES  # noqa: E402
+
+SHARED = Path(os.environ.get("MEDSIM_SHARED", REPO.parent / "shared")) / "data"
+
+
+def _write_articles(root: Path, table: pa.Table) -> None:
+    fixed = {"label": "x", "split": "train", "source": "bench"}
+    rows = [{**row, **fixed} for row in table.to_pylist()]
+    write_table(rows_to_table(rows, ARTICLES), root / "data/articles.parquet", ARTICLES)
+
+
+def _embed(root: Path, compute: ComputeParams, embed: EmbedParams) -> tuple[float, Path]:
+    encoder = text_encoder_from_params(embed, root)
+    load = partial(text_encoder_from_params, embed, root.resolve())
+    dest = root / f"out-{compute.engine}.parquet"
+    t0 = time.perf_counter()
+    embed_file(
+        SOURCES["text"],
+        root,
+        encoder,
+        dest,
+        cache=None,
+        skips=SkipLog("embed"),
+        summary=EmbedSummary(),
+        read_rows=embed.batch_size * 16,
+        compute=compute,
+        load=load,
+    )
+    return time.perf_counter() - t0, dest
+
+
+def engines(docs: int, workers: int, batch_rows: int) -> None:
+    import ray
+
+    table = ohsumed_articles(SHARED / "ohsumed-23", docs)
+    embed = EmbedParams(device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _write_articles(root, table)
+        local_s, local_out = _embed(root, ComputeParams(), embed)
+        t0 = time.perf_counter()
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        init_s = time.perf_counter() - t0
+        compute = ComputeParams(engine="ray", workers=workers, batch_size=batch_rows)
+        ray_s, ray_out = _embed(root, compute, embed)
+        ray.shutdown()
+        a, b = pq.read_table(local_out), pq.read_table(ray_out)
+        same_ids = a.column("id").to_pylist() == b.column("id").to_pylist()
+        diff = np.abs(
+            np.array(a.column("vector").to_pylist()) - np.array(b.column("vector").to_pylist())
+        ).max()
+    n = table.num_rows
+    print(
+        json.dumps(
+            {
+                "docs": n,
+                "local_s": round(local_s, 1),
+                "local_docs_per_s": round(n / local_s, 2),
+                "ray_init_s": round(init_s, 1),
+                "ray_s": round(ray_s, 1),
+                "ray_docs_per_s": round(n / ray_s, 2),
+                "ray_overhead_pct": round(100 * (ray_s / local_s - 1), 1),
+                "ray_workers": workers,
+                "same_rows": same_ids,
+                "max_abs_diff": float(diff),
+            }
+        )
+    )
+
+
+def _memory_run(n: int, out) -> None:
+    rng = np.random.default_rng(0)
+    words = np.array(["tumour", "cell", "growth", "patient", "therapy", "dose", "lung", "trial"])
+
+    schema = pa.schema([ARTICLES.field(c) for c in ("doc_id", "title", "abstract")])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rows = [
+            {"doc_id": f"d{i}", "title": " ".join(rng.choice(words, 6)), "abstract": ""}
+            for i in range(n)
+        ]
+        _write_articles(root, pa.Table.from_pylist(rows, schema=schema))
+        del rows
+        seconds, _ = _embed(root, ComputeParams(), EmbedParams(device="cpu", max_tokens=32))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.put({"texts": n, "seconds": round(seconds, 1), "peak_rss_mib": round(rss)})
+
+
+def memory(sizes: list[int]) -> None:
+    ctx = mp.get_context("spawn")
+    for n in sizes:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_memory_run, args=(n, queue))
+        proc.start()
+        print(json.dumps(queue.get()), flush=True)
+        proc.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=1000, help="OHSUMED texts (None: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-rows", type=int, default=1024)
+    parser.add_argument("--memory", type=int, nargs="*", help="synthetic corpus sizes instead")
+    args = parser.parse_args()
+    if args.memory:
+        memory(args.memory)
+    else:
+        engines(args.docs, args.workers, args.batch_rows)
+
+
+if __name__ == "__main__":
+    main()
