@@ -188,3 +188,15 @@ def test_stage_script_fails_cleanly_without_inputs(tmp_path, repo_root):
     result = run_stage_script("train", tmp_path, timeout=120)
     assert result.returncode == 2
     assert "medsim train:" in result.stderr and "embed" in result.stderr
+
+
+def test_mean_average_precision_hand_values():
+    from medsim.dml.train import mean_average_precision
+
+    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    gallery_keys = np.array(["a", "b", "a"])
+    query = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # q0 (a): a, b, a -> (1/1 + 2/3) / 2; q1 (b): a, b, a -> 1/2; q2 (c): no relevant, skipped
+    got = mean_average_precision(query, np.array(["a", "b", "c"]), gallery, gallery_keys)
+    assert got == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
+    assert mean_average_precision(query[2:], np.array(["c"]), gallery, gallery_keys) is None
