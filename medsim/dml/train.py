@@ -18,7 +18,8 @@ Each step adds three terms:
   codes from {-1, +1}.
 
 Validation: mean MAP@R (pml ``AccuracyCalculator``, same label = relevant) over each kind
-against itself and each part kind against the texts, on documents of the ``val`` split; the
+against itself and each part kind against the texts, on documents of the ``val`` split, plus
+image -> own caption mAP (positives: the image's own caption text) where both kinds exist; the
 best epoch is kept and training stops after ``train.patience`` epochs without improvement.
 """
 
@@ -369,7 +370,7 @@ def train_space(
     """
     kinds, classes = _prepare(features, labels, splits)
     types = {name: (head_types or {}).get(name, "mlp") for name in kinds}
-    kept = {kinds[n].x.shape[1] for n, t in types.items() if t != "mlp"}
+    kept = {kinds[n].x.shape[1] for n, t in types.items() if t in ("residual", "identity")}
     if len(kept) > 1:
         raise MedsimError(f"residual and identity heads need one input dimension, got {kept}")
     dim = kept.pop() if kept else params.dim
