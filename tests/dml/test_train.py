@@ -212,11 +212,11 @@ def test_linear_image_head_starts_at_the_ridge_map_onto_captions(tiny_corpus, fa
     corpus = {**tiny_corpus, "features": features}
     types = {"text": "identity", "caption": "identity", "image": "linear"}
     params = dataclasses.replace(fast_params, epochs=1)
-    space, history = train_space(**corpus, params=params, loss="triplet", seed=0, head_types=types)
+    _, history = train_space(**corpus, params=params, loss="triplet", seed=0, head_types=types)
     start = history[0]["val"]["image/own_caption"]
     # 32 val images, one own caption each among 32: chance mAP ~ (1/32) * H(32) ~ 0.13
     assert start > 0.4
-    untrained, untrained_history = train_space(
+    _, untrained_history = train_space(
         **corpus, params=params, loss="triplet", seed=0, head_types={**types, "image": "mlp"}
     )
     assert untrained_history[0]["val"]["image/own_caption"] < start - 0.2
