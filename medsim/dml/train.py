@@ -618,8 +618,9 @@ def fit_space(
     Tuned: the text encoder is tuned on ``items`` (a :class:`~medsim.dml.tune.TextItems`),
     its text kinds get identity heads, the image kind a ridge-started linear head into its
     space. Not tuned: residual heads over the frozen text embeddings. ``encode_all`` False
-    encodes only the training and validation documents, and only when a non-text kind needs a head trained
-    against them (evaluation retrains that then embed a few documents of their own).
+    encodes only the training and validation documents, and only when a non-text kind needs a
+    head trained against them (evaluation retrains that then embed a few documents of their
+    own).
     """
     from medsim.dml.tune import TunedText, tune_text_encoder
     from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
