@@ -10,6 +10,7 @@ __all__ = [
     "HEAD_TYPES",
     "HashingHead",
     "IdentityHead",
+    "LinearResidualHead",
     "ProjectionHead",
     "ResidualHead",
     "make_head",
@@ -94,9 +95,42 @@ class IdentityHead(nn.Module):
         return F.normalize(x, dim=-1)
 
 
+class LinearResidualHead(ProjectionHead):
+    """Standardise, ``W x + b + MLP(x)``, L2-normalise: a linear map plus a zero-started MLP.
+
+    :meth:`fit_ridge` sets ``W, b`` to the ridge (least-squares) map from the standardised
+    training features onto target vectors (an image's own caption in the tuned text space), so
+    at initialisation the head *is* the ridge baseline's map, and training (kept or rejected
+    on validation) starts from there rather than from a random MLP.
+    """
+
+    def __init__(self, in_dim: int, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__(in_dim, dim, hidden, dropout)
+        self.linear = nn.Linear(in_dim, dim)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @torch.no_grad()
+    def fit_ridge(self, features: torch.Tensor, targets: torch.Tensor, alpha: float) -> None:
+        """``W, b`` = argmin ``|x_std W^T + b - y|^2 + alpha |W|^2`` (bias not penalised)."""
+        x = (features.double() - self.input_mean.double()) / self.input_scale.double()
+        y = targets.double()
+        x_mean, y_mean = x.mean(0), y.mean(0)
+        xc, yc = x - x_mean, y - y_mean
+        gram = xc.T @ xc + alpha * torch.eye(x.shape[1], dtype=x.dtype)
+        weight = torch.linalg.solve(gram, xc.T @ yc)  # [in_dim, dim]
+        self.linear.weight.copy_(weight.T.to(self.linear.weight.dtype))
+        self.linear.bias.copy_((y_mean - x_mean @ weight).to(self.linear.bias.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.input_mean) / self.input_scale
+        return F.normalize(self.linear(x) + self.mlp(x), dim=-1)
+
+
 # head type (saved in the space's config) -> class
 HEAD_TYPES: dict[str, type[nn.Module]] = {
     "mlp": ProjectionHead,
+    "linear": LinearResidualHead,
     "residual": ResidualHead,
     "identity": IdentityHead,
 }

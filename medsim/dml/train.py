@@ -18,7 +18,8 @@ Each step adds three terms:
   codes from {-1, +1}.
 
 Validation: mean MAP@R (pml ``AccuracyCalculator``, same label = relevant) over each kind
-against itself and each part kind against the texts, on documents of the ``val`` split; the
+against itself and each part kind against the texts, on documents of the ``val`` split, plus
+image -> own caption mAP (positives: the image's own caption text) where both kinds exist; the
 best epoch is kept and training stops after ``train.patience`` epochs without improvement.
 """
 
@@ -56,6 +57,7 @@ __all__ = [
     "MODEL_DIR",
     "FittedSpace",
     "fit_space",
+    "mean_average_precision",
     "run_train",
     "train_space",
     "validation_scores",
@@ -167,6 +169,29 @@ def _pairs(kinds: Mapping[str, _Kind], split: str) -> list[_Pairs]:
     return found
 
 
+RIDGE_ALPHA = 10.0  # the ridge baseline's (medsim.evaluate.baselines.ridge_map) penalty
+
+
+def _fit_linear_heads(
+    space: SharedSpace, kinds: Mapping[str, _Kind], types: Mapping[str, str]
+) -> None:
+    """Start each "linear" head at the ridge map from its training rows onto the space
+    vectors of their own captions (images), else of their own documents' texts."""
+    pairs = {(p.a, p.b): p for p in _pairs(kinds, "train")}
+    for name, head_type in types.items():
+        if head_type != "linear":
+            continue
+        pair = pairs.get((name, "caption")) or pairs.get((name, "text"))
+        if pair is None or len(pair.a_rows) < 2:
+            log.warning("%s: no training pairs to start its linear head from", name)
+            continue
+        with torch.no_grad():
+            target = _project(space, kinds[pair.b], pair.b, pair.b_rows)
+        x = kinds[name].x[torch.from_numpy(pair.a_rows)]
+        space.heads[name].fit_ridge(x, target, RIDGE_ALPHA)
+        log.info("%s head: ridge start on %d %s pairs", name, len(pair.a_rows), pair.b)
+
+
 def _project(space: SharedSpace, kind: _Kind, name: str, rows: np.ndarray) -> torch.Tensor:
     return space.heads[name](kind.x[torch.from_numpy(np.asarray(rows, dtype=np.int64))])
 
@@ -195,6 +220,9 @@ def validation_scores(
         score = _map_at_r(calculator, z, y, z, y, same=True)
         if score is not None:
             scores[f"{name}/{name}"] = score
+    cross = _pair_retrieval(space, kinds, split)
+    if cross is not None:
+        scores["image/own_caption"] = cross
     if "text" in projected:
         tz, ty = projected["text"]
         for name, (z, y) in projected.items():
@@ -205,6 +233,40 @@ def validation_scores(
     if scores:
         scores["map_at_r"] = float(np.mean(list(scores.values())))
     return scores
+
+
+def _pair_retrieval(space: SharedSpace, kinds: Mapping[str, _Kind], split: str) -> float | None:
+    """Image -> caption MAP@R on ``split``: an image's relevant captions are those with its own
+    caption's text (caption groups), not same-class ones. None without such pairs."""
+    pair = next((p for p in _pairs(kinds, split) if (p.a, p.b) == ("image", "caption")), None)
+    if pair is None or "image" not in space.heads or "caption" not in space.heads:
+        return None
+    # the gallery: one row per distinct caption text
+    _, first = np.unique(pair.keys, return_index=True)
+    was_training = space.training
+    space.eval()
+    with torch.no_grad():
+        zi = _project(space, kinds["image"], "image", pair.a_rows)
+        zc = _project(space, kinds["caption"], "caption", pair.b_rows[first])
+    space.train(was_training)
+    return mean_average_precision(zi.numpy(), pair.keys, zc.numpy(), pair.keys[first])
+
+
+def mean_average_precision(
+    query: np.ndarray, query_keys: np.ndarray, gallery: np.ndarray, gallery_keys: np.ndarray
+) -> float | None:
+    """Mean over queries of average precision over the full ranking by dot product, a
+    gallery row being relevant when its key equals the query's. Queries with no relevant row
+    are skipped; None when none is left."""
+    order = np.argsort(-(query @ gallery.T), axis=1, kind="stable")
+    aps = []
+    for q, key in enumerate(query_keys):
+        hits = gallery_keys[order[q]] == key
+        if not hits.any():
+            continue
+        ranks = np.flatnonzero(hits) + 1
+        aps.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
+    return float(np.mean(aps)) if aps else None
 
 
 def _map_at_r(calculator, query, query_labels, ref, ref_labels, same: bool) -> float | None:
@@ -308,7 +370,7 @@ def train_space(
     """
     kinds, classes = _prepare(features, labels, splits)
     types = {name: (head_types or {}).get(name, "mlp") for name in kinds}
-    kept = {kinds[n].x.shape[1] for n, t in types.items() if t != "mlp"}
+    kept = {kinds[n].x.shape[1] for n, t in types.items() if t in ("residual", "identity")}
     if len(kept) > 1:
         raise MedsimError(f"residual and identity heads need one input dimension, got {kept}")
     dim = kept.pop() if kept else params.dim
@@ -327,6 +389,7 @@ def train_space(
         for name, kind in kinds.items():
             rows = np.flatnonzero(kind.split == "train")
             space.heads[name].fit_standardization(kind.x[torch.from_numpy(rows)])
+        _fit_linear_heads(space, kinds, types)
         objective = build_objective(loss, params, max(len(classes), 1), dim)
         align = alignment_loss(params.temperature)
         residual = {n for n, t in types.items() if t == "residual"}
@@ -553,10 +616,11 @@ def fit_space(
     """Train the space the way ``train.tune_encoder`` says.
 
     Tuned: the text encoder is tuned on ``items`` (a :class:`~medsim.dml.tune.TextItems`),
-    its text kinds get identity heads, the image kind an MLP head into its space. Not tuned:
-    residual heads over the frozen text embeddings. ``encode_all`` False encodes only the
-    training and validation documents, and only when a non-text kind needs a head trained
-    against them (evaluation retrains that then embed a few documents of their own).
+    its text kinds get identity heads, the image kind a ridge-started linear head into its
+    space. Not tuned: residual heads over the frozen text embeddings. ``encode_all`` False
+    encodes only the training and validation documents, and only when a non-text kind needs a
+    head trained against them (evaluation retrains that then embed a few documents of their
+    own).
     """
     from medsim.dml.tune import TunedText, tune_text_encoder
     from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
@@ -587,7 +651,8 @@ def fit_space(
     else:
         wanted = None
     features = {**others, **(tuned.features(wanted) if wanted is not None else {})}
-    types = {k: ("identity" if k in TEXT_KINDS else "mlp") for k in features}
+    # images: a linear head started at the ridge map onto their captions, plus a residual MLP
+    types = {k: ("identity" if k in TEXT_KINDS else "linear") for k in features}
     if wanted is None:  # nothing to train: identity heads, untrained (SimHash) hashers
         space = SharedSpace(
             {"text": split.dim},

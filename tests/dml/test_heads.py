@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medsim.dml.heads import HashingHead, ProjectionHead, quantization_loss
+from medsim.dml.heads import HashingHead, LinearResidualHead, ProjectionHead, quantization_loss
 
 
 def test_projection_is_unit_length_and_standardised():
@@ -47,3 +47,18 @@ def test_hash_codes_are_the_signs_of_the_relaxed_codes():
 def test_quantization_loss_hand_values():
     assert quantization_loss(torch.tensor([1.0, -1.0, 0.0])).item() == pytest.approx(1 / 3)
     assert quantization_loss(torch.tensor([0.5, -0.5])).item() == pytest.approx(0.25)
+
+
+def test_linear_head_starts_at_the_ridge_map():
+    # x = [0, 2] standardises to [-1/sqrt2, 1/sqrt2]; y = [1, 3] (centred: [-1, 1]);
+    # w = (x.y) / (x.x + alpha) = sqrt2 / (1 + 1) = 1/sqrt2, b = mean(y) = 2
+    head = LinearResidualHead(1, 2, hidden=4)
+    x = torch.tensor([[0.0], [2.0]])
+    head.fit_standardization(x)
+    head.fit_ridge(x, torch.tensor([[1.0, 0.0], [3.0, 0.0]]), alpha=1.0)
+    assert head.linear.weight[:, 0].tolist() == pytest.approx([2**-0.5, 0.0], abs=1e-6)
+    assert head.linear.bias.tolist() == pytest.approx([2.0, 0.0], abs=1e-6)
+    # the MLP starts at zero: the output is the normalised ridge prediction
+    head.linear.bias.data = torch.tensor([0.0, 1.0])
+    out = head(torch.tensor([[2.0]]))  # w * x_std = 0.5, so [0.5, 1] / |.|
+    assert out[0].tolist() == pytest.approx([0.5 / 1.25**0.5, 1 / 1.25**0.5], abs=1e-6)

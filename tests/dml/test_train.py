@@ -188,3 +188,35 @@ def test_stage_script_fails_cleanly_without_inputs(tmp_path, repo_root):
     result = run_stage_script("train", tmp_path, timeout=120)
     assert result.returncode == 2
     assert "medsim train:" in result.stderr and "embed" in result.stderr
+
+
+def test_mean_average_precision_hand_values():
+    from medsim.dml.train import mean_average_precision
+
+    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    gallery_keys = np.array(["a", "b", "a"])
+    query = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # q0 (a): a, b, a -> (1/1 + 2/3) / 2; q1 (b): a, b, a -> 1/2; q2 (c): no relevant, skipped
+    got = mean_average_precision(query, np.array(["a", "b", "c"]), gallery, gallery_keys)
+    assert got == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
+    assert mean_average_precision(query[2:], np.array(["c"]), gallery, gallery_keys) is None
+
+
+def test_linear_image_head_starts_at_the_ridge_map_onto_captions(tiny_corpus, fast_params):
+    # identity text kinds (one 16-d space) and a linear image head: before any step the image
+    # head is the ridge map onto the captions, so val image -> own caption is far above chance
+    features = dict(tiny_corpus["features"])
+    text = features["text"][2]
+    caption = (text + 0.1 * np.random.RandomState(1).normal(size=text.shape)).astype(np.float32)
+    features["caption"] = (features["caption"][0], features["caption"][1], caption)
+    corpus = {**tiny_corpus, "features": features}
+    types = {"text": "identity", "caption": "identity", "image": "linear"}
+    params = dataclasses.replace(fast_params, epochs=1)
+    _, history = train_space(**corpus, params=params, loss="triplet", seed=0, head_types=types)
+    start = history[0]["val"]["image/own_caption"]
+    # 32 val images, one own caption each among 32: chance mAP ~ (1/32) * H(32) ~ 0.13
+    assert start > 0.4
+    _, untrained_history = train_space(
+        **corpus, params=params, loss="triplet", seed=0, head_types={**types, "image": "mlp"}
+    )
+    assert untrained_history[0]["val"]["image/own_caption"] < start - 0.2

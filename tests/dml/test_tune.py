@@ -182,7 +182,7 @@ def test_train_stage_tunes_the_encoder_and_writes_it_with_its_vectors(bert_folde
     out = run_train(params, tmp_path)
     space = load_shared_space(out)
     assert space.text_model == "text_model" and space.dim == 16  # the encoder's own space
-    assert space.head_types == {"text": "identity", "caption": "identity", "image": "mlp"}
+    assert space.head_types == {"text": "identity", "caption": "identity", "image": "linear"}
     tuned = load_features(out / "embeddings")
     assert set(tuned) == {"text", "caption"}
     # the saved model reproduces the vectors train wrote (same text, same max_tokens)
