@@ -39,7 +39,7 @@ from medsim.pdf.tables import (
     table_regions,
 )
 
-__all__ = ["PdfResult", "SkipRow", "corpus_figures", "extract_pdf"]
+__all__ = ["PdfResult", "SkipRow", "corpus_figures", "extract_pdf", "image_file_to_png"]
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,24 @@ def _extract_page(
     return _PageState(page, found, text_lines)
 
 
+def image_file_to_png(path: Path) -> tuple[bytes, int, int]:
+    """An image file as PNG bytes with its width and height; PNG files are kept byte for byte.
+
+    Raises ``FileNotFoundError``, or PIL's ``UnidentifiedImageError``/``OSError`` for a file that
+    does not decode; callers turn those into skip rows.
+    """
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        width, height = image.size
+        if image.format != "PNG":
+            buffer = io.BytesIO()
+            converted = image if image.mode in ("RGB", "L", "RGBA", "LA") else image.convert("RGB")
+            converted.save(buffer, format="PNG")
+            data = buffer.getvalue()
+    return data, width, height
+
+
 def corpus_figures(
     rows: Iterable[Mapping[str, Any]], root: Path, min_px: int
 ) -> Iterator[dict[str, Any] | SkipRow]:
@@ -275,17 +293,7 @@ def corpus_figures(
         image_id = row["image_id"]
         path = root / row["path"]
         try:
-            data = path.read_bytes()
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                width, height = image.size
-                if image.format != "PNG":
-                    buffer = io.BytesIO()
-                    converted = (
-                        image if image.mode in ("RGB", "L", "RGBA", "LA") else image.convert("RGB")
-                    )
-                    converted.save(buffer, format="PNG")
-                    data = buffer.getvalue()
+            data, width, height = image_file_to_png(path)
         except FileNotFoundError:
             yield (image_id, "missing file", str(row["path"]))
             continue

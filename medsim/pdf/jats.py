@@ -16,16 +16,15 @@ does not decode, and a table given only as an image, skip that item.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from medsim.config import ExtractParams
-from medsim.pdf.extract import PdfResult
+from medsim.pdf.extract import PdfResult, image_file_to_png
 from medsim.pdf.tables import cells_json, linearize
 
 __all__ = ["extract_jats", "table_cells"]
@@ -100,19 +99,6 @@ def _image_file(folder: Path, href: str) -> Path | None:
     return None
 
 
-def _png(path: Path) -> tuple[bytes, int, int]:
-    data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        width, height = image.size
-        if image.format != "PNG":
-            buffer = io.BytesIO()
-            mode_ok = image.mode in ("RGB", "L", "RGBA", "LA")
-            (image if mode_ok else image.convert("RGB")).save(buffer, format="PNG")
-            data = buffer.getvalue()
-    return data, width, height
-
-
 def _figures(
     root: etree._Element, folder: Path, doc_id: str, params: ExtractParams, result: PdfResult
 ) -> Iterator[dict[str, Any]]:
@@ -125,7 +111,7 @@ def _figures(
             result.skipped.append((figure_id, "figure image missing", href or "no <graphic>"))
             continue
         try:
-            png, width, height = _png(image)
+            png, width, height = image_file_to_png(image)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             result.skipped.append((figure_id, "undecodable image", f"{type(exc).__name__}: {exc}"))
             continue
