@@ -162,7 +162,7 @@ def _screen(
         content = source.content(row)
         reason, detail = None, None
         if not content:
-            reason = "empty_text" if source.modality == "text" else "empty_image"
+            reason = "empty text" if source.modality == "text" else "empty image"
         elif source.modality == "image":
             try:  # header only, so that cached vectors obey embed.min_image_px too
                 check_image(content, min_image_px)
@@ -194,7 +194,7 @@ def embed_records(
     """The pure core: one batch of ``source``'s input -> rows of :func:`records_schema`.
 
     Each input row gets one output row, in input order: its vector, or a skip ``reason``
-    (``empty_text``, ``empty_image``, ``undecodable_image``, ``image_too_small``). Vectors in
+    ("empty text", "empty image", "undecodable image", "image too small"). Vectors in
     ``known`` (by content hash: the caller's cache hits) are not encoded again; equal contents
     are encoded once. No files are read or written, so any worker can run it on its batch.
     """

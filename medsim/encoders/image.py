@@ -75,12 +75,12 @@ def _open(data: bytes, min_px: int, load: bool) -> Image.Image:
             if load:
                 image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageSkip("undecodable_image", f"{type(exc).__name__}: {exc}") from exc
+        raise ImageSkip("undecodable image", f"{type(exc).__name__}: {exc}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageSkip("image_too_large", str(exc)) from exc
     if min(image.size) < min_px:
         raise ImageSkip(
-            "image_too_small", f"{image.size[0]}x{image.size[1]} px < embed.min_image_px={min_px}"
+            "image too small", f"{image.size[0]}x{image.size[1]} px < embed.min_image_px={min_px}"
         )
     return image
 

@@ -54,7 +54,7 @@ def test_embed_batch_by_hand(tmp_path: Path):
     assert out.column("vector").to_pylist() == [[4.0, 2.0], [4.0, 2.0], [1.0, 0.0]]
     assert out.column("content_hash").to_pylist()[0] == content_hash("fake-fingerprint", "ab\na")
     assert encoder.seen == ["ab\na", "b"]  # identical texts encoded once
-    assert [(r["item"], r["reason"]) for r in skips.rows] == [("text:y", "empty_text")]
+    assert [(r["item"], r["reason"]) for r in skips.rows] == [("text:y", "empty text")]
 
     again = embed_batch(batch, SOURCES["text"], encoder, cache=cache)
     assert encoder.seen == ["ab\na", "b"]  # all from the cache
@@ -103,10 +103,10 @@ def test_stage_on_a_tiny_corpus(tiny_corpus: Path, minilm, lite0):
     skipped = read_table(skipped_path("embed", tiny_corpus), SKIPPED).to_pylist()
     reasons = {(r["item"], r["reason"]) for r in skipped}
     assert reasons == {
-        ("text:d4", "empty_text"),
-        ("captions:f4", "empty_text"),
-        ("images:f3", "image_too_small"),
-        ("images:f4", "undecodable_image"),
+        ("text:d4", "empty text"),
+        ("captions:f4", "empty text"),
+        ("images:f3", "image too small"),
+        ("images:f4", "undecodable image"),
     }
     assert summary.encoded["text"] == 3 and summary.encoded["captions"] == 2
 
@@ -127,7 +127,7 @@ def test_stage_on_a_tiny_corpus(tiny_corpus: Path, minilm, lite0):
     assert run_embed(strict, tiny_corpus).encoded["images"] == 0
     assert list(_vectors(out / "images.parquet")) == ["f1"]  # f2 is 48 px
     skipped = read_table(skipped_path("embed", tiny_corpus), SKIPPED).to_pylist()
-    assert ("images:f2", "image_too_small") in {(r["item"], r["reason"]) for r in skipped}
+    assert ("images:f2", "image too small") in {(r["item"], r["reason"]) for r in skipped}
 
 
 def test_text_only_corpus_gets_empty_files_with_the_right_dims(tmp_path: Path, monkeypatch):
@@ -162,7 +162,7 @@ def test_embed_records_is_pure_and_returns_skips_as_rows(tmp_path: Path):
     assert records.schema == records_schema(2)
     assert records.column("id").to_pylist() == ["x", "y", "z"]  # one row per input, in order
     assert records.column("vector").to_pylist() == [[4.0, 2.0], None, [9.0, 9.0]]
-    assert records.column("reason").to_pylist() == [None, "empty_text", None]
+    assert records.column("reason").to_pylist() == [None, "empty text", None]
     assert encoder.seen == ["ab\na"]  # the known vector is not encoded again
     assert list(tmp_path.iterdir()) == []  # nothing written
 
@@ -170,5 +170,5 @@ def test_embed_records_is_pure_and_returns_skips_as_rows(tmp_path: Path):
     cache = EmbeddingCache(tmp_path, encoder.fingerprint, 2)
     out = split_records(records, SOURCES["text"], 2, cache=cache, skips=skips)
     assert out.column("id").to_pylist() == ["x", "z"]
-    assert [(r["item"], r["reason"]) for r in skips.rows] == [("text:y", "empty_text")]
+    assert [(r["item"], r["reason"]) for r in skips.rows] == [("text:y", "empty text")]
     assert len(cache) == 2  # the edge stores both vectors

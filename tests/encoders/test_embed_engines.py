@@ -78,13 +78,13 @@ def _embed(source: str, root: Path, load, compute: ComputeParams, dest: Path):
             "text",
             partial(load_text_encoder, "packaged:all-MiniLM-L6-v2", batch_size=4, device="cpu"),
             ["d1", "d2", "d3"],
-            [("text:d4", "empty_text")],
+            [("text:d4", "empty text")],
         ),
         (
             "images",
             partial(load_image_encoder, "packaged:efficientnet-lite0", batch_size=4, device="cpu"),
             ["f1", "f2"],
-            [("images:f3", "image_too_small"), ("images:f4", "undecodable_image")],
+            [("images:f3", "image too small"), ("images:f4", "undecodable image")],
         ),
     ],
 )

@@ -63,10 +63,10 @@ def test_sixteen_bit_grayscale_is_rescaled():
 def test_unusable_images_are_skipped_with_a_reason():
     with pytest.raises(ImageSkip) as broken:
         decode_image(b"\x89PNG but not really", min_px=32)
-    assert broken.value.reason == "undecodable_image"
+    assert broken.value.reason == "undecodable image"
     with pytest.raises(ImageSkip) as small:
         decode_image(png(gradient(20)), min_px=32)
-    assert small.value.reason == "image_too_small"
+    assert small.value.reason == "image too small"
     assert "20x20" in small.value.detail
     assert decode_image(png(gradient(20)), min_px=16).size == (20, 20)
 
