@@ -17,7 +17,7 @@ labelled only by a compound number) is kept without a caption.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pymupdf
@@ -148,12 +148,25 @@ def _with_labels(
     rect: pymupdf.Rect, lines: Sequence[pymupdf.Rect], captions: Sequence[Caption]
 ) -> pymupdf.Rect:
     """Grow a vector figure over its own text (axis labels, box texts), not over body text."""
+    return _grow_over_lines(rect, lines, captions, lambda width: width < rect.width)
+
+
+def _grow_over_lines(
+    rect: pymupdf.Rect,
+    lines: Sequence[pymupdf.Rect],
+    captions: Sequence[Caption],
+    narrow: Callable[[float], bool],
+) -> pymupdf.Rect:
+    """``rect`` grown over every ``narrow`` text line lying (80%) within 12 pt of it.
+
+    Caption lines are never taken: a caption belongs beside its figure, not inside it.
+    """
     grown = grow(rect, 12.0)
     out = pymupdf.Rect(rect)
     for line in lines:
-        if any(c.rect.intersects(line) for c in captions):
+        if not narrow(line.width) or area_fraction(line, grown) <= 0.8:
             continue
-        if area_fraction(line, grown) > 0.8 and line.width < rect.width:
+        if not any(c.rect.intersects(line) for c in captions):
             out |= line
     return out
 
@@ -356,14 +369,8 @@ def _with_panel_labels(
     rect: pymupdf.Rect, lines: Sequence[pymupdf.Rect], captions: Sequence[Caption]
 ) -> pymupdf.Rect:
     """Grow a figure over the short text at its edge: panel letters, panel titles, keys."""
-    grown = grow(rect, 12.0)
-    out = pymupdf.Rect(rect)
-    for line in lines:
-        if line.width > max(0.5 * rect.width, 40.0) or area_fraction(line, grown) <= 0.8:
-            continue
-        if not any(c.rect.intersects(line) for c in captions):
-            out |= line
-    return out
+    limit = max(0.5 * rect.width, 40.0)
+    return _grow_over_lines(rect, lines, captions, lambda width: width <= limit)
 
 
 def _assign_captions(
