@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medsim.config import FetchParams  # noqa: E402
-from medsim.fetch import RawStore  # noqa: E402
 from medsim.pubmed.entrez import articles_from_xml, fetch_entrez  # noqa: E402
 from medsim.pubmed.http import NcbiHttp, RateLimiter, ResponseCache, RetryPolicy  # noqa: E402
 from medsim.pubmed.medline import iter_medline  # noqa: E402
 from medsim.pubmed.pmc import PmcClient  # noqa: E402
+from medsim.pubmed.raw import RawStore  # noqa: E402
 from medsim.pubmed.records import Article  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 from tests.pubmed.fake_eutils import (  # noqa: E402

@@ -95,10 +95,10 @@ from medsim.pubmed.http import (
     TransientAnswer,
     remember_failures,
 )
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract, resolve_label
 
 if TYPE_CHECKING:
-    from medsim.fetch import RawStore
     from medsim.pubmed.pmc import PmcClient
 
 __all__ = [

@@ -43,7 +43,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from medsim.io import atomic_path
 from medsim.pubmed.http import (
@@ -55,10 +54,8 @@ from medsim.pubmed.http import (
     StatusError,
     remember_failures,
 )
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore
 
 __all__ = ["BUCKET", "CLOUD_URL", "PMC_URL", "FullText", "PmcClient", "is_pdf", "object_key"]
 

@@ -1,7 +1,8 @@
 """The records every fetch source yields, and the rules that turn them into article rows.
 
 Sources (Entrez, local readers) are generators of :class:`Article`, :class:`CorpusImage` and
-:class:`Skipped`; :mod:`medsim.fetch` streams them into Parquet. Nothing here does I/O.
+:class:`Skipped` (together a :data:`Record`); :mod:`medsim.pubmed.stage` streams them into
+Parquet. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from medsim.splits import assign_split
 __all__ = [
     "Article",
     "CorpusImage",
+    "Record",
     "Skipped",
     "clean_text",
     "format_abstract",
@@ -76,6 +78,9 @@ class Skipped:
     reason: str
     detail: str | None = None
 
+
+# What a fetch source yields.
+Record = Article | CorpusImage | Skipped
 
 _SPACE = re.compile(r"\s+")
 

@@ -14,7 +14,6 @@ import pytest
 from lxml import etree
 
 from medsim.config import FetchParams, params_from_dict
-from medsim.fetch import RawStore, run_fetch
 from medsim.pubmed import entrez
 from medsim.pubmed.entrez import (
     DtdMissingError,
@@ -33,7 +32,9 @@ from medsim.pubmed.http import (
     default_rate,
     ncbi_identity,
 )
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
+from medsim.pubmed.stage import run_fetch
 from tests.pubmed.fake_eutils import (
     PUBMED_DOCTYPE,
     FakeServer,

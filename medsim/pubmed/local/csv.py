@@ -26,14 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError, splits_from_names
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 SOURCE = "local:csv"
 TEXT_NAMES = ("text", "abstract", "medical_abstract", "body", "content", "document")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 PARALLEL_ANNOTATION_DIRS = {"text", "labels"}
 

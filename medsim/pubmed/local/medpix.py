@@ -26,14 +26,12 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, CorpusImage, Skipped, clean_text, format_abstract
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, CorpusImage, Record, Skipped, clean_text, format_abstract
 
 SOURCE = "local:medpix"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -23,16 +23,13 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pymupdf
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 SOURCE = "local:pdfs"
 MAX_ABSTRACT_CHARS = 5_000

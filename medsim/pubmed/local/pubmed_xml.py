@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError
 from medsim.pubmed.medline import DeletedCitation, iter_medline
-from medsim.pubmed.records import Article, Skipped, mesh_detail, mesh_label
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, mesh_detail, mesh_label
 
 SOURCE = "local:pubmed-xml"
 

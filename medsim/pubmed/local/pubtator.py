@@ -19,14 +19,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
 from medsim.pubmed.local import LocalSourceError, splits_from_names
-from medsim.pubmed.records import Article, Skipped, clean_text, mesh_detail, mesh_label
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text, mesh_detail, mesh_label
 
 SOURCE = "local:pubtator"
 _MESH_ID = re.compile(r"^(?:MESH:)?([CD]\d{6,9})$", re.IGNORECASE)
