@@ -18,10 +18,11 @@ from typing import Any
 
 from medsim import __version__
 from medsim.errors import MedsimError
+from medsim.names import INDEX_ORDER
 
 __all__ = ["build_parser", "main"]
 
-RESULT_TYPES = ("document", "figure", "caption", "table")
+RESULT_TYPES = tuple(m.result_type for m in INDEX_ORDER)
 
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:

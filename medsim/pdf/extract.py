@@ -19,6 +19,7 @@ import pymupdf
 from PIL import Image, UnidentifiedImageError
 
 from medsim.config import ExtractParams
+from medsim.names import SkipReason
 from medsim.pdf.captions import find_captions
 from medsim.pdf.figures import (
     Figure,
@@ -65,7 +66,7 @@ def _open(
     pdf_path: Path, doc_id: str, max_pages: int
 ) -> tuple[pymupdf.Document | None, SkipRow | None]:
     if not pdf_path.is_file():
-        return None, (doc_id, "missing file", str(pdf_path))
+        return None, (doc_id, SkipReason.MISSING_FILE, str(pdf_path))
     try:
         doc = pymupdf.open(pdf_path, filetype="pdf")
     except Exception as exc:  # MuPDF raises several types for broken files
@@ -75,11 +76,11 @@ def _open(
         return None, (doc_id, "encrypted", "needs a password")
     if doc.page_count == 0:
         doc.close()
-        return None, (doc_id, "no pages", None)
+        return None, (doc_id, SkipReason.NO_PAGES, None)
     if doc.page_count > max_pages:
         count = doc.page_count
         doc.close()
-        return None, (doc_id, "too many pages", f"{count} > extract.max_pages={max_pages}")
+        return None, (doc_id, SkipReason.TOO_MANY_PAGES, f"{count} > extract.max_pages={max_pages}")
     try:
         has_text = any(page.get_text("text").strip() for page in doc)
     except Exception as exc:
@@ -87,7 +88,11 @@ def _open(
         return None, (doc_id, "corrupt", f"{type(exc).__name__}: {exc}")
     if not has_text:
         doc.close()
-        return None, (doc_id, "image-only", "no text layer (a scan): captions cannot be found")
+        return None, (
+            doc_id,
+            SkipReason.IMAGE_ONLY,
+            "no text layer (a scan): captions cannot be found",
+        )
     return doc, None
 
 
@@ -111,7 +116,11 @@ def extract_pdf(pdf_path: Path, doc_id: str, params: ExtractParams) -> PdfResult
                 state = _extract_page(Path(pdf_path), page, doc_id, params, result)
             except Exception as exc:  # one broken page must not lose the others
                 result.skipped.append(
-                    (f"{doc_id}:p{page.number + 1}", "page error", f"{type(exc).__name__}: {exc}")
+                    (
+                        f"{doc_id}:p{page.number + 1}",
+                        SkipReason.PAGE_ERROR,
+                        f"{type(exc).__name__}: {exc}",
+                    )
                 )
                 state = None
             if pending is not None and state is not None:
@@ -219,7 +228,9 @@ def _extract_page(
                 layout_cache.append(detect_layout(page))
             except Exception as exc:  # the page still gets caption-led tables and figures
                 detail = f"{type(exc).__name__}: {exc}"
-                result.skipped.append((f"{doc_id}:p{number}", "layout model failed", detail))
+                result.skipped.append(
+                    (f"{doc_id}:p{number}", SkipReason.LAYOUT_MODEL_FAILED, detail)
+                )
                 layout_cache.append(None)
         return layout_cache[0]
 
@@ -295,15 +306,15 @@ def corpus_figures(
         try:
             data, width, height = image_file_to_png(path)
         except FileNotFoundError:
-            yield (image_id, "missing file", str(row["path"]))
+            yield (image_id, SkipReason.MISSING_FILE, str(row["path"]))
             continue
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            yield (image_id, "undecodable image", f"{type(exc).__name__}: {exc}")
+            yield (image_id, SkipReason.UNDECODABLE_IMAGE, f"{type(exc).__name__}: {exc}")
             continue
         if min(width, height) < min_px:
             yield (
                 image_id,
-                "image too small",
+                SkipReason.IMAGE_TOO_SMALL,
                 f"{width}x{height} < extract.min_figure_px={min_px}",
             )
             continue

@@ -33,7 +33,7 @@ Mapping of a ``PubmedArticle`` (shared with the lxml MEDLINE reader, which must 
   ``<sup>``) removed, whitespace collapsed; no title at all is a malformed record.
 - ``abstract``: ``Article/Abstract/AbstractText`` sections through
   :func:`~medsim.pubmed.records.format_abstract` (a structured abstract keeps its ``Label``
-  attributes as ``"METHODS: ..."`` paragraphs). No abstract: ``Skipped(pmid, "empty abstract")``.
+  attributes as ``"METHODS: ..."`` paragraphs). No abstract: ``Skipped(pmid, "no abstract")``.
 - ``journal``: ``Journal/Title``.
 - ``year``: ``PubDate/Year``, else the first four-digit year of ``PubDate/MedlineDate``.
 - ``mesh``: MeSH *descriptor UIs* (``DescriptorName/@UI``, e.g. ``D001943``), in record order,
@@ -83,6 +83,7 @@ from tqdm import tqdm
 from medsim.config import FetchParams
 from medsim.errors import MedsimError
 from medsim.io import atomic_path
+from medsim.names import SkipReason
 from medsim.pubmed.http import (
     BadResponse,
     DamagedResponseError,
@@ -229,7 +230,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 def article_from_record(record: Mapping[str, Any]) -> Article | Skipped:
     """Map one Biopython ``PubmedArticle`` to an :class:`Article` (label left unset).
 
-    A record without an abstract gives ``Skipped(pmid, "empty abstract")``; one whose structure
+    A record without an abstract gives ``Skipped(pmid, "no abstract")``; one whose structure
     does not fit (no PMID, no title, unexpected nesting) gives
     ``Skipped(pmid, "malformed record", why)``, never an exception.
     """
@@ -237,21 +238,21 @@ def article_from_record(record: Mapping[str, Any]) -> Article | Skipped:
     try:
         if "BookDocument" in record:
             pmid = _text(record["BookDocument"].get("PMID")) or pmid
-            return Skipped(pmid, "book record", "PubmedBookArticle")
+            return Skipped(pmid, SkipReason.BOOK_RECORD, "PubmedBookArticle")
         citation = record["MedlineCitation"]
         pmid = _text(citation["PMID"])
         if not pmid:
-            return Skipped("unknown", "malformed record", "no PMID")
+            return Skipped("unknown", SkipReason.MALFORMED_RECORD, "no PMID")
         article = citation["Article"]
         title = _text(article.get("ArticleTitle")) or _text(article.get("VernacularTitle"))
         if not title:
-            return Skipped(pmid, "malformed record", "no title")
+            return Skipped(pmid, SkipReason.MALFORMED_RECORD, "no title")
         abstract = format_abstract(
             (text.attributes.get("Label"), _text(text))
             for text in article.get("Abstract", {}).get("AbstractText", [])
         )
         if not abstract:
-            return Skipped(pmid, "empty abstract")
+            return Skipped(pmid, SkipReason.NO_ABSTRACT)
         journal = article.get("Journal", {})
         article_ids = _ids(record.get("PubmedData", {}).get("ArticleIdList", []), "IdType")
         locations = _ids(article.get("ELocationID", []), "EIdType")
@@ -277,7 +278,7 @@ def article_from_record(record: Mapping[str, Any]) -> Article | Skipped:
             pmcid=article_ids.get("pmc") or next(other_pmc, None),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return Skipped(pmid, "malformed record", f"{type(exc).__name__}: {exc}")
+        return Skipped(pmid, SkipReason.MALFORMED_RECORD, f"{type(exc).__name__}: {exc}")
 
 
 def articles_from_xml(data: bytes) -> list[Article | Skipped]:
@@ -570,7 +571,7 @@ class EntrezClient:
         if missing:
             fresh = self._efetch(missing)
             returned = {r.item if isinstance(r, Skipped) else r.doc_id for r in fresh}
-            fresh += [Skipped(p, "not returned by efetch") for p in missing if p not in returned]
+            fresh += [Skipped(p, SkipReason.NOT_RETURNED) for p in missing if p not in returned]
             for record in fresh:
                 if isinstance(record, Skipped) and record.reason in REMEMBERED:
                     self.records.fail(record)
@@ -599,7 +600,7 @@ class EntrezClient:
             )
         except DamagedResponseError as exc:
             if len(pmids) == 1:
-                return [Skipped(pmids[0], "malformed record", str(exc))]
+                return [Skipped(pmids[0], SkipReason.MALFORMED_RECORD, str(exc))]
             half = len(pmids) // 2
             log.warning("efetch of %d PMIDs keeps failing to parse; splitting it", len(pmids))
             return self._efetch(pmids[:half]) + self._efetch(pmids[half:])
@@ -609,7 +610,7 @@ class EntrezClient:
 
 
 # Per-PMID outcomes worth remembering: asking again would get the same answer.
-REMEMBERED = frozenset({"not returned by efetch", "malformed record"})
+REMEMBERED = frozenset({SkipReason.NOT_RETURNED, SkipReason.MALFORMED_RECORD})
 
 
 def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) -> dict[str, list]:
@@ -667,8 +668,8 @@ def fetch_entrez(
     for pmid, matched in candidates.items():
         label, reason = resolve_label(matched, params.ambiguous)
         if label is None:
-            skipped[reason or "no label"] += 1
-            yield Skipped(pmid, reason or "no label", ",".join(matched))
+            skipped[reason or SkipReason.NO_LABEL] += 1
+            yield Skipped(pmid, reason or SkipReason.NO_LABEL, ",".join(matched))
         else:
             labels[pmid] = label
 
@@ -685,13 +686,13 @@ def fetch_entrez(
                 records.append(record)
             elif record.doc_id not in requested:
                 why = "repeated in the answer" if record.doc_id in asked else "not requested"
-                records.append(Skipped(record.doc_id, "unexpected record", why))
+                records.append(Skipped(record.doc_id, SkipReason.UNEXPECTED_RECORD, why))
             else:
                 requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
                 record.label = labels[record.doc_id]
                 articles.append(record)
         returned = {a.doc_id for a in articles} | {s.item for s in records}
-        records += [Skipped(p, "not returned by efetch") for p in batch if p not in returned]
+        records += [Skipped(p, SkipReason.NOT_RETURNED) for p in batch if p not in returned]
         if pmc is not None and articles:
             records += list(pmc.attach(articles, store))
         for skip in records:

@@ -53,6 +53,7 @@ from typing import BinaryIO
 
 from lxml import etree
 
+from medsim.names import SkipReason
 from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract
 
 __all__ = [
@@ -264,20 +265,22 @@ def iter_medline(
                     if pmid.text and pmid.text.strip():
                         yield DeletedCitation(pmid.text.strip())
             elif elem.tag == "PubmedBookArticle":
-                yield Skipped(_pmid_of(elem) or name, "book record", name)
+                yield Skipped(_pmid_of(elem) or name, SkipReason.BOOK_RECORD, name)
             elif problem:
-                yield Skipped(_pmid_of(elem) or f"{name}#{records}", "malformed record", problem)
+                yield Skipped(
+                    _pmid_of(elem) or f"{name}#{records}", SkipReason.MALFORMED_RECORD, problem
+                )
             else:
                 try:
                     yield article_from_element(elem, article_source)
                 except MedlineRecordError as exc:
                     item = _pmid_of(elem) or f"{name}#{records}"
-                    yield Skipped(item, "malformed record", str(exc))
+                    yield Skipped(item, SkipReason.MALFORMED_RECORD, str(exc))
             _release(elem)
     except (etree.XMLSyntaxError, OSError, EOFError, zlib.error) as exc:
-        yield Skipped(name, "unreadable XML", f"stopped after {records} records: {exc}")
+        yield Skipped(name, SkipReason.UNREADABLE_XML, f"stopped after {records} records: {exc}")
         return
     root = context.root
     if records == 0 and (root is None or root.tag not in SET_TAGS):
         found = "no root element" if root is None else f"root element <{root.tag}>"
-        yield Skipped(name, "not PubMed XML", found)
+        yield Skipped(name, SkipReason.NOT_PUBMED_XML, found)

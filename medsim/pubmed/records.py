@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medsim.names import SkipReason
 from medsim.splits import assign_split
 
 __all__ = [
@@ -120,10 +121,10 @@ def resolve_label(candidates: Sequence[str], ambiguous: str) -> tuple[str | None
     """
     unique = list(dict.fromkeys(candidates))
     if not unique:
-        return None, "no class matched"
+        return None, SkipReason.NO_CLASS_MATCHED
     if len(unique) == 1 or ambiguous == "first":
         return unique[0], None
-    return None, "ambiguous label"
+    return None, SkipReason.AMBIGUOUS_LABEL
 
 
 def mesh_label(

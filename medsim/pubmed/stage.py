@@ -21,6 +21,7 @@ from tqdm import tqdm
 from medsim.config import FetchParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir, rows_to_table, write_table
+from medsim.names import SkipReason
 from medsim.pubmed.raw import RAW_DIR, RawStore
 from medsim.pubmed.records import CorpusImage, Record, Skipped
 from medsim.schemas import ARTICLES, IMAGES
@@ -83,9 +84,9 @@ def write_articles(
                 elif isinstance(record, CorpusImage):
                     store.add_image(record)
                 elif record.doc_id in seen:
-                    skips.add(record.doc_id, "duplicate doc_id", record.source)
+                    skips.add(record.doc_id, SkipReason.DUPLICATE_DOC_ID, record.source)
                 elif not record.abstract.strip():
-                    skips.add(record.doc_id, "empty text", record.source)
+                    skips.add(record.doc_id, SkipReason.EMPTY_TEXT, record.source)
                 else:
                     seen.add(record.doc_id)
                     row = record.to_row(seed, params.val_fraction, params.test_fraction)

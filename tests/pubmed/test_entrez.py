@@ -130,7 +130,7 @@ def test_recorded_efetch_files_map_to_articles(shared_data: Path) -> None:
 
     # pubmed1.xml's first record has no abstract: skipped, not an empty article.
     first, second = articles_from_xml((base / "biopython" / "pubmed1.xml").read_bytes())
-    assert first == Skipped("12091962", "empty abstract")
+    assert first == Skipped("12091962", "no abstract")
     assert isinstance(second, Article) and second.year == 1976
 
 
@@ -147,7 +147,7 @@ def test_malformed_record_is_skipped_not_raised(templates) -> None:
     records = articles_from_xml(doc + b"</PubmedArticleSet>")
     assert [type(r).__name__ for r in records] == ["Article", "Skipped", "Skipped"]
     assert (records[1].item, records[1].reason) == ("2", "malformed record")
-    assert records[2] == Skipped("3", "empty abstract")
+    assert records[2] == Skipped("3", "no abstract")
 
 
 def test_parsing_never_downloads_a_dtd(shared_data: Path, monkeypatch) -> None:
