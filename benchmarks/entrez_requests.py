@@ -171,7 +171,7 @@ def main() -> None:
         f"same records: {result['warm_same']}"
     )
     bio, lxml_rate = parse_rate()
-    print(f"parse rate: Entrez path {bio:,.0f} records/s; streaming MEDLINE reader {lxml_rate:,.0f}")
+    print(f"parse rate: Entrez path {bio:,.0f} records/s; streaming reader {lxml_rate:,.0f}")
 
 
 if __name__ == "__main__":
