@@ -467,6 +467,56 @@ def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) ->
     }
 
 
+def _default_http(cache_dir: Path) -> NcbiHttp:
+    """The live client: responses cached under ``cache_dir/entrez``, retries with backoff."""
+    return NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
+
+
+def _warn_without_email(http: NcbiHttp) -> None:
+    if "email" not in http.identity:
+        log.warning(
+            "NCBI_EMAIL is not set: NCBI asks every E-utilities client for a contact address "
+            "(and may block anonymous heavy use); export NCBI_EMAIL=you@example.org"
+        )
+
+
+def _labels(
+    candidates: Mapping[str, list[str]], ambiguous: str
+) -> tuple[dict[str, str], list[Skipped]]:
+    """PMID -> its one label, and a skip for each PMID no class or several classes claim."""
+    labels: dict[str, str] = {}
+    skips: list[Skipped] = []
+    for pmid, matched in candidates.items():
+        label, reason = resolve_label(matched, ambiguous)
+        if label is None:
+            skips.append(Skipped(pmid, reason or SkipReason.NO_LABEL, ",".join(matched)))
+        else:
+            labels[pmid] = label
+    return labels, skips
+
+
+def _fetch_batch(
+    client: EntrezClient, batch: Sequence[str], labels: Mapping[str, str]
+) -> tuple[list[Article], list[Skipped]]:
+    """One efetch batch: the labelled articles asked for, and a skip for everything else."""
+    asked, requested = set(batch), set(batch)
+    articles: list[Article] = []
+    skips: list[Skipped] = []
+    for record in client.efetch(batch):
+        if isinstance(record, Skipped):
+            skips.append(record)
+        elif record.doc_id not in requested:
+            why = "repeated in the answer" if record.doc_id in asked else "not requested"
+            skips.append(Skipped(record.doc_id, SkipReason.UNEXPECTED_RECORD, why))
+        else:
+            requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
+            record.label = labels[record.doc_id]
+            articles.append(record)
+    returned = {a.doc_id for a in articles} | {s.item for s in skips}
+    skips += [Skipped(p, SkipReason.NOT_RETURNED) for p in batch if p not in returned]
+    return articles, skips
+
+
 def fetch_entrez(
     params: FetchParams,
     cache_dir: Path,
@@ -483,56 +533,28 @@ def fetch_entrez(
     re-run makes no request that an earlier run completed. Raises :class:`OfflineError` within
     seconds when NCBI cannot be reached at all.
     """
-    http = http or NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
-    if "email" not in http.identity:
-        log.warning(
-            "NCBI_EMAIL is not set: NCBI asks every E-utilities client for a contact address "
-            "(and may block anonymous heavy use); export NCBI_EMAIL=you@example.org"
-        )
+    http = http or _default_http(cache_dir)
+    _warn_without_email(http)
     client = EntrezClient(http, eutils_url, esearch_page)
     if params.pdfs and pmc is None:
         from medsim.pubmed.pmc import PmcClient
 
         pmc = PmcClient(http, Path(cache_dir), max_bytes=params.max_pdf_mb * 2**20)
     candidates = _candidates(client, params.classes, params.max_per_class)
-
-    skipped: Counter[str] = Counter()
-    labels: dict[str, str] = {}
-    for pmid, matched in candidates.items():
-        label, reason = resolve_label(matched, params.ambiguous)
-        if label is None:
-            skipped[reason or SkipReason.NO_LABEL] += 1
-            yield Skipped(pmid, reason or SkipReason.NO_LABEL, ",".join(matched))
-        else:
-            labels[pmid] = label
-
-    todo = list(labels)
-    fetched = 0
+    labels, unlabelled = _labels(candidates, params.ambiguous)
+    skipped = Counter(skip.reason for skip in unlabelled)
+    yield from unlabelled
+    todo, fetched = list(labels), 0
     progress = tqdm(total=len(todo), desc="efetch", unit="pmid", disable=None)
     for start in range(0, len(todo), params.batch_size):
         batch = todo[start : start + params.batch_size]
-        asked, requested = set(batch), set(batch)
-        articles: list[Article] = []
-        records: list[Skipped] = []
-        for record in client.efetch(batch):
-            if isinstance(record, Skipped):
-                records.append(record)
-            elif record.doc_id not in requested:
-                why = "repeated in the answer" if record.doc_id in asked else "not requested"
-                records.append(Skipped(record.doc_id, SkipReason.UNEXPECTED_RECORD, why))
-            else:
-                requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
-                record.label = labels[record.doc_id]
-                articles.append(record)
-        returned = {a.doc_id for a in articles} | {s.item for s in records}
-        records += [Skipped(p, SkipReason.NOT_RETURNED) for p in batch if p not in returned]
+        articles, skips = _fetch_batch(client, batch, labels)
         if pmc is not None and articles:
-            records += list(pmc.attach(articles, store))
-        for skip in records:
-            skipped[skip.reason] += 1
+            skips += list(pmc.attach(articles, store))
+        skipped.update(skip.reason for skip in skips)
         fetched += len(articles)
         yield from articles
-        yield from records
+        yield from skips
         progress.update(len(batch))
     progress.close()
     log.info(
