@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from medsim.config import ExtractParams
 from medsim.names import SkipReason
-from medsim.pdf.captions import find_captions
+from medsim.pdf.captions import Caption, find_captions
 from medsim.pdf.figures import (
     Figure,
     PageFigures,
@@ -202,6 +202,56 @@ def _write_figures(
         )
 
 
+def _page_tables(
+    pdf_path: Path,
+    page: pymupdf.Page,
+    regions: list[tuple[pymupdf.Rect, Caption | None]],
+    drawings: list[dict],
+    doc_id: str,
+    result: PdfResult,
+) -> list[pymupdf.Rect]:
+    """Parse each table region with camelot into ``result.tables``; return the tables' boxes.
+
+    A region camelot finds no table in is a skip row (``"table region rejected"``).
+    """
+    number = page.number + 1
+    horizontal, vertical = ruling_lines(drawings)
+    table_rects: list[pymupdf.Rect] = []
+    for k, (rect, caption) in enumerate(regions, start=1):
+        h_rules = [r for r in horizontal if rect.intersects(r)]
+        v_rules = [r for r in vertical if rect.intersects(r)]
+        ruled = len(h_rules) >= 2 and len(v_rules) >= 2
+        if ruled:  # lattice needs the whole grid, which the layout box may cut
+            rect = union([rect, *h_rules, *v_rules])
+        if caption is None and not ruled:
+            continue  # without a caption only a ruled grid is trusted as a table
+        parsed = parse_region(pdf_path, page, rect, ruled)
+        if isinstance(parsed, str):
+            box = f"bbox {rect.x0:.0f},{rect.y0:.0f},{rect.x1:.0f},{rect.y1:.0f} pt"
+            label = caption.label if caption else "uncaptioned ruled grid"
+            detail = f"{label}, {box}: {parsed}"
+            result.skipped.append((f"{doc_id}:p{number}:r{k}", SkipReason.TABLE_REJECTED, detail))
+            continue
+        table_rects.append(rect)
+        caption_text = caption.text if caption else ""
+        result.tables.append(
+            {
+                "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
+                "doc_id": doc_id,
+                "caption": caption_text,
+                "cells": cells_json(parsed.cells),
+                "text": linearize(caption_text, parsed.cells),
+                "origin": "pdf",
+                "page": number,
+                "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
+                "flavor": parsed.flavor,
+                "accuracy": parsed.accuracy,
+                "whitespace": parsed.whitespace,
+            }
+        )
+    return table_rects
+
+
 def _extract_page(
     pdf_path: Path, page: pymupdf.Page, doc_id: str, params: ExtractParams, result: PdfResult
 ) -> _PageState:
@@ -239,35 +289,7 @@ def _extract_page(
         regions = table_regions(captions, layout(), text_lines, page_bounds(page))
         if regions:
             result.table_pages += 1
-        horizontal, vertical = ruling_lines(drawings)
-        for rect, caption in regions:
-            h_rules = [r for r in horizontal if rect.intersects(r)]
-            v_rules = [r for r in vertical if rect.intersects(r)]
-            ruled = len(h_rules) >= 2 and len(v_rules) >= 2
-            if ruled:  # lattice needs the whole grid, which the layout box may cut
-                rect = union([rect, *h_rules, *v_rules])
-            if caption is None and not ruled:
-                continue  # without a caption only a ruled grid is trusted as a table
-            parsed = parse_region(pdf_path, page, rect, ruled)
-            if parsed is None:
-                continue
-            table_rects.append(rect)
-            caption_text = caption.text if caption else ""
-            result.tables.append(
-                {
-                    "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
-                    "doc_id": doc_id,
-                    "caption": caption_text,
-                    "cells": cells_json(parsed.cells),
-                    "text": linearize(caption_text, parsed.cells),
-                    "origin": "pdf",
-                    "page": number,
-                    "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
-                    "flavor": parsed.flavor,
-                    "accuracy": parsed.accuracy,
-                    "whitespace": parsed.whitespace,
-                }
-            )
+        table_rects = _page_tables(pdf_path, page, regions, drawings, doc_id, result)
 
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
     found = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt)

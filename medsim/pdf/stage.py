@@ -167,11 +167,8 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
             summary.pdfs += 1
             doc_id = outcome.item[1]
             if outcome.status != "ok":
-                reason = (
-                    SkipReason.TIMEOUT
-                    if outcome.status == "timeout"
-                    else SkipReason.EXTRACTOR_FAILED
-                )
+                timeout = outcome.status == "timeout"
+                reason = SkipReason.TIMEOUT if timeout else SkipReason.EXTRACTOR_FAILED
                 skips.add(doc_id, reason, outcome.detail)
                 continue
             _write_result(outcome.result, figures, tables, skips, summary)
