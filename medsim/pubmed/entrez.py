@@ -73,7 +73,12 @@ from medsim.pubmed.http import (
     TransientAnswer,
     remember_failures,
 )
-from medsim.pubmed.medline import MedlineDocumentError, parse_article_set, record_from_element
+from medsim.pubmed.medline import (
+    SAFE_PARSER,
+    MedlineDocumentError,
+    parse_article_set,
+    record_from_element,
+)
 from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped, clean_text, resolve_label
 
@@ -99,9 +104,6 @@ FIRST_DAY = date(1781, 1, 1)  # older than any PubMed publication date
 _ERROR = re.compile(rb"<ERROR>(.*?)</ERROR>", re.S)
 # esearch errors that mean "busy", not "wrong": worth a retry
 _TRANSIENT = ("backend failed", "unable to obtain query", "temporarily", "timed out", "try again")
-
-# answers are read without their DTD and never reach out to the network
-_PARSER = etree.XMLParser(load_dtd=False, no_network=True, resolve_entities=False)
 
 
 def articles_from_xml(data: bytes) -> list[Article | Skipped]:
@@ -218,7 +220,7 @@ class RecordCache:
 
 def _check_esearch(body: bytes, headers: Message) -> tuple[int, list[str]]:
     try:
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, SAFE_PARSER)
     except etree.XMLSyntaxError as exc:
         raise BadResponse(f"XMLSyntaxError: {exc}") from None
     if (error := root.findtext("ERROR")) is not None:  # busy (retried) or a wrong query

@@ -57,6 +57,7 @@ from medsim.names import SkipReason
 from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract
 
 __all__ = [
+    "SAFE_PARSER",
     "DeletedCitation",
     "MedlineDocumentError",
     "MedlineRecordError",
@@ -200,8 +201,10 @@ def record_from_element(record: etree._Element, source: str, item: str) -> Artic
         return Skipped(_pmid_of(record) or item, SkipReason.MALFORMED_RECORD, str(exc))
 
 
-# A whole document in memory (an efetch answer): no DTD, no network, no entity expansion.
-_STRICT = etree.XMLParser(load_dtd=False, no_network=True, resolve_entities=False, huge_tree=True)
+# A whole document in memory (an E-utilities answer): no DTD, no network, no entity expansion.
+SAFE_PARSER = etree.XMLParser(
+    load_dtd=False, no_network=True, resolve_entities=False, huge_tree=True
+)
 
 
 def parse_article_set(data: bytes) -> list[etree._Element]:
@@ -211,7 +214,7 @@ def parse_article_set(data: bytes) -> list[etree._Element]:
     raises :class:`MedlineDocumentError`, so that a network answer can be asked for again.
     """
     try:
-        root = etree.fromstring(data, _STRICT)
+        root = etree.fromstring(data, SAFE_PARSER)
     except etree.XMLSyntaxError as exc:
         raise MedlineDocumentError(f"XMLSyntaxError: {exc}") from None
     if root.tag != "PubmedArticleSet":
