@@ -18,10 +18,11 @@ from typing import Any
 
 from medsim import __version__
 from medsim.errors import MedsimError
+from medsim.names import INDEX_ORDER
 
 __all__ = ["build_parser", "main"]
 
-RESULT_TYPES = ("document", "figure", "caption", "table")
+RESULT_TYPES = tuple(m.result_type for m in INDEX_ORDER)
 
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
@@ -219,14 +220,7 @@ def _common(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``medsim`` command."""
-    parser = argparse.ArgumentParser(
-        prog="medsim", description="Search and explain medsim's shared text-image space."
-    )
-    parser.add_argument("--version", action="version", version=f"medsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_search(sub: argparse._SubParsersAction) -> None:
     search = sub.add_parser(
         "search",
         help="top-k documents, figures, captions and tables for a text, an image or an item",
@@ -254,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(search)
     search.set_defaults(func=cmd_search)
 
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
     explain = sub.add_parser(
         "explain",
         help="why two items are close",
@@ -269,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(explain)
     explain.set_defaults(func=cmd_explain)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve",
         help="a local search page and JSON API (/api) over the index",
@@ -283,6 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(serve, json_output=False)
     serve.set_defaults(func=cmd_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``medsim`` command."""
+    parser = argparse.ArgumentParser(
+        prog="medsim", description="Search and explain medsim's shared text-image space."
+    )
+    parser.add_argument("--version", action="version", version=f"medsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_search(sub)
+    _add_explain(sub)
+    _add_serve(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from medsim.fetch import run_fetch
+from medsim.pubmed.stage import run_fetch
 from medsim.stage import run_stage
 
 if __name__ == "__main__":

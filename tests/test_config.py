@@ -84,3 +84,67 @@ def test_user_facing_defaults_name_no_development_data(repo_root: Path) -> None:
     texts = [(repo_root / "params.yaml").read_text()]
     texts += [p.read_text() for p in (repo_root / "medsim").rglob("*.py")]
     assert not [t for t in texts if "shared/data" in t]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"fetch": {"val_fraction": 1.5}},
+            "fetch.val_fraction: input should be less than 1, got 1.5",
+        ),
+        ({"fetch": {"test_fraction": -0.1}}, "fetch.test_fraction: input should be greater than"),
+        (
+            {"fetch": {"val_fraction": 0.5, "test_fraction": 0.5}},
+            "fetch: val_fraction + test_fraction must be below 1",
+        ),
+        ({"train": {"dim": 0}}, "train.dim: input should be greater than 0, got 0"),
+        ({"train": {"hash_bits": [64, 0]}}, "train.hash_bits[1]: input should be greater than 0"),
+        ({"train": {"miner": "hardest"}}, "train.miner: 'hardest' is not one of 'semihard'"),
+        ({"train": {"dropout": 1.0}}, "train.dropout: input should be less than 1"),
+        ({"seed": -1}, "seed: input should be greater than or equal to 0"),
+        ({"extract": {"workers": 2.5}}, "extract.workers: expected an integer, got 2.5"),
+    ],
+)
+def test_values_out_of_range_are_one_line_errors(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        params_from_dict(data)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_several_problems_report_the_first_and_count_the_rest() -> None:
+    with pytest.raises(ConfigError, match=r"^seed: .* \(and 2 more problems\)$"):
+        params_from_dict({"seed": -1, "train": {"dim": 0, "lr": 0}})
+
+
+def test_unknown_section_gets_a_hint_and_a_far_typo_none() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^unknown params key 'trian' \(did you mean 'train'\?\)$"
+    ):
+        params_from_dict({"trian": {}})
+    with pytest.raises(ConfigError, match=r"^unknown params key 'fetch\.zzz'$"):
+        params_from_dict({"fetch": {"zzz": 1}})
+
+
+def test_a_bad_split_fraction_stops_the_fetch_stage_at_load(tmp_path: Path, capsys) -> None:
+    from medsim.stage import run_stage
+
+    (tmp_path / "params.yaml").write_text("fetch:\n  source: local\n  test_fraction: 1.2\n")
+    ran = []
+    assert run_stage("fetch", lambda params, root: ran.append(params), root=tmp_path) == 2
+    assert ran == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["medsim fetch: fetch.test_fraction: input should be less than 1, got 1.2"]
+
+
+def test_numbers_read_as_strings_where_a_string_is_declared() -> None:
+    params = params_from_dict({"evaluate": {"cross_domain_labels": {1: "C04"}}})
+    assert params.evaluate.cross_domain_labels == {"1": "C04"}
+
+
+def test_a_section_built_in_code_checks_the_fractions_too() -> None:
+    from medsim.config import FetchParams
+
+    with pytest.raises(ConfigError, match="must be below 1"):
+        FetchParams(val_fraction=0.6, test_fraction=0.4)

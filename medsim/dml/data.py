@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
 from medsim.io import read_table
+from medsim.names import Modality
 from medsim.schemas import ARTICLES, embedding_schema
 
 __all__ = [
@@ -24,12 +25,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # kind -> file written by the embed stage under data/embeddings/
-EMBEDDING_FILES = {
-    "text": "text.parquet",
-    "caption": "captions.parquet",
-    "table": "tables.parquet",
-    "image": "images.parquet",
-}
+EMBEDDING_FILES = {m.value: f"{m.embeddings}.parquet" for m in Modality}
 
 # (item ids, doc_id per item, float32 matrix [n, d])
 Features = tuple[list[str], list[str], np.ndarray]

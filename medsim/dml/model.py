@@ -17,6 +17,7 @@ from medsim.dml.data import vectors_to_numpy
 from medsim.dml.fusion import fuse_documents
 from medsim.dml.heads import HashingHead, ProjectionHead, make_head
 from medsim.errors import MedsimError
+from medsim.names import Modality
 
 __all__ = [
     "CONFIG_FILE",
@@ -31,7 +32,7 @@ __all__ = [
     "project",
 ]
 
-KINDS = ("text", "caption", "table", "image")
+KINDS = tuple(m.value for m in Modality)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 TEXT_MODEL_DIR = "text_model"  # the tuned text encoder, inside the model folder

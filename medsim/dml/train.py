@@ -51,6 +51,7 @@ from medsim.dml.model import TEXT_MODEL_DIR, SharedSpace
 from medsim.dml.sampling import class_balanced_batches
 from medsim.errors import MedsimError
 from medsim.io import atomic_dir
+from medsim.names import Modality
 
 __all__ = [
     "LIVE_DIR",
@@ -570,7 +571,7 @@ def _cyclic_slice(order: np.ndarray, step: int, size: int) -> np.ndarray:
     return np.take(order, np.arange(start, start + size), mode="wrap")
 
 
-TEXT_KINDS = ("text", "caption", "table")
+TEXT_KINDS = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
 LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
 SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the text kinds re-encoded by the tuned model
 

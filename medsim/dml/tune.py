@@ -39,6 +39,7 @@ from medsim.dml.sampling import class_balanced_batches
 from medsim.encoders.cache import EmbeddingCache, content_hash
 from medsim.encoders.layers import SplitEncoder
 from medsim.errors import MedsimError
+from medsim.names import Modality
 
 __all__ = [
     "PART_KINDS",
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 MIN_TUNE_STEPS = 20
 
 # text kinds besides documents: kind in the space -> (input table, id column, content)
-PART_KINDS = {"caption": "captions", "table": "tables"}
+PART_KINDS = {m.value: m.embeddings for m in (Modality.CAPTION, Modality.TABLE)}
 
 
 @dataclass

@@ -39,6 +39,7 @@ from medsim.encoders.image import (
 from medsim.encoders.text import TextEncoder, load_text_encoder
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir
+from medsim.names import Modality, SkipReason
 from medsim.schemas import ARTICLES, FIGURES, TABLES, embedding_schema, validate
 
 __all__ = [
@@ -100,8 +101,8 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    "text": Source(
-        "text",
+    Modality.TEXT.embeddings: Source(
+        Modality.TEXT.embeddings,
         Path("data/articles.parquet"),
         ARTICLES,
         "doc_id",
@@ -109,8 +110,8 @@ SOURCES: dict[str, Source] = {
         "text",
         lambda row: _join(row["title"], row["abstract"]),
     ),
-    "captions": Source(
-        "captions",
+    Modality.CAPTION.embeddings: Source(
+        Modality.CAPTION.embeddings,
         Path("data/figures.parquet"),
         FIGURES,
         "figure_id",
@@ -118,8 +119,8 @@ SOURCES: dict[str, Source] = {
         "text",
         lambda row: _join(row["caption"]),
     ),
-    "tables": Source(
-        "tables",
+    Modality.TABLE.embeddings: Source(
+        Modality.TABLE.embeddings,
         Path("data/tables.parquet"),
         TABLES,
         "table_id",
@@ -127,8 +128,8 @@ SOURCES: dict[str, Source] = {
         "text",
         lambda row: _join(row["caption"], row["text"]),
     ),
-    "images": Source(
-        "images",
+    Modality.IMAGE.embeddings: Source(
+        Modality.IMAGE.embeddings,
         Path("data/figures.parquet"),
         FIGURES,
         "figure_id",
@@ -162,7 +163,7 @@ def _screen(
         content = source.content(row)
         reason, detail = None, None
         if not content:
-            reason = "empty text" if source.modality == "text" else "empty image"
+            reason = SkipReason.EMPTY_TEXT if source.modality == "text" else SkipReason.EMPTY_IMAGE
         elif source.modality == "image":
             try:  # header only, so that cached vectors obey embed.min_image_px too
                 check_image(content, min_image_px)

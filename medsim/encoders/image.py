@@ -29,6 +29,7 @@ from torch import nn
 
 from medsim.encoders.specs import ModelSpecError, state_dict_hash
 from medsim.encoders.text import autocast, resolve_device
+from medsim.names import SkipReason
 
 __all__ = [
     "IMAGE_MODELS",
@@ -75,12 +76,13 @@ def _open(data: bytes, min_px: int, load: bool) -> Image.Image:
             if load:
                 image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageSkip("undecodable image", f"{type(exc).__name__}: {exc}") from exc
+        raise ImageSkip(SkipReason.UNDECODABLE_IMAGE, f"{type(exc).__name__}: {exc}") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageSkip("image_too_large", str(exc)) from exc
     if min(image.size) < min_px:
         raise ImageSkip(
-            "image too small", f"{image.size[0]}x{image.size[1]} px < embed.min_image_px={min_px}"
+            SkipReason.IMAGE_TOO_SMALL,
+            f"{image.size[0]}x{image.size[1]} px < embed.min_image_px={min_px}",
         )
     return image
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import Features
+from medsim.dml.train import TEXT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class SpaceOps:
         frozen = self.frozen if self.frozen is not None else (self.features or {})
         out = {k: _subset(v, wanted) for k, v in frozen.items()}
         if self.tuned is not None:
-            out = {k: v for k, v in out.items() if k not in ("text", "caption", "table")}
+            out = {k: v for k, v in out.items() if k not in TEXT_KINDS}
             out |= self.tuned.features(self.items.subset(wanted))
         return {k: v for k, v in out.items() if len(v[0])}
 

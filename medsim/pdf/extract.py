@@ -19,7 +19,8 @@ import pymupdf
 from PIL import Image, UnidentifiedImageError
 
 from medsim.config import ExtractParams
-from medsim.pdf.captions import find_captions
+from medsim.names import SkipReason
+from medsim.pdf.captions import Caption, find_captions
 from medsim.pdf.figures import (
     Figure,
     PageFigures,
@@ -65,7 +66,7 @@ def _open(
     pdf_path: Path, doc_id: str, max_pages: int
 ) -> tuple[pymupdf.Document | None, SkipRow | None]:
     if not pdf_path.is_file():
-        return None, (doc_id, "missing file", str(pdf_path))
+        return None, (doc_id, SkipReason.MISSING_FILE, str(pdf_path))
     try:
         doc = pymupdf.open(pdf_path, filetype="pdf")
     except Exception as exc:  # MuPDF raises several types for broken files
@@ -75,11 +76,11 @@ def _open(
         return None, (doc_id, "encrypted", "needs a password")
     if doc.page_count == 0:
         doc.close()
-        return None, (doc_id, "no pages", None)
+        return None, (doc_id, SkipReason.NO_PAGES, None)
     if doc.page_count > max_pages:
         count = doc.page_count
         doc.close()
-        return None, (doc_id, "too many pages", f"{count} > extract.max_pages={max_pages}")
+        return None, (doc_id, SkipReason.TOO_MANY_PAGES, f"{count} > extract.max_pages={max_pages}")
     try:
         has_text = any(page.get_text("text").strip() for page in doc)
     except Exception as exc:
@@ -87,7 +88,11 @@ def _open(
         return None, (doc_id, "corrupt", f"{type(exc).__name__}: {exc}")
     if not has_text:
         doc.close()
-        return None, (doc_id, "image-only", "no text layer (a scan): captions cannot be found")
+        return None, (
+            doc_id,
+            SkipReason.IMAGE_ONLY,
+            "no text layer (a scan): captions cannot be found",
+        )
     return doc, None
 
 
@@ -111,7 +116,11 @@ def extract_pdf(pdf_path: Path, doc_id: str, params: ExtractParams) -> PdfResult
                 state = _extract_page(Path(pdf_path), page, doc_id, params, result)
             except Exception as exc:  # one broken page must not lose the others
                 result.skipped.append(
-                    (f"{doc_id}:p{page.number + 1}", "page error", f"{type(exc).__name__}: {exc}")
+                    (
+                        f"{doc_id}:p{page.number + 1}",
+                        SkipReason.PAGE_ERROR,
+                        f"{type(exc).__name__}: {exc}",
+                    )
                 )
                 state = None
             if pending is not None and state is not None:
@@ -193,6 +202,56 @@ def _write_figures(
         )
 
 
+def _page_tables(
+    pdf_path: Path,
+    page: pymupdf.Page,
+    regions: list[tuple[pymupdf.Rect, Caption | None]],
+    drawings: list[dict],
+    doc_id: str,
+    result: PdfResult,
+) -> list[pymupdf.Rect]:
+    """Parse each table region with camelot into ``result.tables``; return the tables' boxes.
+
+    A region camelot finds no table in is a skip row (``"table region rejected"``).
+    """
+    number = page.number + 1
+    horizontal, vertical = ruling_lines(drawings)
+    table_rects: list[pymupdf.Rect] = []
+    for k, (rect, caption) in enumerate(regions, start=1):
+        h_rules = [r for r in horizontal if rect.intersects(r)]
+        v_rules = [r for r in vertical if rect.intersects(r)]
+        ruled = len(h_rules) >= 2 and len(v_rules) >= 2
+        if ruled:  # lattice needs the whole grid, which the layout box may cut
+            rect = union([rect, *h_rules, *v_rules])
+        if caption is None and not ruled:
+            continue  # without a caption only a ruled grid is trusted as a table
+        parsed = parse_region(pdf_path, page, rect, ruled)
+        if isinstance(parsed, str):
+            box = f"bbox {rect.x0:.0f},{rect.y0:.0f},{rect.x1:.0f},{rect.y1:.0f} pt"
+            label = caption.label if caption else "uncaptioned ruled grid"
+            detail = f"{label}, {box}: {parsed}"
+            result.skipped.append((f"{doc_id}:p{number}:r{k}", SkipReason.TABLE_REJECTED, detail))
+            continue
+        table_rects.append(rect)
+        caption_text = caption.text if caption else ""
+        result.tables.append(
+            {
+                "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
+                "doc_id": doc_id,
+                "caption": caption_text,
+                "cells": cells_json(parsed.cells),
+                "text": linearize(caption_text, parsed.cells),
+                "origin": "pdf",
+                "page": number,
+                "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
+                "flavor": parsed.flavor,
+                "accuracy": parsed.accuracy,
+                "whitespace": parsed.whitespace,
+            }
+        )
+    return table_rects
+
+
 def _extract_page(
     pdf_path: Path, page: pymupdf.Page, doc_id: str, params: ExtractParams, result: PdfResult
 ) -> _PageState:
@@ -219,7 +278,9 @@ def _extract_page(
                 layout_cache.append(detect_layout(page))
             except Exception as exc:  # the page still gets caption-led tables and figures
                 detail = f"{type(exc).__name__}: {exc}"
-                result.skipped.append((f"{doc_id}:p{number}", "layout model failed", detail))
+                result.skipped.append(
+                    (f"{doc_id}:p{number}", SkipReason.LAYOUT_MODEL_FAILED, detail)
+                )
                 layout_cache.append(None)
         return layout_cache[0]
 
@@ -228,35 +289,7 @@ def _extract_page(
         regions = table_regions(captions, layout(), text_lines, page_bounds(page))
         if regions:
             result.table_pages += 1
-        horizontal, vertical = ruling_lines(drawings)
-        for rect, caption in regions:
-            h_rules = [r for r in horizontal if rect.intersects(r)]
-            v_rules = [r for r in vertical if rect.intersects(r)]
-            ruled = len(h_rules) >= 2 and len(v_rules) >= 2
-            if ruled:  # lattice needs the whole grid, which the layout box may cut
-                rect = union([rect, *h_rules, *v_rules])
-            if caption is None and not ruled:
-                continue  # without a caption only a ruled grid is trusted as a table
-            parsed = parse_region(pdf_path, page, rect, ruled)
-            if parsed is None:
-                continue
-            table_rects.append(rect)
-            caption_text = caption.text if caption else ""
-            result.tables.append(
-                {
-                    "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
-                    "doc_id": doc_id,
-                    "caption": caption_text,
-                    "cells": cells_json(parsed.cells),
-                    "text": linearize(caption_text, parsed.cells),
-                    "origin": "pdf",
-                    "page": number,
-                    "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
-                    "flavor": parsed.flavor,
-                    "accuracy": parsed.accuracy,
-                    "whitespace": parsed.whitespace,
-                }
-            )
+        table_rects = _page_tables(pdf_path, page, regions, drawings, doc_id, result)
 
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
     found = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt)
@@ -295,15 +328,15 @@ def corpus_figures(
         try:
             data, width, height = image_file_to_png(path)
         except FileNotFoundError:
-            yield (image_id, "missing file", str(row["path"]))
+            yield (image_id, SkipReason.MISSING_FILE, str(row["path"]))
             continue
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            yield (image_id, "undecodable image", f"{type(exc).__name__}: {exc}")
+            yield (image_id, SkipReason.UNDECODABLE_IMAGE, f"{type(exc).__name__}: {exc}")
             continue
         if min(width, height) < min_px:
             yield (
                 image_id,
-                "image too small",
+                SkipReason.IMAGE_TOO_SMALL,
                 f"{width}x{height} < extract.min_figure_px={min_px}",
             )
             continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
+from medsim.names import SkipReason
 from medsim.pdf.captions import Caption, caption_gap
 from medsim.pdf.layout import (
     area_fraction,
@@ -264,7 +265,7 @@ def _page_candidates(
             continue  # part of a table
         if c.rect.y1 <= head or c.rect.y0 >= foot:
             if c.raster:
-                dropped.append((c.rect, "uncaptioned graphic: in the page margin (banner, logo)"))
+                dropped.append((c.rect, SkipReason.UNCAPTIONED_IN_MARGIN))
             continue
         kept.append(c)
     return [c for c in _merge(kept, FRAGMENT_GAP) if not c.weak]
@@ -426,7 +427,7 @@ def find_figures(
             panels = [c.rect for c in group]
             out.figures.append(Figure(rect, caption, _origin(merged), panels))
         else:
-            out.dropped.append((rect, f"captioned graphic too small ({caption.label})"))
+            out.dropped.append((rect, f"{SkipReason.CAPTIONED_TOO_SMALL} ({caption.label})"))
     out.free_captions = [c for c in captions if c.kind == "figure" and id(c) not in groups]
     out.orphans = [cand for cand, caption in zip(cands, owner, strict=True) if caption is None]
     out.figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
@@ -443,10 +444,10 @@ def is_formula(cand: Candidate, min_size_pt: float) -> bool:
 def orphan_reason(cand: Candidate, min_size_pt: float) -> str:
     """Why an uncaptioned graphic is no figure, for the skip log."""
     if min(cand.rect.width, cand.rect.height) < min_size_pt:
-        return "uncaptioned graphic: small or thin (logo, icon, equation)"
+        return SkipReason.UNCAPTIONED_SMALL
     if cand.text_box:
-        return "uncaptioned graphic: text box"
-    return "uncaptioned graphic: no figure caption near it"
+        return SkipReason.UNCAPTIONED_TEXT_BOX
+    return SkipReason.UNCAPTIONED_NO_CAPTION
 
 
 def _page_body(page: pymupdf.Page) -> pymupdf.Rect:

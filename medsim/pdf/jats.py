@@ -24,6 +24,7 @@ from lxml import etree
 from PIL import UnidentifiedImageError
 
 from medsim.config import ExtractParams
+from medsim.names import SkipReason
 from medsim.pdf.extract import PdfResult, image_file_to_png
 from medsim.pdf.tables import cells_json, linearize
 
@@ -108,16 +109,20 @@ def _figures(
         href = graphic.get(XLINK_HREF) if graphic is not None else None
         image = _image_file(folder, href) if href else None
         if image is None:
-            result.skipped.append((figure_id, "figure image missing", href or "no <graphic>"))
+            result.skipped.append(
+                (figure_id, SkipReason.FIGURE_IMAGE_MISSING, href or "no <graphic>")
+            )
             continue
         try:
             png, width, height = image_file_to_png(image)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            result.skipped.append((figure_id, "undecodable image", f"{type(exc).__name__}: {exc}"))
+            result.skipped.append(
+                (figure_id, SkipReason.UNDECODABLE_IMAGE, f"{type(exc).__name__}: {exc}")
+            )
             continue
         if min(width, height) < params.min_figure_px:
             detail = f"{width}x{height} < extract.min_figure_px={params.min_figure_px}"
-            result.skipped.append((figure_id, "image too small", detail))
+            result.skipped.append((figure_id, SkipReason.IMAGE_TOO_SMALL, detail))
             continue
         yield {
             "figure_id": figure_id,
@@ -142,7 +147,9 @@ def _tables(root: etree._Element, doc_id: str, result: PdfResult) -> Iterator[di
         table_id = f"{doc_id}:jats:{wrap.get('id') or f't{n}'}"
         cells = [row for t in wrap.iter() if _local(t.tag) == "table" for row in table_cells(t)]
         if not any(any(cell for cell in row) for row in cells):
-            result.skipped.append((table_id, "table without cells", "given as an image only"))
+            result.skipped.append(
+                (table_id, SkipReason.TABLE_WITHOUT_CELLS, "given as an image only")
+            )
             continue
         caption = _caption(wrap)
         yield {
@@ -166,10 +173,10 @@ def extract_jats(xml_path: Path, doc_id: str, params: ExtractParams) -> PdfResul
     try:
         root = etree.parse(str(xml_path), _PARSER).getroot()
     except OSError as exc:
-        result.skipped.append((doc_id, "missing file", f"{xml_path}: {exc}"))
+        result.skipped.append((doc_id, SkipReason.MISSING_FILE, f"{xml_path}: {exc}"))
         return result
     except etree.XMLSyntaxError as exc:
-        result.skipped.append((doc_id, "malformed xml", str(exc)))
+        result.skipped.append((doc_id, SkipReason.MALFORMED_XML, str(exc)))
         return result
     result.figures = list(_figures(root, Path(xml_path).parent, doc_id, params, result))
     result.tables = list(_tables(root, doc_id, result))

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from medsim.config import ExtractParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
+from medsim.names import SkipReason
 from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
 from medsim.pdf.jats import extract_jats
 from medsim.pdf.worker import TimedPool
@@ -166,7 +167,8 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
             summary.pdfs += 1
             doc_id = outcome.item[1]
             if outcome.status != "ok":
-                reason = "timeout" if outcome.status == "timeout" else "extractor failed"
+                timeout = outcome.status == "timeout"
+                reason = SkipReason.TIMEOUT if timeout else SkipReason.EXTRACTOR_FAILED
                 skips.add(doc_id, reason, outcome.detail)
                 continue
             _write_result(outcome.result, figures, tables, skips, summary)

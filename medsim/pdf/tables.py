@@ -190,18 +190,21 @@ def parse_region(
     rect: pymupdf.Rect,
     ruled: bool,
     reader: Callable[[Path, int, str, str], list[Any]] = _camelot_read,
-) -> ParsedTable | None:
+) -> ParsedTable | str:
     """Parse the table inside ``rect`` with camelot: lattice if ``ruled``, else (or then) stream.
 
-    Returns ``None`` when no flavor finds a table of at least 2 x 2 cells there.
+    Returns the table, or, when no flavor finds one of at least 2 x 2 cells there, why not
+    (per flavor), for the skipped log.
     """
     area = pdf_area(page, pymupdf.Rect(rect.x0 - 2, rect.y0 - 2, rect.x1 + 2, rect.y1 + 2))
     flavors = ("lattice", "stream") if ruled else ("stream",)
+    why: list[str] = []
     for flavor in flavors:
         try:
             found = reader(pdf_path, page.number + 1, flavor, area)
         except Exception as exc:  # camelot fails on some regions; another flavor may not
             log.debug("camelot %s failed on page %d: %s", flavor, page.number + 1, exc)
+            why.append(f"camelot {flavor} failed ({type(exc).__name__}: {exc})")
             continue
         best = None
         for table in found:
@@ -219,7 +222,9 @@ def parse_region(
                 )
         if best is not None:
             return best
-    return None
+        shapes = ", ".join(f"{len(t.df)}x{len(t.df.columns)}" for t in found) or "none"
+        why.append(f"camelot {flavor}: no table of at least {MIN_ROWS}x{MIN_COLS} cells ({shapes})")
+    return "; ".join(why)
 
 
 def linearize(caption: str, cells: Sequence[Sequence[str]]) -> str:

@@ -1,4 +1,4 @@
-"""The live source: PubMed through NCBI E-utilities, one query per class, parsed by Biopython.
+"""The live source: PubMed through NCBI E-utilities, one query per class, parsed by lxml.
 
 Flow of :func:`fetch_entrez`:
 
@@ -17,7 +17,7 @@ Flow of :func:`fetch_entrez`:
    :func:`~medsim.pubmed.records.resolve_label` then drops it or keeps the first class in
    params order.
 3. ``efetch`` the kept PMIDs in batches of ``batch_size`` (POSTed id lists, PubMed XML), each
-   PMID once; parse with ``Bio.Entrez.read`` and map every ``PubmedArticle`` to an
+   PMID once; parse with lxml and map every ``PubmedArticle`` to an
    :class:`~medsim.pubmed.records.Article`.
 4. With ``pdfs: true``, attach each open-access article's full text (JATS XML, figure images,
    PDF) from the PMC Cloud Service (:mod:`medsim.pubmed.pmc`).
@@ -26,28 +26,9 @@ Error answers: an esearch ``<ERROR>`` that NCBI gives under load ("Search Backen
 "Unable to obtain query") and an efetch ``eFetchResult`` error body are retried with backoff;
 any other ``<ERROR>`` (a malformed query, the retstart cap) fails at once in one line.
 
-Mapping of a ``PubmedArticle`` (shared with the lxml MEDLINE reader, which must agree):
-
-- ``doc_id`` and ``pmid``: the PMID string (``MedlineCitation/PMID``).
-- ``title``: ``Article/ArticleTitle`` (else ``VernacularTitle``), inline markup (``<i>``,
-  ``<sup>``) removed, whitespace collapsed; no title at all is a malformed record.
-- ``abstract``: ``Article/Abstract/AbstractText`` sections through
-  :func:`~medsim.pubmed.records.format_abstract` (a structured abstract keeps its ``Label``
-  attributes as ``"METHODS: ..."`` paragraphs). No abstract: ``Skipped(pmid, "empty abstract")``.
-- ``journal``: ``Journal/Title``.
-- ``year``: ``PubDate/Year``, else the first four-digit year of ``PubDate/MedlineDate``.
-- ``mesh``: MeSH *descriptor UIs* (``DescriptorName/@UI``, e.g. ``D001943``), in record order,
-  without repeats, qualifiers left out: the labelling rules (``fetch.local.mesh_labels``) are
-  written in UIs, and UIs never change spelling.
-- ``keywords``: every ``KeywordList/Keyword``, in order, without repeats.
-- ``doi`` / ``pmcid``: ``PubmedData/ArticleIdList`` (``IdType`` doi / pmc; never the reference
-  list's ids); ``doi`` falls back to ``Article/ELocationID[@EIdType="doi"]``, ``pmcid`` to an
-  ``OtherID`` starting with ``PMC``.
-
-Biopython fetches a DTD from the internet when it does not bundle the one a document declares.
-Fetching must never depend on that, so :func:`pin_local_dtd` points a PubMed document at the
-newest bundled PubMed DTD (PubMed DTDs only add elements; parsing does not validate) and
-refuses any other document whose DTD is missing, with a message saying what to install.
+Mapping of a ``PubmedArticle``: :mod:`medsim.pubmed.medline`'s, the one mapper of the live and
+the local source (its docstring lists the fields); an article without abstract is skipped
+(``"no abstract"``). Parsing reads no DTD and never goes online.
 
 Cache (``data/cache/entrez/``): every esearch and idconv answer is kept per request (the key
 hashes the endpoint and parameters: for esearch the query, dates, ``retstart`` and
@@ -63,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import io
 import json
 import logging
 import os
@@ -72,17 +52,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from email.message import Message
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from Bio import Entrez
-from Bio.Entrez.Parser import DataHandler
+from lxml import etree
 from tqdm import tqdm
 
 from medsim.config import FetchParams
-from medsim.errors import MedsimError
 from medsim.io import atomic_path
+from medsim.names import SkipReason
 from medsim.pubmed.http import (
     BadResponse,
     DamagedResponseError,
@@ -95,22 +73,24 @@ from medsim.pubmed.http import (
     TransientAnswer,
     remember_failures,
 )
-from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract, resolve_label
+from medsim.pubmed.medline import (
+    SAFE_PARSER,
+    MedlineDocumentError,
+    parse_article_set,
+    record_from_element,
+)
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Skipped, clean_text, resolve_label
 
 if TYPE_CHECKING:
-    from medsim.fetch import RawStore
     from medsim.pubmed.pmc import PmcClient
 
 __all__ = [
     "EUTILS_URL",
-    "DtdMissingError",
     "EntrezClient",
     "OfflineError",
-    "article_from_record",
     "articles_from_xml",
     "fetch_entrez",
-    "parse_pubmed_xml",
-    "pin_local_dtd",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,164 +105,26 @@ _ERROR = re.compile(rb"<ERROR>(.*?)</ERROR>", re.S)
 # esearch errors that mean "busy", not "wrong": worth a retry
 _TRANSIENT = ("backend failed", "unable to obtain query", "temporarily", "timed out", "try again")
 
-_DOCTYPE = re.compile(rb'<!DOCTYPE\s+(\w+)\s+PUBLIC\s+"([^"]*)"\s+"([^"]+)"\s*>')
-_XML_DECL = b'<?xml version="1.0" ?>\n'
-_TAG = re.compile(r"<[^>]+>")
-_YEAR = re.compile(r"\b(1[89]\d\d|2\d\d\d)\b")
-
-
-class DtdMissingError(MedsimError):
-    """A response declares a DTD that Biopython does not bundle (parsing would go online)."""
-
-
-def _available_dtds() -> set[str]:
-    dirs = [DataHandler.global_dtd_dir, DataHandler.local_dtd_dir]
-    return {name for d in dirs if d and os.path.isdir(d) for name in os.listdir(d)}
-
-
-@cache
-def _newest_pubmed_dtd() -> str:
-    names = sorted(n for n in _available_dtds() if re.fullmatch(r"pubmed_\d{6}\.dtd", n))
-    if not names:
-        raise DtdMissingError("this Biopython bundles no PubMed DTD: reinstall biopython")
-    # pubmed_YYMMDD: 020114 (2002) sorts first, so the last name is the newest until 2100.
-    return names[-1]
-
-
-def pin_local_dtd(data: bytes) -> bytes:
-    """Make ``data`` declare a DTD Biopython has on disk, so parsing never goes online.
-
-    A PubMed document naming an unknown (newer) PubMed DTD, or none at all, is pointed at the
-    newest bundled one; any other document with an unknown DTD raises :class:`DtdMissingError`.
-    """
-    head = data[:4096]
-    match = _DOCTYPE.search(head)
-    if match:
-        root, _public, system = match.groups()
-        name = system.rsplit(b"/", 1)[-1].decode()
-        if name in _available_dtds():
-            return data
-        if root != b"PubmedArticleSet":
-            raise DtdMissingError(
-                f"Biopython has no copy of {name} (declared by a {root.decode()} response) and "
-                "medsim never downloads DTDs while fetching: upgrade biopython, or put the DTD "
-                f"in {DataHandler.local_dtd_dir or DataHandler.global_dtd_dir}"
-            )
-        newest = _newest_pubmed_dtd()
-        log.warning("PubMed DTD %s is not bundled with Biopython; parsing with %s", name, newest)
-        start, end = match.span(3)
-        return data[:start] + system.replace(name.encode(), newest.encode()) + data[end:]
-    root_at = head.find(b"<PubmedArticleSet")
-    if root_at < 0:
-        return data
-    doctype = (
-        b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
-        b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/' + _newest_pubmed_dtd().encode() + b'">\n'
-    )
-    decl = b"" if data.lstrip().startswith(b"<?xml") else _XML_DECL
-    return decl + data[:root_at] + doctype + data[root_at:]
-
-
-def parse_pubmed_xml(data: bytes) -> list[Any]:
-    """The ``PubmedArticle`` and ``PubmedBookArticle`` records of an efetch response.
-
-    Raises :class:`~medsim.pubmed.http.BadResponse` for a damaged document (truncated, not XML).
-    """
-    try:
-        result = Entrez.read(io.BytesIO(pin_local_dtd(data)), validate=False, escape=True)
-    except DtdMissingError:
-        raise
-    except Exception as exc:  # Biopython raises ValueError/RuntimeError subclasses, expat errors
-        raise BadResponse(f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(result, Mapping) or "PubmedArticle" not in result:
-        raise BadResponse("not a PubmedArticleSet")
-    return [*result["PubmedArticle"], *result.get("PubmedBookArticle", [])]
-
-
-def _text(value: Any) -> str:
-    """Plain text of a Biopython string parsed with ``escape=True``: markup gone, entities back."""
-    if value is None:
-        return ""
-    return clean_text(html.unescape(_TAG.sub("", str(value))))
-
-
-def _ids(id_list: Sequence[Any], attribute: str) -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for item in id_list:
-        kind = item.attributes.get(attribute)
-        if kind and kind not in ids and (value := _text(item)):
-            ids[kind] = value
-    return ids
-
-
-def _year(pub_date: Mapping[str, Any]) -> int | None:
-    for text in (pub_date.get("Year"), pub_date.get("MedlineDate")):
-        if found := _YEAR.search(_text(text)):
-            return int(found.group(1))
-    return None
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(item for item in items if item))
-
-
-def article_from_record(record: Mapping[str, Any]) -> Article | Skipped:
-    """Map one Biopython ``PubmedArticle`` to an :class:`Article` (label left unset).
-
-    A record without an abstract gives ``Skipped(pmid, "empty abstract")``; one whose structure
-    does not fit (no PMID, no title, unexpected nesting) gives
-    ``Skipped(pmid, "malformed record", why)``, never an exception.
-    """
-    pmid = "unknown"
-    try:
-        if "BookDocument" in record:
-            pmid = _text(record["BookDocument"].get("PMID")) or pmid
-            return Skipped(pmid, "book record", "PubmedBookArticle")
-        citation = record["MedlineCitation"]
-        pmid = _text(citation["PMID"])
-        if not pmid:
-            return Skipped("unknown", "malformed record", "no PMID")
-        article = citation["Article"]
-        title = _text(article.get("ArticleTitle")) or _text(article.get("VernacularTitle"))
-        if not title:
-            return Skipped(pmid, "malformed record", "no title")
-        abstract = format_abstract(
-            (text.attributes.get("Label"), _text(text))
-            for text in article.get("Abstract", {}).get("AbstractText", [])
-        )
-        if not abstract:
-            return Skipped(pmid, "empty abstract")
-        journal = article.get("Journal", {})
-        article_ids = _ids(record.get("PubmedData", {}).get("ArticleIdList", []), "IdType")
-        locations = _ids(article.get("ELocationID", []), "EIdType")
-        other_pmc = (i for i in map(_text, citation.get("OtherID", [])) if i.startswith("PMC"))
-        return Article(
-            doc_id=pmid,
-            pmid=pmid,
-            title=title,
-            abstract=abstract,
-            source=SOURCE,
-            journal=_text(journal.get("Title")) or None,
-            year=_year(journal.get("JournalIssue", {}).get("PubDate", {})),
-            mesh=_unique(
-                heading["DescriptorName"].attributes.get("UI", "").strip()
-                for heading in citation.get("MeshHeadingList", [])
-            ),
-            keywords=_unique(
-                _text(keyword)
-                for keyword_list in citation.get("KeywordList", [])
-                for keyword in keyword_list
-            ),
-            doi=article_ids.get("doi") or locations.get("doi"),
-            pmcid=article_ids.get("pmc") or next(other_pmc, None),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return Skipped(pmid, "malformed record", f"{type(exc).__name__}: {exc}")
-
 
 def articles_from_xml(data: bytes) -> list[Article | Skipped]:
-    """Parse a PubMed XML document (an efetch answer or a saved file) into records."""
-    return [article_from_record(record) for record in parse_pubmed_xml(data)]
+    """Map a PubMed XML document (an efetch answer, saved records) to records, in order.
+
+    The mapping is :func:`medsim.pubmed.medline.article_from_element`'s (one mapper for the
+    live and the local source); an article without abstract becomes
+    ``Skipped(pmid, "no abstract")``. A damaged document raises
+    :class:`~medsim.pubmed.http.BadResponse`, so that the answer is asked for again.
+    """
+    try:
+        elements = parse_article_set(data)
+    except MedlineDocumentError as exc:
+        raise BadResponse(str(exc)) from None
+    records = [record_from_element(e, SOURCE, "unknown") for e in elements]
+    return [
+        Skipped(r.doc_id, SkipReason.NO_ABSTRACT)
+        if isinstance(r, Article) and not r.abstract
+        else r
+        for r in records
+    ]
 
 
 _RECORD = re.compile(rb"<(PubmedArticle|PubmedBookArticle)>.*?</\1>", re.S)
@@ -303,14 +145,9 @@ def split_records(data: bytes) -> dict[str, bytes]:
 
 
 def wrap_records(records: Iterable[bytes]) -> bytes:
-    """Saved record elements as one PubmedArticleSet document Biopython can parse offline."""
-    doctype = (
-        b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
-        b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/' + _newest_pubmed_dtd().encode() + b'">\n'
-    )
+    """Saved record elements as one PubmedArticleSet document."""
     return (
-        _XML_DECL
-        + doctype
+        b'<?xml version="1.0" ?>\n'
         + b"<PubmedArticleSet>\n"
         + b"\n".join(records)
         + b"\n</PubmedArticleSet>\n"
@@ -327,7 +164,7 @@ def ncbi_error(body: bytes) -> str | None:
 
 
 def _check_efetch(body: bytes, headers: Message) -> tuple[list[Article | Skipped], bytes]:
-    # An eFetchResult error body declares a DTD Biopython lacks: read it before parsing.
+    # An eFetchResult error body is no PubmedArticleSet: read its message before parsing.
     if (message := ncbi_error(body)) is not None:
         raise TransientAnswer(f"efetch answered an error: {message}")
     return articles_from_xml(body), body
@@ -383,19 +220,18 @@ class RecordCache:
 
 def _check_esearch(body: bytes, headers: Message) -> tuple[int, list[str]]:
     try:
-        result = Entrez.read(io.BytesIO(pin_local_dtd(body)), validate=False)
-    except DtdMissingError:
-        raise
-    except RuntimeError as exc:  # an <ERROR> element: busy (retried) or a wrong query
-        message = clean_text(str(exc))
+        root = etree.fromstring(body, SAFE_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise BadResponse(f"XMLSyntaxError: {exc}") from None
+    if (error := root.findtext("ERROR")) is not None:  # busy (retried) or a wrong query
+        message = clean_text(error)
         if any(word in message.lower() for word in _TRANSIENT) and "retstart" not in message:
-            raise TransientAnswer(f"esearch answered an error: {message}") from None
-        raise Rejected(message) from None
-    except Exception as exc:
-        raise BadResponse(f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(result, Mapping) or "IdList" not in result:
+            raise TransientAnswer(f"esearch answered an error: {message}")
+        raise Rejected(message)
+    if root.tag != "eSearchResult" or root.find("IdList") is None:
         raise BadResponse("not an eSearchResult")
-    return int(result.get("Count", 0)), [str(pmid) for pmid in result["IdList"]]
+    ids = [clean_text(pmid.text) for pmid in root.iterfind("IdList/Id")]
+    return int(root.findtext("Count") or 0), ids
 
 
 def _day(value: date) -> str:
@@ -570,7 +406,7 @@ class EntrezClient:
         if missing:
             fresh = self._efetch(missing)
             returned = {r.item if isinstance(r, Skipped) else r.doc_id for r in fresh}
-            fresh += [Skipped(p, "not returned by efetch") for p in missing if p not in returned]
+            fresh += [Skipped(p, SkipReason.NOT_RETURNED) for p in missing if p not in returned]
             for record in fresh:
                 if isinstance(record, Skipped) and record.reason in REMEMBERED:
                     self.records.fail(record)
@@ -599,7 +435,7 @@ class EntrezClient:
             )
         except DamagedResponseError as exc:
             if len(pmids) == 1:
-                return [Skipped(pmids[0], "malformed record", str(exc))]
+                return [Skipped(pmids[0], SkipReason.MALFORMED_RECORD, str(exc))]
             half = len(pmids) // 2
             log.warning("efetch of %d PMIDs keeps failing to parse; splitting it", len(pmids))
             return self._efetch(pmids[:half]) + self._efetch(pmids[half:])
@@ -609,7 +445,7 @@ class EntrezClient:
 
 
 # Per-PMID outcomes worth remembering: asking again would get the same answer.
-REMEMBERED = frozenset({"not returned by efetch", "malformed record"})
+REMEMBERED = frozenset({SkipReason.NOT_RETURNED, SkipReason.MALFORMED_RECORD})
 
 
 def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) -> dict[str, list]:
@@ -633,6 +469,56 @@ def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) ->
     }
 
 
+def _default_http(cache_dir: Path) -> NcbiHttp:
+    """The live client: responses cached under ``cache_dir/entrez``, retries with backoff."""
+    return NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
+
+
+def _warn_without_email(http: NcbiHttp) -> None:
+    if "email" not in http.identity:
+        log.warning(
+            "NCBI_EMAIL is not set: NCBI asks every E-utilities client for a contact address "
+            "(and may block anonymous heavy use); export NCBI_EMAIL=you@example.org"
+        )
+
+
+def _labels(
+    candidates: Mapping[str, list[str]], ambiguous: str
+) -> tuple[dict[str, str], list[Skipped]]:
+    """PMID -> its one label, and a skip for each PMID no class or several classes claim."""
+    labels: dict[str, str] = {}
+    skips: list[Skipped] = []
+    for pmid, matched in candidates.items():
+        label, reason = resolve_label(matched, ambiguous)
+        if label is None:
+            skips.append(Skipped(pmid, reason or SkipReason.NO_LABEL, ",".join(matched)))
+        else:
+            labels[pmid] = label
+    return labels, skips
+
+
+def _fetch_batch(
+    client: EntrezClient, batch: Sequence[str], labels: Mapping[str, str]
+) -> tuple[list[Article], list[Skipped]]:
+    """One efetch batch: the labelled articles asked for, and a skip for everything else."""
+    asked, requested = set(batch), set(batch)
+    articles: list[Article] = []
+    skips: list[Skipped] = []
+    for record in client.efetch(batch):
+        if isinstance(record, Skipped):
+            skips.append(record)
+        elif record.doc_id not in requested:
+            why = "repeated in the answer" if record.doc_id in asked else "not requested"
+            skips.append(Skipped(record.doc_id, SkipReason.UNEXPECTED_RECORD, why))
+        else:
+            requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
+            record.label = labels[record.doc_id]
+            articles.append(record)
+    returned = {a.doc_id for a in articles} | {s.item for s in skips}
+    skips += [Skipped(p, SkipReason.NOT_RETURNED) for p in batch if p not in returned]
+    return articles, skips
+
+
 def fetch_entrez(
     params: FetchParams,
     cache_dir: Path,
@@ -649,56 +535,28 @@ def fetch_entrez(
     re-run makes no request that an earlier run completed. Raises :class:`OfflineError` within
     seconds when NCBI cannot be reached at all.
     """
-    http = http or NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
-    if "email" not in http.identity:
-        log.warning(
-            "NCBI_EMAIL is not set: NCBI asks every E-utilities client for a contact address "
-            "(and may block anonymous heavy use); export NCBI_EMAIL=you@example.org"
-        )
+    http = http or _default_http(cache_dir)
+    _warn_without_email(http)
     client = EntrezClient(http, eutils_url, esearch_page)
     if params.pdfs and pmc is None:
         from medsim.pubmed.pmc import PmcClient
 
         pmc = PmcClient(http, Path(cache_dir), max_bytes=params.max_pdf_mb * 2**20)
     candidates = _candidates(client, params.classes, params.max_per_class)
-
-    skipped: Counter[str] = Counter()
-    labels: dict[str, str] = {}
-    for pmid, matched in candidates.items():
-        label, reason = resolve_label(matched, params.ambiguous)
-        if label is None:
-            skipped[reason or "no label"] += 1
-            yield Skipped(pmid, reason or "no label", ",".join(matched))
-        else:
-            labels[pmid] = label
-
-    todo = list(labels)
-    fetched = 0
+    labels, unlabelled = _labels(candidates, params.ambiguous)
+    skipped = Counter(skip.reason for skip in unlabelled)
+    yield from unlabelled
+    todo, fetched = list(labels), 0
     progress = tqdm(total=len(todo), desc="efetch", unit="pmid", disable=None)
     for start in range(0, len(todo), params.batch_size):
         batch = todo[start : start + params.batch_size]
-        asked, requested = set(batch), set(batch)
-        articles: list[Article] = []
-        records: list[Skipped] = []
-        for record in client.efetch(batch):
-            if isinstance(record, Skipped):
-                records.append(record)
-            elif record.doc_id not in requested:
-                why = "repeated in the answer" if record.doc_id in asked else "not requested"
-                records.append(Skipped(record.doc_id, "unexpected record", why))
-            else:
-                requested.discard(record.doc_id)  # a repeat in the answer is not kept twice
-                record.label = labels[record.doc_id]
-                articles.append(record)
-        returned = {a.doc_id for a in articles} | {s.item for s in records}
-        records += [Skipped(p, "not returned by efetch") for p in batch if p not in returned]
+        articles, skips = _fetch_batch(client, batch, labels)
         if pmc is not None and articles:
-            records += list(pmc.attach(articles, store))
-        for skip in records:
-            skipped[skip.reason] += 1
+            skips += list(pmc.attach(articles, store))
+        skipped.update(skip.reason for skip in skips)
         fetched += len(articles)
         yield from articles
-        yield from records
+        yield from skips
         progress.update(len(batch))
     progress.close()
     log.info(

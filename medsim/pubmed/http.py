@@ -1,7 +1,7 @@
 """A small HTTP layer for NCBI services: rate limit, retries, an on-disk cache, fast offline.
 
 Biopython's ``Bio.Entrez`` HTTP helpers hard-code NCBI's hosts, so medsim does its own requests
-(stdlib ``urllib``) against configurable base URLs and uses Biopython only to parse. Every
+(stdlib ``urllib``) against configurable base URLs and parses the answers with lxml. Every
 request of a run goes through one :class:`NcbiHttp`, so one :class:`RateLimiter` covers them all
 (NCBI allows 3 requests/s without an API key, 10/s with one).
 

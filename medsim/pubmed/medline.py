@@ -7,8 +7,8 @@ Both layouts NLM has shipped are read:
 * ``MedlineCitationSet/MedlineCitation`` (the MEDLINE distribution up to 2016), which has no
   ``PubmedData``.
 
-Mapping convention (the Entrez source maps Biopython's parse of the same XML to the same
-fields; a test compares the two):
+Mapping convention, the one for PubMed XML in medsim (the Entrez source maps its efetch
+answers with the same :func:`record_from_element`):
 
 ==========  =================================================================================
 doc_id      the PMID, as a string
@@ -53,13 +53,18 @@ from typing import BinaryIO
 
 from lxml import etree
 
+from medsim.names import SkipReason
 from medsim.pubmed.records import Article, Skipped, clean_text, format_abstract
 
 __all__ = [
+    "SAFE_PARSER",
     "DeletedCitation",
+    "MedlineDocumentError",
     "MedlineRecordError",
     "article_from_element",
     "iter_medline",
+    "parse_article_set",
+    "record_from_element",
 ]
 
 RECORD_TAGS = ("PubmedArticle", "MedlineCitation", "PubmedBookArticle", "DeleteCitation")
@@ -69,6 +74,10 @@ _YEAR = re.compile(r"\b(1[89]\d\d|2\d\d\d)\b")
 
 class MedlineRecordError(ValueError):
     """A record that cannot become an article (no PMID, no title)."""
+
+
+class MedlineDocumentError(ValueError):
+    """A whole document that is no readable ``PubmedArticleSet``."""
 
 
 @dataclass(frozen=True)
@@ -101,21 +110,55 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
-def article_from_element(record: etree._Element, source: str = "local:pubmed-xml") -> Article:
-    """Map one ``PubmedArticle`` or ``MedlineCitation`` element to an :class:`Article`.
-
-    Raises :class:`MedlineRecordError` for a record without PMID or title. An article without
-    abstract is returned with ``abstract=""``; callers decide whether to keep it.
-    """
+def _citation_of(record: etree._Element) -> tuple[etree._Element, etree._Element | None]:
+    """The record's ``MedlineCitation`` and its ``PubmedData`` (none in 2016 MEDLINE files)."""
     if record.tag == "PubmedArticle":
-        citation = record.find("MedlineCitation")
-        pubmed_data = record.find("PubmedData")
+        citation, pubmed_data = record.find("MedlineCitation"), record.find("PubmedData")
     elif record.tag == "MedlineCitation":
         citation, pubmed_data = record, None
     else:
         raise MedlineRecordError(f"not a citation record: <{record.tag}>")
     if citation is None:
         raise MedlineRecordError("PubmedArticle without MedlineCitation")
+    return citation, pubmed_data
+
+
+def _identifiers(
+    citation: etree._Element, article: etree._Element, pubmed_data: etree._Element | None
+) -> tuple[str | None, str | None]:
+    """``(doi, pmcid)`` from the record's own ``ArticleIdList``, else their fallbacks."""
+    ids: dict[str, str] = {}
+    if pubmed_data is not None:
+        for article_id in pubmed_data.iterfind("ArticleIdList/ArticleId"):
+            id_type = article_id.get("IdType")
+            if id_type and id_type not in ids and article_id.text:
+                ids[id_type] = article_id.text.strip()
+    doi = ids.get("doi") or next(
+        (
+            location.text.strip()
+            for location in article.iterfind("ELocationID")
+            if location.get("EIdType") == "doi" and location.text
+        ),
+        None,
+    )
+    pmcid = ids.get("pmc") or next(
+        (
+            other.text.strip()
+            for other in citation.iterfind("OtherID")
+            if (other.text or "").strip().startswith("PMC")
+        ),
+        None,
+    )
+    return doi or None, pmcid or None
+
+
+def article_from_element(record: etree._Element, source: str = "local:pubmed-xml") -> Article:
+    """Map one ``PubmedArticle`` or ``MedlineCitation`` element to an :class:`Article`.
+
+    Raises :class:`MedlineRecordError` for a record without PMID or title. An article without
+    abstract is returned with ``abstract=""``; callers decide whether to keep it.
+    """
+    citation, pubmed_data = _citation_of(record)
     pmid = clean_text(citation.findtext("PMID"))
     if not pmid:
         raise MedlineRecordError("record without PMID")
@@ -129,44 +172,54 @@ def article_from_element(record: etree._Element, source: str = "local:pubmed-xml
         (section.get("Label"), "".join(section.itertext()))
         for section in article.iterfind("Abstract/AbstractText")
     )
-    journal = article.find("Journal")
-    ids: dict[str, str] = {}
-    if pubmed_data is not None:
-        for article_id in pubmed_data.iterfind("ArticleIdList/ArticleId"):
-            id_type = article_id.get("IdType")
-            if id_type and id_type not in ids and article_id.text:
-                ids[id_type] = article_id.text.strip()
-    doi = ids.get("doi")
-    if not doi:
-        for location in article.iterfind("ELocationID"):
-            if location.get("EIdType") == "doi" and location.text:
-                doi = location.text.strip()
-                break
-    pmcid = ids.get("pmc")
-    if not pmcid:
-        pmcid = next(
-            (
-                other.text.strip()
-                for other in citation.iterfind("OtherID")
-                if (other.text or "").strip().startswith("PMC")
-            ),
-            None,
-        )
+    doi, pmcid = _identifiers(citation, article, pubmed_data)
     return Article(
         doc_id=pmid,
         pmid=pmid,
         title=title,
         abstract=abstract,
         source=source,
-        journal=(_text(journal.find("Title")) or None) if journal is not None else None,
-        year=_year(journal.find("JournalIssue/PubDate")) if journal is not None else None,
+        journal=_text(article.find("Journal/Title")) or None,
+        year=_year(article.find("Journal/JournalIssue/PubDate")),
         mesh=_unique(
             [d.get("UI", "").strip() for d in citation.iterfind("MeshHeadingList/*/DescriptorName")]
         ),
         keywords=_unique([_text(k) for k in citation.iterfind("KeywordList/Keyword")]),
-        doi=doi or None,
-        pmcid=pmcid or None,
+        doi=doi,
+        pmcid=pmcid,
     )
+
+
+def record_from_element(record: etree._Element, source: str, item: str) -> Article | Skipped:
+    """A citation element as an :class:`Article`, or a :class:`Skipped` (a book, a malformed
+    record) named by its PMID, else ``item``. Never raises for bad records."""
+    if record.tag == "PubmedBookArticle":
+        return Skipped(_pmid_of(record) or item, SkipReason.BOOK_RECORD, record.tag)
+    try:
+        return article_from_element(record, source)
+    except MedlineRecordError as exc:
+        return Skipped(_pmid_of(record) or item, SkipReason.MALFORMED_RECORD, str(exc))
+
+
+# A whole document in memory (an E-utilities answer): no DTD, no network, no entity expansion.
+SAFE_PARSER = etree.XMLParser(
+    load_dtd=False, no_network=True, resolve_entities=False, huge_tree=True
+)
+
+
+def parse_article_set(data: bytes) -> list[etree._Element]:
+    """The ``PubmedArticle`` and ``PubmedBookArticle`` elements of a ``PubmedArticleSet``.
+
+    Strict, unlike :func:`iter_medline`: a damaged document (truncated, not XML, another root)
+    raises :class:`MedlineDocumentError`, so that a network answer can be asked for again.
+    """
+    try:
+        root = etree.fromstring(data, SAFE_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise MedlineDocumentError(f"XMLSyntaxError: {exc}") from None
+    if root.tag != "PubmedArticleSet":
+        raise MedlineDocumentError(f"not a PubmedArticleSet: root element <{root.tag}>")
+    return list(root.iterchildren("PubmedArticle", "PubmedBookArticle"))
 
 
 def _last_line(elem: etree._Element) -> int:
@@ -219,6 +272,34 @@ def _release(elem: etree._Element) -> None:
             del parent[0]
 
 
+def _iterparse(source: BinaryIO | str | Path) -> etree.iterparse:
+    """Record elements as they end; recovering, so one broken record does not end the file."""
+    return etree.iterparse(
+        source,
+        events=("end",),
+        tag=RECORD_TAGS,
+        load_dtd=False,
+        no_network=True,
+        resolve_entities=False,
+        huge_tree=True,
+        recover=True,
+    )
+
+
+def _map_record(
+    elem: etree._Element, problem: str | None, item: str, article_source: str
+) -> Iterator[Article | Skipped | DeletedCitation]:
+    """What one record element of :func:`iter_medline` yields."""
+    if elem.tag == "DeleteCitation":
+        for pmid in elem.iterfind("PMID"):
+            if pmid.text and pmid.text.strip():
+                yield DeletedCitation(pmid.text.strip())
+    elif problem and elem.tag != "PubmedBookArticle":
+        yield Skipped(_pmid_of(elem) or item, SkipReason.MALFORMED_RECORD, problem)
+    else:
+        yield record_from_element(elem, article_source, item)
+
+
 def iter_medline(
     source: str | Path | BinaryIO, name: str, article_source: str = "local:pubmed-xml"
 ) -> Iterator[Article | Skipped | DeletedCitation]:
@@ -236,16 +317,7 @@ def iter_medline(
         with gzip.open(source, "rb") as fh:
             yield from iter_medline(fh, name, article_source)
         return
-    context = etree.iterparse(
-        source,
-        events=("end",),
-        tag=RECORD_TAGS,
-        load_dtd=False,
-        no_network=True,
-        resolve_entities=False,
-        huge_tree=True,
-        recover=True,
-    )
+    context = _iterparse(source)
     records = 0
     errors: list[tuple[int, str]] = []
     try:
@@ -254,30 +326,15 @@ def iter_medline(
             if elem.tag == "MedlineCitation" and getattr(parent, "tag", None) == "PubmedArticle":
                 continue  # mapped with its PubmedArticle, which ends later
             records += 1
-            problem = None
             if len(context.error_log) != len(errors):
                 errors = sorted((e.line, e.message.strip()) for e in context.error_log)
-            if errors:
-                problem = _recovery_problem(elem, errors)
-            if elem.tag == "DeleteCitation":
-                for pmid in elem.iterfind("PMID"):
-                    if pmid.text and pmid.text.strip():
-                        yield DeletedCitation(pmid.text.strip())
-            elif elem.tag == "PubmedBookArticle":
-                yield Skipped(_pmid_of(elem) or name, "book record", name)
-            elif problem:
-                yield Skipped(_pmid_of(elem) or f"{name}#{records}", "malformed record", problem)
-            else:
-                try:
-                    yield article_from_element(elem, article_source)
-                except MedlineRecordError as exc:
-                    item = _pmid_of(elem) or f"{name}#{records}"
-                    yield Skipped(item, "malformed record", str(exc))
+            problem = _recovery_problem(elem, errors) if errors else None
+            yield from _map_record(elem, problem, f"{name}#{records}", article_source)
             _release(elem)
     except (etree.XMLSyntaxError, OSError, EOFError, zlib.error) as exc:
-        yield Skipped(name, "unreadable XML", f"stopped after {records} records: {exc}")
+        yield Skipped(name, SkipReason.UNREADABLE_XML, f"stopped after {records} records: {exc}")
         return
     root = context.root
     if records == 0 and (root is None or root.tag not in SET_TAGS):
         found = "no root element" if root is None else f"root element <{root.tag}>"
-        yield Skipped(name, "not PubMed XML", found)
+        yield Skipped(name, SkipReason.NOT_PUBMED_XML, found)

@@ -43,9 +43,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from medsim.io import atomic_path
+from medsim.names import SkipReason
 from medsim.pubmed.http import (
     BadResponse,
     FetchError,
@@ -55,10 +55,8 @@ from medsim.pubmed.http import (
     StatusError,
     remember_failures,
 )
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore
 
 __all__ = ["BUCKET", "CLOUD_URL", "PMC_URL", "FullText", "PmcClient", "is_pdf", "object_key"]
 
@@ -273,7 +271,7 @@ class PmcClient:
     def full_text(self, pmcid: str) -> FullText | tuple[str, str]:
         """The cached full text of ``pmcid`` (downloaded if needed), or ``(reason, detail)``."""
         if not _PMCID.match(pmcid):
-            return "malformed pmc id", pmcid
+            return SkipReason.MALFORMED_PMC_ID, pmcid
         if (saved := self._saved(pmcid)) is not None:
             self.bucket.stats.cache_hits["pmc full text"] += 1
             return saved
@@ -295,12 +293,12 @@ class PmcClient:
     def _fetch(self, pmcid: str) -> FullText | tuple[str, str]:
         version = self.latest_version(pmcid)
         if version is None:
-            return "not in pmc oa", f"no {pmcid}.<version>/ folder in the bucket"
+            return SkipReason.NOT_IN_PMC_OA, f"no {pmcid}.<version>/ folder in the bucket"
         meta = self.metadata(version)
         if not meta.get("is_pmc_openaccess"):
-            return "not open access", f"{version}: is_pmc_openaccess is false"
+            return SkipReason.NOT_OPEN_ACCESS, f"{version}: is_pmc_openaccess is false"
         if meta.get("is_retracted"):
-            return "retracted", f"{version}: is_retracted is true"
+            return SkipReason.RETRACTED, f"{version}: is_retracted is true"
         folder = self.root / version
         xml = self._download(meta["xml_url"], folder, "xml")
         media = [
@@ -339,7 +337,7 @@ class PmcClient:
         for article in articles:
             item = f"pmc/{article.doc_id}"
             if not article.pmcid:
-                yield Skipped(item, "no pmc id")
+                yield Skipped(item, SkipReason.NO_PMC_ID)
                 continue
             text = self.full_text(article.pmcid)
             if isinstance(text, tuple):

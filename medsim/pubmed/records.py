@@ -1,7 +1,8 @@
 """The records every fetch source yields, and the rules that turn them into article rows.
 
 Sources (Entrez, local readers) are generators of :class:`Article`, :class:`CorpusImage` and
-:class:`Skipped`; :mod:`medsim.fetch` streams them into Parquet. Nothing here does I/O.
+:class:`Skipped` (together a :data:`Record`); :mod:`medsim.pubmed.stage` streams them into
+Parquet. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medsim.names import SkipReason
 from medsim.splits import assign_split
 
 __all__ = [
     "Article",
     "CorpusImage",
+    "Record",
     "Skipped",
     "clean_text",
     "format_abstract",
@@ -77,6 +80,9 @@ class Skipped:
     detail: str | None = None
 
 
+# What a fetch source yields.
+Record = Article | CorpusImage | Skipped
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -115,10 +121,10 @@ def resolve_label(candidates: Sequence[str], ambiguous: str) -> tuple[str | None
     """
     unique = list(dict.fromkeys(candidates))
     if not unique:
-        return None, "no class matched"
+        return None, SkipReason.NO_CLASS_MATCHED
     if len(unique) == 1 or ambiguous == "first":
         return unique[0], None
-    return None, "ambiguous label"
+    return None, SkipReason.AMBIGUOUS_LABEL
 
 
 def mesh_label(

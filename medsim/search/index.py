@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
 from medsim.io import SkipLog, atomic_dir
+from medsim.names import INDEX_ORDER, SkipReason
 from medsim.schemas import INDEX_ITEMS as ITEMS
 from medsim.schemas import validate
 
@@ -65,21 +66,11 @@ PROTOTYPES_FILE = "prototypes.npy"
 FORMAT_VERSION = 1
 ITEMS_ROW_GROUP = 4096  # a search reads only the row groups of its hits from items.parquet
 
-INDEX_KINDS = ("documents", "figures", "captions", "tables")
+INDEX_KINDS = tuple(m.index_kind for m in INDEX_ORDER)
 # index kind -> (embedding file stem under data/embeddings/, shared-space head); documents are
 # fused from every kind by medsim.dml.document_vectors.
-KIND_SOURCES: dict[str, tuple[str, str]] = {
-    "documents": ("text", "text"),
-    "figures": ("images", "image"),
-    "captions": ("captions", "caption"),
-    "tables": ("tables", "table"),
-}
-RESULT_TYPES = {
-    "documents": "document",
-    "figures": "figure",
-    "captions": "caption",
-    "tables": "table",
-}
+KIND_SOURCES = {m.index_kind: (m.embeddings, m.value) for m in INDEX_ORDER}
+RESULT_TYPES = {m.index_kind: m.result_type for m in INDEX_ORDER}
 
 # The item map: what a result needs to render, without reading the pipeline's big tables.
 # what one kind contributes; kind and row are added when the kinds are written together
@@ -498,7 +489,7 @@ def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
             continue
         if head not in space.heads:
             for item in table.column("id").to_pylist():
-                skipped.add(item, "no_head", f"the trained space has no '{head}' head")
+                skipped.add(item, SkipReason.NO_HEAD, f"the trained space has no '{head}' head")
             continue
         embeddings[kind] = table
     if not embeddings:

@@ -9,10 +9,10 @@ import pytest
 from lxml import etree
 
 from medsim.config import FetchParams
-from medsim.fetch import RawStore
 from medsim.pubmed.entrez import fetch_entrez
 from medsim.pubmed.http import BadResponse, NcbiHttp, RateLimiter, ResponseCache, RetryPolicy
 from medsim.pubmed.pmc import PmcClient, _check_versions, is_pdf, object_key
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
 from tests.pubmed.fake_eutils import (
     FakeServer,

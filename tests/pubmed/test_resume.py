@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from medsim.config import params_from_dict
-from medsim.fetch import run_fetch
+from medsim.pubmed.stage import run_fetch
 from tests.pubmed.fake_eutils import FakeServer, clone, has_abstract, recorded_articles
 
 REPO = Path(__file__).resolve().parents[2]

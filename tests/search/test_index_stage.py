@@ -99,7 +99,7 @@ def test_stage_script_builds_hnsw_above_exact_below_and_logs_skips(project, tmp_
     assert store.manifest["kinds"]["tables"]["float_type"] == "flat"
     skipped = pq.read_table(root / "data" / "skipped.parquet" / "index.parquet").to_pylist()
     assert sorted(r["item"] for r in skipped) == ["f1", "f2", "f3"]
-    assert {r["reason"] for r in skipped} == {"no_head"}
+    assert {r["reason"] for r in skipped} == {"no head"}
     # the HNSW answer on 6 documents is the exact one
     query = store.vector("documents", 0)
     hits = search_vector(store, query, k=6, kinds=["documents"])

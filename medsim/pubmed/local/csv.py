@@ -26,14 +26,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError, splits_from_names
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 SOURCE = "local:csv"
 TEXT_NAMES = ("text", "abstract", "medical_abstract", "body", "content", "document")
@@ -174,33 +172,35 @@ def read_file(file: Path, label_map: dict[str, str], split: str | None) -> Itera
     try:
         fh = file.open(newline="", encoding="utf-8-sig", errors="replace")
     except OSError as exc:
-        yield Skipped(file.name, "unreadable file", str(exc))
+        yield Skipped(file.name, SkipReason.UNREADABLE_FILE, str(exc))
         return
     with fh:
         reader = csv.reader(fh, delimiter=_delimiter(file))
         header = next(reader, None)
         if not header:
-            yield Skipped(file.name, "empty file")
+            yield Skipped(file.name, SkipReason.EMPTY_FILE)
             return
         sample = list(islice(csv.reader(_peek(file), delimiter=_delimiter(file)), 1, 201))
         try:
             columns = detect_columns(header, sample)
         except LocalSourceError as exc:
-            yield Skipped(file.name, "no text column", str(exc))
+            yield Skipped(file.name, SkipReason.NO_TEXT_COLUMN, str(exc))
             return
         for number, row in _rows(reader):
             item = f"{stem}-{number}"
             if isinstance(row, str):
-                yield Skipped(item, "malformed row", row)
+                yield Skipped(item, SkipReason.MALFORMED_ROW, row)
                 continue
             if not any(field.strip() for field in row):
                 continue  # blank line
             if len(row) != len(header):
-                yield Skipped(item, "malformed row", f"{len(row)} fields, header has {len(header)}")
+                yield Skipped(
+                    item, SkipReason.MALFORMED_ROW, f"{len(row)} fields, header has {len(header)}"
+                )
                 continue
             text = clean_text(row[columns.text])
             if not text:
-                yield Skipped(item, "empty text", file.name)
+                yield Skipped(item, SkipReason.EMPTY_TEXT, file.name)
                 continue
             if columns.title is not None and clean_text(row[columns.title]):
                 title, abstract = clean_text(row[columns.title]), text

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 PARALLEL_ANNOTATION_DIRS = {"text", "labels"}
 
@@ -72,11 +70,11 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
             try:
                 text = file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                yield Skipped(item, "unreadable file", str(exc))
+                yield Skipped(item, SkipReason.UNREADABLE_FILE, str(exc))
                 continue
             title, body = parse_document(text)
             if not body:
-                yield Skipped(item, "empty text")
+                yield Skipped(item, SkipReason.EMPTY_TEXT)
                 continue
             # A file name is unique only within its class folder; the same document can sit in
             # two class folders (multi-label corpora), which the duplicate check then reports.

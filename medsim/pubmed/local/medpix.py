@@ -26,14 +26,13 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, CorpusImage, Skipped, clean_text, format_abstract
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, CorpusImage, Record, Skipped, clean_text, format_abstract
 
 SOURCE = "local:medpix"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -98,9 +97,9 @@ def image_record(desc: dict[str, Any], images_dir: Path) -> CorpusImage | Skippe
     caption = _value(details.get("Caption"))
     file = _image_file(images_dir, name) if name else None
     if file is None:
-        return Skipped(name or "(no image name)", "missing image file", str(images_dir))
+        return Skipped(name or "(no image name)", SkipReason.MISSING_IMAGE_FILE, str(images_dir))
     if not caption:
-        return Skipped(name, "empty caption", _value(desc.get("U_id")))
+        return Skipped(name, SkipReason.EMPTY_CAPTION, _value(desc.get("U_id")))
     return CorpusImage(
         image_id=name,
         doc_id=_value(desc.get("U_id")),
@@ -125,7 +124,7 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
     for case in cases:
         uid = _value(case.get("U_id"))
         if not uid:
-            yield Skipped("(case without U_id)", "malformed record", str(case)[:80])
+            yield Skipped("(case without U_id)", SkipReason.MALFORMED_RECORD, str(case)[:80])
             continue
         seen.add(uid)
         images = by_case.get(uid, [])
@@ -134,7 +133,7 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
         )
         text = case_text(case)
         if not text or not title:
-            yield Skipped(uid, "empty text" if not text else "no title", SOURCE)
+            yield Skipped(uid, SkipReason.EMPTY_TEXT if not text else SkipReason.NO_TITLE, SOURCE)
             for desc in images:
                 yield Skipped(_value(desc.get("image")) or uid, "case skipped", uid)
         else:

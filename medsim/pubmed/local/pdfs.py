@@ -23,16 +23,14 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pymupdf
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError
-from medsim.pubmed.records import Article, Skipped, clean_text
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text
 
 SOURCE = "local:pdfs"
 MAX_ABSTRACT_CHARS = 5_000
@@ -179,26 +177,26 @@ def read_pdf(file: Path, item: str | None = None) -> tuple[str, str] | Skipped:
     try:
         doc = pymupdf.open(file)
     except Exception as exc:  # PyMuPDF raises several types for broken files
-        return Skipped(item, "unreadable PDF", f"{type(exc).__name__}: {exc}")
+        return Skipped(item, SkipReason.UNREADABLE_PDF, f"{type(exc).__name__}: {exc}")
     with doc:
         if doc.needs_pass or doc.is_encrypted:
-            return Skipped(item, "encrypted PDF")
+            return Skipped(item, SkipReason.ENCRYPTED_PDF)
         if doc.page_count == 0:
-            return Skipped(item, "PDF without pages")
+            return Skipped(item, SkipReason.PDF_WITHOUT_PAGES)
         try:
             first = doc[0]
             layout = _lines(first)
             text_lines = [t for p in doc.pages(0, min(2, doc.page_count)) for t in _page_lines(p)]
             blocks = [b[4] for b in first.get_text("blocks") if b[6] == 0]
         except Exception as exc:
-            return Skipped(item, "unreadable PDF", f"{type(exc).__name__}: {exc}")
+            return Skipped(item, SkipReason.UNREADABLE_PDF, f"{type(exc).__name__}: {exc}")
         metadata = doc.metadata or {}
     title = pdf_title(metadata.get("title"), layout)
     abstract = pdf_abstract(text_lines, blocks)
     if not title and not abstract:
-        return Skipped(item, "no text in PDF", "a scanned PDF needs OCR first")
+        return Skipped(item, SkipReason.NO_TEXT_IN_PDF, "a scanned PDF needs OCR first")
     if not abstract:
-        return Skipped(item, "no abstract found", title)
+        return Skipped(item, SkipReason.NO_ABSTRACT, title)
     if not title:
         title = abstract.split(". ")[0][:200]
     return title, abstract

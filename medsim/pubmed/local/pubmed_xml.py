@@ -16,17 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError
 from medsim.pubmed.medline import DeletedCitation, iter_medline
-from medsim.pubmed.records import Article, Skipped, mesh_detail, mesh_label
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, mesh_detail, mesh_label
 
 SOURCE = "local:pubmed-xml"
 
@@ -56,7 +54,7 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
             elif isinstance(record, Skipped):
                 yield record
             elif record.doc_id in deleted:
-                yield Skipped(record.doc_id, "deleted citation", name)
+                yield Skipped(record.doc_id, SkipReason.DELETED_CITATION, name)
             else:
                 yield from _finish(record, opts, ambiguous)
         deleted.update(deleted_here)
@@ -64,7 +62,7 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
 
 def _finish(article: Article, opts: LocalSourceParams, ambiguous: str) -> Iterator[Record]:
     if not article.abstract:
-        yield Skipped(article.doc_id, "no abstract", article.source)
+        yield Skipped(article.doc_id, SkipReason.NO_ABSTRACT, article.source)
         return
     label, reason = mesh_label(article.mesh, opts.mesh_labels, ambiguous)
     if reason:

@@ -19,14 +19,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medsim.config import LocalSourceParams
+from medsim.names import SkipReason
 from medsim.pubmed.local import LocalSourceError, splits_from_names
-from medsim.pubmed.records import Article, Skipped, clean_text, mesh_detail, mesh_label
-
-if TYPE_CHECKING:
-    from medsim.fetch import RawStore, Record
+from medsim.pubmed.raw import RawStore
+from medsim.pubmed.records import Article, Record, Skipped, clean_text, mesh_detail, mesh_label
 
 SOURCE = "local:pubtator"
 _MESH_ID = re.compile(r"^(?:MESH:)?([CD]\d{6,9})$", re.IGNORECASE)
@@ -79,7 +77,9 @@ def iter_documents(file: Path) -> Iterator[_Doc | Skipped]:
             columns = line.split("\t")
             if doc is None or columns[0].strip() != doc.pmid or len(columns) < 5:
                 item = doc.pmid if doc is not None else f"{file.name}:{number}"
-                yield Skipped(item, "malformed line", f"{file.name}:{number}: {line[:80]!r}")
+                yield Skipped(
+                    item, SkipReason.MALFORMED_LINE, f"{file.name}:{number}: {line[:80]!r}"
+                )
                 continue
             if len(columns) >= 6:
                 doc.mesh.extend(mesh_ids(columns[5]))
@@ -111,10 +111,10 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
                 yield doc
                 continue
             if not doc.abstract:
-                yield Skipped(doc.pmid, "no abstract", file.name)
+                yield Skipped(doc.pmid, SkipReason.NO_ABSTRACT, file.name)
                 continue
             if not doc.title:
-                yield Skipped(doc.pmid, "no title", file.name)
+                yield Skipped(doc.pmid, SkipReason.NO_TITLE, file.name)
                 continue
             mesh = list(dict.fromkeys(doc.mesh))
             label, reason = mesh_label(mesh, opts.mesh_labels, ambiguous)

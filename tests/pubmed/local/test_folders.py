@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from medsim.config import LocalSourceParams, params_from_dict
-from medsim.fetch import run_fetch
 from medsim.pubmed.local import folders
 from medsim.pubmed.records import Article, Skipped
+from medsim.pubmed.stage import run_fetch
 
 CLASSES = {f"C{i:02d}" for i in range(1, 24)}
 

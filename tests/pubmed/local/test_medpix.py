@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from medsim.config import LocalSourceParams, params_from_dict
-from medsim.fetch import run_fetch
 from medsim.pubmed.local import medpix
 from medsim.pubmed.records import Article, CorpusImage, Skipped
+from medsim.pubmed.stage import run_fetch
 
 
 def read(path: Path) -> list:

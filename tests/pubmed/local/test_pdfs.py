@@ -8,8 +8,8 @@ import pymupdf
 import pytest
 
 from medsim.config import LocalSourceParams
-from medsim.fetch import RawStore
 from medsim.pubmed.local import pdfs
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
 
 # Checked by eye against page 1 of each PDF.

@@ -8,9 +8,10 @@ import pytest
 
 from medsim.config import params_from_dict
 from medsim.errors import MedsimError
-from medsim.fetch import RawStore, run_fetch, write_articles
 from medsim.io import SkipLog
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, CorpusImage, Skipped
+from medsim.pubmed.stage import run_fetch, write_articles
 
 
 def _params(**fetch):
@@ -89,7 +90,7 @@ def test_corpus_images_land_in_the_store_with_their_labels(tmp_path: Path) -> No
 
 
 def test_a_source_that_crashes_leaves_no_partial_output(tmp_path: Path, monkeypatch) -> None:
-    import medsim.fetch as fetch
+    import medsim.pubmed.stage as fetch
 
     def broken_source(params, root, store):
         yield Article("1", "t", "fine", "test")
@@ -104,7 +105,7 @@ def test_a_source_that_crashes_leaves_no_partial_output(tmp_path: Path, monkeypa
 
 
 def test_a_source_with_nothing_usable_fails_with_the_reasons(tmp_path: Path, monkeypatch) -> None:
-    import medsim.fetch as fetch
+    import medsim.pubmed.stage as fetch
 
     monkeypatch.setattr(
         fetch, "_open_source", lambda params, root, store: [Skipped("a", "no class matched")]

@@ -1,4 +1,4 @@
-"""The fetch stage: any source's records streamed into ``data/articles.parquet`` and ``data/raw/``.
+"""The fetch stage at its edges: any source's records into ``data/articles.parquet``, ``data/raw/``.
 
 Sources are generators of :class:`~medsim.pubmed.records.Article`,
 :class:`~medsim.pubmed.records.CorpusImage` and :class:`~medsim.pubmed.records.Skipped`
@@ -10,8 +10,6 @@ and the counts a user sees at the end.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,58 +21,17 @@ from tqdm import tqdm
 from medsim.config import FetchParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir, rows_to_table, write_table
-from medsim.pubmed.records import Article, CorpusImage, Skipped
+from medsim.names import SkipReason
+from medsim.pubmed.raw import RAW_DIR, RawStore
+from medsim.pubmed.records import CorpusImage, Record, Skipped
 from medsim.schemas import ARTICLES, IMAGES
 
-__all__ = ["FetchSummary", "RawStore", "run_fetch", "write_articles"]
+__all__ = ["FetchSummary", "run_fetch", "write_articles"]
 
 log = logging.getLogger(__name__)
 
 ARTICLES_PATH = Path("data/articles.parquet")
-RAW_DIR = Path("data/raw")
 CACHE_DIR = Path("data/cache")  # not a DVC output: survives re-runs so nothing is fetched twice
-
-Record = Article | CorpusImage | Skipped
-
-
-class RawStore:
-    """Files that go under ``data/raw/``, staged in a directory that replaces it at the end.
-
-    Paths handed out are the final ones (``data/raw/...``, relative to the repo root), so the
-    articles table can point at them before the swap.
-    """
-
-    def __init__(self, staging: Path, final: Path = RAW_DIR) -> None:
-        self.staging = staging
-        self.final = final
-        self.images: list[dict] = []
-
-    def add_file(self, src: str | Path, relative: str) -> str:
-        """Place ``src`` at ``data/raw/<relative>`` (hard link when possible, else a copy)."""
-        dest = self.staging / relative
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)  # a re-sent file replaces the earlier copy
-        try:
-            os.link(src, dest)
-        except OSError:
-            shutil.copyfile(src, dest)
-        return (self.final / relative).as_posix()
-
-    def add_image(self, image: CorpusImage) -> None:
-        suffix = Path(image.source_path).suffix.lower() or ".png"
-        path = self.add_file(image.source_path, f"images/{image.image_id}{suffix}")
-        self.images.append(
-            {
-                "image_id": image.image_id,
-                "doc_id": image.doc_id,
-                "path": path,
-                "caption": image.caption,
-                "modality": image.modality,
-                "modality_detail": image.modality_detail,
-                "plane": image.plane,
-                "body_region": image.body_region,
-            }
-        )
 
 
 @dataclass
@@ -127,9 +84,9 @@ def write_articles(
                 elif isinstance(record, CorpusImage):
                     store.add_image(record)
                 elif record.doc_id in seen:
-                    skips.add(record.doc_id, "duplicate doc_id", record.source)
+                    skips.add(record.doc_id, SkipReason.DUPLICATE_DOC_ID, record.source)
                 elif not record.abstract.strip():
-                    skips.add(record.doc_id, "empty text", record.source)
+                    skips.add(record.doc_id, SkipReason.EMPTY_TEXT, record.source)
                 else:
                     seen.add(record.doc_id)
                     row = record.to_row(seed, params.val_fraction, params.test_fraction)
