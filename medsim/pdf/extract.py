@@ -31,13 +31,7 @@ from medsim.pdf.figures import (
     render_png,
 )
 from medsim.pdf.layout import LayoutRegions, detect_layout, page_bounds, ruling_lines, union
-from medsim.pdf.tables import (
-    cells_json,
-    is_candidate_page,
-    linearize,
-    parse_region,
-    table_regions,
-)
+from medsim.pdf.tables import cells_json, is_candidate_page, linearize, parse_region, table_regions
 
 __all__ = ["PdfResult", "SkipRow", "corpus_figures", "extract_pdf", "image_file_to_png"]
 
@@ -198,7 +192,6 @@ def _extract_page(
 ) -> _PageState:
     """Tables of ``page`` into ``result``; its figures found but not yet written (see
     :func:`_pair_across_pages`)."""
-    number = page.number + 1
     if page.rotation:
         page.remove_rotation()  # work in displayed coordinates (see medsim.pdf.layout)
     text_dict = page.get_text("dict", flags=pymupdf.TEXTFLAGS_TEXT)
@@ -210,57 +203,69 @@ def _extract_page(
         if "".join(s["text"] for s in line["spans"]).strip()
     ]
     drawings = page.get_drawings()
-    layout_cache: list[LayoutRegions | None] = []
-
-    def layout() -> LayoutRegions | None:
-        if not layout_cache:
-            result.layout_pages += 1
-            try:
-                layout_cache.append(detect_layout(page))
-            except Exception as exc:  # the page still gets caption-led tables and figures
-                detail = f"{type(exc).__name__}: {exc}"
-                result.skipped.append((f"{doc_id}:p{number}", "layout model failed", detail))
-                layout_cache.append(None)
-        return layout_cache[0]
-
     table_rects: list[pymupdf.Rect] = []
     if is_candidate_page(captions, drawings, page_bounds(page)):
-        regions = table_regions(captions, layout(), text_lines, page_bounds(page))
-        if regions:
-            result.table_pages += 1
-        horizontal, vertical = ruling_lines(drawings)
-        for rect, caption in regions:
-            h_rules = [r for r in horizontal if rect.intersects(r)]
-            v_rules = [r for r in vertical if rect.intersects(r)]
-            ruled = len(h_rules) >= 2 and len(v_rules) >= 2
-            if ruled:  # lattice needs the whole grid, which the layout box may cut
-                rect = union([rect, *h_rules, *v_rules])
-            if caption is None and not ruled:
-                continue  # without a caption only a ruled grid is trusted as a table
-            parsed = parse_region(pdf_path, page, rect, ruled)
-            if parsed is None:
-                continue
-            table_rects.append(rect)
-            caption_text = caption.text if caption else ""
-            result.tables.append(
-                {
-                    "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
-                    "doc_id": doc_id,
-                    "caption": caption_text,
-                    "cells": cells_json(parsed.cells),
-                    "text": linearize(caption_text, parsed.cells),
-                    "origin": "pdf",
-                    "page": number,
-                    "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
-                    "flavor": parsed.flavor,
-                    "accuracy": parsed.accuracy,
-                    "whitespace": parsed.whitespace,
-                }
-            )
-
+        layout = _page_layout(page, f"{doc_id}:p{page.number + 1}", result)
+        regions = table_regions(captions, layout, text_lines, page_bounds(page))
+        table_rects = _extract_tables(pdf_path, page, regions, drawings, doc_id, result)
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
     found = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt)
     return _PageState(page, found, text_lines)
+
+
+def _page_layout(page: pymupdf.Page, item: str, result: PdfResult) -> LayoutRegions | None:
+    """The layout model's regions of ``page``; None (and a skip row) when the model fails."""
+    result.layout_pages += 1
+    try:
+        return detect_layout(page)
+    except Exception as exc:  # the page still gets caption-led tables and figures
+        result.skipped.append((item, "layout model failed", f"{type(exc).__name__}: {exc}"))
+        return None
+
+
+def _extract_tables(
+    pdf_path: Path,
+    page: pymupdf.Page,
+    regions: list,
+    drawings: list,
+    doc_id: str,
+    result: PdfResult,
+) -> list[pymupdf.Rect]:
+    """Parse each table region of ``page`` into ``result.tables``; the rectangles kept."""
+    if regions:
+        result.table_pages += 1
+    number = page.number + 1
+    horizontal, vertical = ruling_lines(drawings)
+    table_rects: list[pymupdf.Rect] = []
+    for rect, caption in regions:
+        h_rules = [r for r in horizontal if rect.intersects(r)]
+        v_rules = [r for r in vertical if rect.intersects(r)]
+        ruled = len(h_rules) >= 2 and len(v_rules) >= 2
+        if ruled:  # lattice needs the whole grid, which the layout box may cut
+            rect = union([rect, *h_rules, *v_rules])
+        if caption is None and not ruled:
+            continue  # without a caption only a ruled grid is trusted as a table
+        parsed = parse_region(pdf_path, page, rect, ruled)
+        if parsed is None:
+            continue
+        table_rects.append(rect)
+        caption_text = caption.text if caption else ""
+        result.tables.append(
+            {
+                "table_id": f"{doc_id}:p{number}:t{len(table_rects)}",
+                "doc_id": doc_id,
+                "caption": caption_text,
+                "cells": cells_json(parsed.cells),
+                "text": linearize(caption_text, parsed.cells),
+                "origin": "pdf",
+                "page": number,
+                "bbox": [rect.x0, rect.y0, rect.x1, rect.y1],
+                "flavor": parsed.flavor,
+                "accuracy": parsed.accuracy,
+                "whitespace": parsed.whitespace,
+            }
+        )
+    return table_rects
 
 
 def image_file_to_png(path: Path) -> tuple[bytes, int, int]:
