@@ -143,7 +143,8 @@ def fine_tune(
         data_seed=seed,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts=encoder.instruction or None,
-        logging_steps=1,
+        logging_steps=max(1, steps // 20),  # the loss averaged over each 5% of the steps
+        logging_first_step=True,
         save_strategy="no",
         report_to="none",
         use_cpu=encoder.device.type == "cpu",

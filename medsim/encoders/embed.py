@@ -35,6 +35,7 @@ __all__ = [
     "SOURCES",
     "Encoder",
     "Source",
+    "cached_records",
     "content_hashes",
     "embed_batch",
     "embed_records",
@@ -275,13 +276,18 @@ def embed_batch(
     :func:`embed_records` between the edges: items already in ``cache`` are not encoded
     again and new vectors are added to it; skipped rows go to ``skips`` and get no row.
     """
-    known = (
-        cache.get(content_hashes(batch, source, encoder.fingerprint, min_image_px))
-        if cache is not None
-        else None
-    )
-    records = embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
+    records = cached_records(batch, source, encoder, cache, min_image_px)
     return split_records(records, source, encoder.dim, cache=cache, skips=skips)
+
+
+def cached_records(
+    batch: pa.Table, source: Source, encoder: Encoder, cache: EmbeddingCache | None, min_px: int
+) -> pa.Table:
+    """:func:`embed_records` with ``cache``'s vectors as the known ones (where the cache is)."""
+    known = None
+    if cache is not None:
+        known = cache.get(content_hashes(batch, source, encoder.fingerprint, min_px))
+    return embed_records(batch, source, encoder, known=known, min_image_px=min_px)
 
 
 def _decode(

@@ -153,16 +153,11 @@ def _local_core(
 ) -> Callable[[pa.Table], pa.Table]:
     """The local engine's batch function: cache hits looked up here, then the core."""
 
-    def core(batch: pa.Table) -> pa.Table:
+    def encode_batch(batch: pa.Table) -> pa.Table:
         batch = validate(batch, input_schema, name=str(source.input))
-        known = (
-            cache.get(core.content_hashes(batch, source, encoder.fingerprint, min_image_px))
-            if cache is not None
-            else None
-        )
-        return core.embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
+        return core.cached_records(batch, source, encoder, cache, min_image_px)
 
-    return core
+    return encode_batch
 
 
 def _worker_core(
@@ -171,11 +166,11 @@ def _worker_core(
     """A Ray worker's batch function: its own encoder, loaded once, and the core."""
     source, encoder = SOURCES[name], load()
 
-    def core(batch: pa.Table) -> pa.Table:
+    def encode_batch(batch: pa.Table) -> pa.Table:
         batch = validate(batch, input_schema, name=str(source.input))
         return core.embed_records(batch, source, encoder, min_image_px=min_image_px)
 
-    return core
+    return encode_batch
 
 
 @dataclass
