@@ -2,7 +2,7 @@
 
 import sys
 
-from medsim.encoders.embed import run_embed
+from medsim.encoders.stage import run_embed
 from medsim.stage import run_stage
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from medsim.encoders.cache import EmbeddingCache, content_hash, encode_with_cache
 from medsim.encoders.image import ImageEncoder, load_image_encoder
 from medsim.encoders.specs import ModelSpecError, resolve_text_model
-from medsim.encoders.text import TextEncoder, encode_texts, load_text_encoder
+from medsim.encoders.text import TextEncoder, load_text_encoder
 
 __all__ = [
     "EmbeddingCache",
@@ -11,7 +11,6 @@ __all__ = [
     "ModelSpecError",
     "TextEncoder",
     "content_hash",
-    "encode_texts",
     "encode_with_cache",
     "load_image_encoder",
     "load_text_encoder",

@@ -2,9 +2,9 @@
 
 In the spirit of MedTE: pairs that belong together in the fetched corpus (a title and its
 abstract, a figure caption and its document's text) are pulled together and every other
-pair in the batch pushed apart (symmetric InfoNCE with in-batch negatives, as
-sentence-transformers' MultipleNegativesRankingLoss). No labels are used, so the test split
-can take part without leaking its labels.
+pair in the batch pushed apart (symmetric InfoNCE with in-batch negatives:
+sentence-transformers' MultipleNegativesRankingLoss, run by its trainer). No labels are used,
+so the test split can take part without leaking its labels.
 """
 
 from __future__ import annotations
@@ -12,21 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from medsim.encoders.text import TextEncoder
 
 __all__ = [
     "adapt_text_model",
-    "contrastive_step",
     "corpus_pairs",
+    "fine_tune",
+    "save_model",
     "write_sentence_transformers_config",
 ]
 
@@ -54,49 +51,6 @@ def corpus_pairs(articles: Path, figures: Path | None = None) -> list[Pair]:
     return pairs
 
 
-def contrastive_step(
-    encoder: TextEncoder,
-    batch: list[Pair],
-    optimizer: torch.optim.Optimizer,
-    temperature: float = 0.05,
-) -> float:
-    """One symmetric InfoNCE step over ``batch``; returns the loss."""
-    anchors = encoder.forward(encoder.tokenize([a for a, _ in batch]))
-    positives = encoder.forward(encoder.tokenize([b for _, b in batch]))
-    logits = anchors @ positives.T / temperature
-    target = torch.arange(len(batch), device=logits.device)
-    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def _batches(pairs: list[Pair], size: int, steps: int, rng: random.Random) -> list[list[Pair]]:
-    """``steps`` batches drawn epoch by epoch; a batch never holds the same text twice."""
-    out: list[list[Pair]] = []
-    while len(out) < steps:
-        order = pairs[:]
-        rng.shuffle(order)
-        batch: list[Pair] = []
-        seen: set[str] = set()
-        for pair in order:
-            if pair[0] in seen or pair[1] in seen:
-                continue  # a duplicate would be a false negative
-            batch.append(pair)
-            seen.update(pair)
-            if len(batch) == size:
-                out.append(batch)
-                batch, seen = [], set()
-                if len(out) == steps:
-                    break
-        if len(out) < steps and batch and len(batch) > 1:
-            out.append(batch)
-        if not out:
-            break
-    return out[:steps]
-
-
 def adapt_text_model(
     encoder: TextEncoder,
     pairs: list[Pair],
@@ -110,8 +64,8 @@ def adapt_text_model(
     """Fine-tune ``encoder``'s model on ``pairs`` and save it as a model folder.
 
     The folder is keyed by the base model, the pairs and the settings, so an unchanged corpus
-    reuses it; it holds the weights, the tokenizer and a sentence-transformers pooling config
-    (so that the same pooling is used when it is loaded, here or by sentence-transformers).
+    reuses it; it holds the weights, the tokenizer and the sentence-transformers modules (so
+    that the same pooling is used when it is loaded, here or by sentence-transformers).
     Note that this changes ``encoder.model`` in place.
     """
     if len(pairs) < 2:
@@ -125,86 +79,97 @@ def adapt_text_model(
         log.info("reusing adapted text model %s", folder)
         return folder
 
-    torch.manual_seed(seed)
-    batches = _batches(pairs, encoder.batch_size, steps, random.Random(seed))
-    if not batches:
-        raise ValueError("domain adaptation needs at least two distinct text pairs")
-    model = encoder.model
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    losses = []
-    for batch in tqdm(batches, desc="adapt text encoder", unit="step"):
-        losses.append(contrastive_step(encoder, batch, optimizer, temperature))
-    model.eval()
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    settings = {"steps": steps, "lr": lr, "seed": seed, "temperature": temperature}
+    losses = fine_tune(encoder, pairs, staging / "trainer", **settings)
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
     log.info(
         "adapted %s on %d pairs: %d steps, loss %.3f -> %.3f",
         encoder.spec,
         len(pairs),
-        len(losses),
+        steps,
         losses[0],
         losses[-1],
     )
-
-    staging = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    encoder.tokenizer.save_pretrained(staging)
-    write_sentence_transformers_config(staging, encoder)
-    (staging / "medsim_adapt.json").write_text(
-        json.dumps(
-            {
-                "base_spec": encoder.spec,
-                "base_weight_hash": encoder.weight_hash,
-                "pairs": len(pairs),
-                "steps": len(losses),
-                "lr": lr,
-                "seed": seed,
-                "temperature": temperature,
-                "loss_first": losses[0],
-                "loss_last": losses[-1],
-            },
-            indent=2,
-        )
-    )
+    save_model(encoder, staging)
+    meta = {"base_spec": encoder.spec, "base_weight_hash": encoder.weight_hash}
+    meta.update(pairs=len(pairs), **settings, loss_first=losses[0], loss_last=losses[-1])
+    (staging / "medsim_adapt.json").write_text(json.dumps(meta, indent=2))
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging.rename(folder)
     return folder
 
 
+def fine_tune(
+    encoder: TextEncoder,
+    pairs: list[Pair],
+    work_dir: Path,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    temperature: float,
+) -> list[float]:
+    """``steps`` steps of symmetric in-batch InfoNCE (sentence-transformers'
+    MultipleNegativesRankingLoss both ways) with its trainer; the logged losses.
+
+    Batches never hold the same text twice (a duplicate would be a false negative); the
+    learning rate stays constant (few steps: no schedule to tune).
+    """
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    model = encoder.sentence_model
+    loss = MultipleNegativesRankingLoss(
+        model,
+        scale=1 / temperature,
+        directions=("query_to_doc", "doc_to_query"),
+        partition_mode="per_direction",
+    )
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir),
+        max_steps=steps,
+        per_device_train_batch_size=encoder.batch_size,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        weight_decay=0.01,  # torch's AdamW default, as before the trainer
+        seed=seed,
+        data_seed=seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts=encoder.instruction or None,
+        logging_steps=max(1, steps // 20),  # the loss averaged over each 5% of the steps
+        logging_first_step=True,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=encoder.device.type == "cpu",
+    )
+    data = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+    trainer.train()
+    model.eval()
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def save_model(encoder: TextEncoder, folder: Path, max_tokens: int | None = None) -> None:
+    """``encoder``'s model as a sentence-transformers folder (weights, tokenizer, pooling,
+    normalisation, ``max_tokens``), so it loads the same here and in sentence-transformers."""
+    model = encoder.sentence_model
+    limit = model.max_seq_length
+    model.max_seq_length = max_tokens or encoder.max_tokens
+    try:
+        model.save(str(folder), create_model_card=False)
+    finally:
+        model.max_seq_length = limit
+
+
 def write_sentence_transformers_config(
     folder: Path, encoder: TextEncoder, max_tokens: int | None = None
 ) -> None:
-    """modules.json, the pooling config and sentence_bert_config.json for ``encoder``'s
-    pooling and normalisation, so the folder loads the same here and in sentence-transformers."""
-    flags = {
-        "word_embedding_dimension": encoder.dim,
-        "pooling_mode_cls_token": encoder.pooling == "cls",
-        "pooling_mode_mean_tokens": encoder.pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_lasttoken": encoder.pooling == "last",
-    }
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(flags, indent=2))
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {
-            "idx": 1,
-            "name": "1",
-            "path": "1_Pooling",
-            "type": "sentence_transformers.models.Pooling",
-        },
-    ]
-    if encoder.normalize:
-        modules.append(
-            {
-                "idx": 2,
-                "name": "2",
-                "path": "2_Normalize",
-                "type": "sentence_transformers.models.Normalize",
-            }
-        )
-    (folder / "modules.json").write_text(json.dumps(modules, indent=2))
-    (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_tokens or encoder.max_tokens, "do_lower_case": False})
-    )
+    """Old name of :func:`save_model`, kept for :mod:`medsim.dml.tune`."""
+    save_model(encoder, folder, max_tokens)

@@ -1,60 +1,46 @@
-"""The embed stage: documents, captions, tables and figures -> ``data/embeddings/*.parquet``.
+"""The embed stage's pure core: one Arrow batch of an input table -> vectors or skip rows.
 
-The core is :func:`embed_records`, a pure function over one Arrow batch of an input table
-(skips come back as rows; no cache, no files); the stage streams each input through
-:func:`medsim.compute.map_batches` (this process or Ray Data, per ``compute.engine``), keeps
-the cache and the skip log at its edge (:func:`split_records`) and writes with
-:class:`medsim.io.ParquetSink`, so memory is bound by the batch, not the corpus.
+:func:`embed_records` reads and writes no files, so any worker can run it on its batch;
+:func:`split_records` is the edge that the stage (:mod:`medsim.encoders.stage`) runs where the
+cache and the skip log live. :data:`SOURCES` says what each embeddings file encodes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import torch
-from tqdm import tqdm
 
-from medsim.compute import map_batches
-from medsim.config import ComputeParams, EmbedParams, Params
+from medsim.config import EmbedParams
 from medsim.encoders.cache import EmbeddingCache, content_hash
 from medsim.encoders.image import (
     ImageSkip,
     check_image,
     decode_image,
-    image_model_dim,
-    load_image_encoder,
 )
 from medsim.encoders.text import TextEncoder, load_text_encoder
-from medsim.errors import MedsimError
-from medsim.io import ParquetSink, SkipLog, atomic_dir
+from medsim.io import SkipLog
 from medsim.names import Modality, SkipReason
 from medsim.schemas import ARTICLES, FIGURES, TABLES, embedding_schema, validate
 
 __all__ = [
     "CACHE_DIR",
     "EMBEDDINGS_DIR",
+    "MODELS_CACHE_DIR",
     "SOURCES",
-    "EmbedSummary",
     "Encoder",
     "Source",
+    "cached_records",
     "content_hashes",
     "embed_batch",
-    "embed_file",
     "embed_records",
     "records_schema",
-    "run_embed",
     "split_records",
     "text_encoder_from_params",
 ]
@@ -64,7 +50,6 @@ log = logging.getLogger(__name__)
 EMBEDDINGS_DIR = Path("data/embeddings")
 CACHE_DIR = Path("data/cache/embeddings")  # not a DVC output: survives `dvc repro`
 MODELS_CACHE_DIR = Path("data/cache/models")
-ADAPTED_MODEL = "text_model"  # folder under data/embeddings/ when embed.adapt is on
 
 
 class Encoder(Protocol):
@@ -292,13 +277,18 @@ def embed_batch(
     :func:`embed_records` between the edges: items already in ``cache`` are not encoded
     again and new vectors are added to it; skipped rows go to ``skips`` and get no row.
     """
-    known = (
-        cache.get(content_hashes(batch, source, encoder.fingerprint, min_image_px))
-        if cache is not None
-        else None
-    )
-    records = embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
+    records = cached_records(batch, source, encoder, cache, min_image_px)
     return split_records(records, source, encoder.dim, cache=cache, skips=skips)
+
+
+def cached_records(
+    batch: pa.Table, source: Source, encoder: Encoder, cache: EmbeddingCache | None, min_px: int
+) -> pa.Table:
+    """:func:`embed_records` with ``cache``'s vectors as the known ones (where the cache is)."""
+    known = None
+    if cache is not None:
+        known = cache.get(content_hashes(batch, source, encoder.fingerprint, min_px))
+    return embed_records(batch, source, encoder, known=known, min_image_px=min_px)
 
 
 def _decode(
@@ -313,160 +303,6 @@ def _decode(
         except ImageSkip as skip:
             failed[key] = (skip.reason, skip.detail)
     return ok_keys, images, failed
-
-
-@dataclass
-class EmbedSummary:
-    """Counts per output file: rows in, rows written, and skip reasons."""
-
-    rows_in: Counter[str] = field(default_factory=Counter)
-    rows_out: Counter[str] = field(default_factory=Counter)
-    encoded: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-    def describe(self) -> str:
-        lines = []
-        for name in SOURCES:
-            rows_in, rows_out = self.rows_in[name], self.rows_out[name]
-            lines.append(
-                f"  {name:9s} in {rows_in:6d}  out {rows_out:6d}  "
-                f"encoded {self.encoded[name]:6d}  skipped {rows_in - rows_out:d}"
-            )
-        if self.skipped:
-            lines.append(
-                "  skip reasons: " + ", ".join(f"{k} {v}" for k, v in self.skipped.items())
-            )
-        return "\n".join(lines)
-
-
-def file_metadata(encoder: Encoder, kind: str) -> dict[str, str]:
-    """Key-value metadata of an embeddings file: what produced its vectors."""
-    meta = {
-        "model_spec": encoder.spec,
-        "weight_hash": encoder.weight_hash,
-        "dim": str(encoder.dim),
-        "fingerprint": encoder.fingerprint,
-        "modality": kind,
-    }
-    if isinstance(encoder, TextEncoder):
-        meta.update(
-            pooling=encoder.pooling,
-            max_tokens=str(encoder.max_tokens),
-            instruction=encoder.instruction,
-        )
-    return meta
-
-
-def _num_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows if path.is_file() else 0
-
-
-def embed_file(
-    source: Source,
-    root: Path,
-    encoder: Encoder,
-    dest: Path,
-    *,
-    cache: EmbeddingCache | None,
-    skips: SkipLog,
-    summary: EmbedSummary,
-    read_rows: int,
-    min_image_px: int = 32,
-    compute: ComputeParams | None = None,
-    load: Callable[[], Encoder] | None = None,
-) -> Path:
-    """Stream ``source``'s input table through :func:`embed_records` into ``dest``.
-
-    ``compute`` picks the engine (default: local, with ``encoder``); on Ray each worker builds
-    its own encoder with ``load`` (a picklable recipe for the same model). Either way this
-    function keeps the edges: the cache, the skip log and the output file.
-    """
-    compute = compute or ComputeParams()
-    schema = embedding_schema(encoder.dim).with_metadata(file_metadata(encoder, source.modality))
-    path = root / source.input
-    total = _num_rows(path)
-    encoded_before = len(cache) if cache is not None else 0
-    skipped_before = len(skips)
-    with ParquetSink(dest, schema) as sink:
-        if total:
-            columns = source.read_columns()
-            input_schema = pa.schema([source.schema.field(c) for c in columns])
-            if compute.engine == "local":
-                factory = partial(_local_core, source, encoder, cache, input_schema, min_image_px)
-            elif load is None:
-                raise MedsimError(f"embed {source.name}: the ray engine needs an encoder recipe")
-            else:  # the cache stays here: workers elsewhere cannot read this disk
-                factory = partial(_worker_core, source.name, load, input_schema, min_image_px)
-            with tqdm(total=total, desc=f"embed {source.name}", unit="row") as bar:
-                for records in map_batches(
-                    path, factory, compute, columns=columns, batch_rows=read_rows
-                ):
-                    sink.write(
-                        split_records(records, source, encoder.dim, cache=cache, skips=skips)
-                    )
-                    bar.update(records.num_rows)
-        summary.rows_in[source.name] += total
-        summary.rows_out[source.name] += sink.rows
-    if cache is not None:
-        summary.encoded[source.name] += len(cache) - encoded_before
-    for row in skips.rows[skipped_before:]:
-        summary.skipped[row["reason"]] += 1
-    return dest
-
-
-def _local_core(
-    source: Source,
-    encoder: Encoder,
-    cache: EmbeddingCache | None,
-    input_schema: pa.Schema,
-    min_image_px: int,
-) -> Callable[[pa.Table], pa.Table]:
-    """The local engine's batch function: cache hits looked up here, then the core."""
-
-    def core(batch: pa.Table) -> pa.Table:
-        batch = validate(batch, input_schema, name=str(source.input))
-        known = (
-            cache.get(content_hashes(batch, source, encoder.fingerprint, min_image_px))
-            if cache is not None
-            else None
-        )
-        return embed_records(batch, source, encoder, known=known, min_image_px=min_image_px)
-
-    return core
-
-
-def _worker_core(
-    name: str, load: Callable[[], Encoder], input_schema: pa.Schema, min_image_px: int
-) -> Callable[[pa.Table], pa.Table]:
-    """A Ray worker's batch function: its own encoder, loaded once, and the core."""
-    source, encoder = SOURCES[name], load()
-
-    def core(batch: pa.Table) -> pa.Table:
-        batch = validate(batch, input_schema, name=str(source.input))
-        return embed_records(batch, source, encoder, min_image_px=min_image_px)
-
-    return core
-
-
-@dataclass
-class _NoWeights:
-    """Stand-in for an image model never loaded because there are no images to encode."""
-
-    spec: str
-    dim: int
-    weight_hash: str = ""
-    fingerprint: str = ""
-
-    def encode(self, items: list) -> np.ndarray:
-        raise AssertionError("no images were expected")
-
-
-def _set_threads() -> None:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores))
 
 
 def text_encoder_from_params(
@@ -484,96 +320,10 @@ def text_encoder_from_params(
     )
 
 
-def run_embed(params: Params, root: str | Path = ".") -> EmbedSummary:
-    """Run the embed stage under ``root``: four embeddings files and the skipped log."""
-    root = Path(root)
-    embed = params.embed
-    if not (root / SOURCES["text"].input).is_file():
-        raise MedsimError(f"{SOURCES['text'].input} not found: run the fetch stage first")
-    torch.manual_seed(params.seed)
-    _set_threads()
-    skips = SkipLog("embed")
-    summary = EmbedSummary()
-    read_rows = max(embed.batch_size * 16, 256)
-    with atomic_dir(root / EMBEDDINGS_DIR) as staging:
-        text = text_encoder_from_params(embed, root)
-        load_text = partial(text_encoder_from_params, embed, root.resolve())  # for Ray workers
-        if embed.adapt:
-            text = _adapted(text, params, root, staging)
-            load_text = partial(_load_adapted, str((staging / ADAPTED_MODEL).resolve()), embed)
-        text_cache = EmbeddingCache(root / CACHE_DIR, text.fingerprint, text.dim)
-        for name in ("text", "captions", "tables"):
-            embed_file(
-                SOURCES[name],
-                root,
-                text,
-                staging / f"{name}.parquet",
-                cache=text_cache,
-                skips=skips,
-                summary=summary,
-                read_rows=read_rows,
-                compute=params.compute,
-                load=load_text,
-            )
-        del text
-        images = SOURCES["images"]
-        if _num_rows(root / images.input):
-            image = load_image_encoder(
-                embed.image_model, batch_size=embed.batch_size, device=embed.device
-            )
-            image_cache = EmbeddingCache(root / CACHE_DIR, image.fingerprint, image.dim)
-        else:
-            image = _NoWeights(embed.image_model, image_model_dim(embed.image_model))
-            image_cache = None
-        embed_file(
-            images,
-            root,
-            image,
-            staging / "images.parquet",
-            cache=image_cache,
-            skips=skips,
-            summary=summary,
-            read_rows=max(embed.batch_size * 4, 64),
-            min_image_px=embed.min_image_px,
-            compute=params.compute,
-            load=partial(
-                load_image_encoder,
-                embed.image_model,
-                batch_size=embed.batch_size,
-                device=embed.device,
-            ),
-        )
-    skips.write(root)
-    log.info("embed done\n%s", summary.describe())
-    return summary
+def __getattr__(name: str) -> object:
+    """The stage's names that lived here before :mod:`medsim.encoders.stage` (old imports)."""
+    if name in ("run_embed", "EmbedSummary", "embed_file"):
+        from medsim.encoders import stage
 
-
-def _adapted(base: TextEncoder, params: Params, root: Path, staging: Path) -> TextEncoder:
-    """Fine-tune ``base`` on the corpus (cached by inputs), place it in the outputs, load it."""
-    from medsim.encoders.adapt import adapt_text_model, corpus_pairs
-
-    embed = params.embed
-    pairs = corpus_pairs(root / SOURCES["text"].input, root / SOURCES["images"].input)
-    folder = adapt_text_model(
-        base,
-        pairs,
-        root / MODELS_CACHE_DIR,
-        steps=embed.adapt_steps,
-        lr=embed.adapt_lr,
-        seed=params.seed,
-    )
-    shutil.copytree(folder, staging / ADAPTED_MODEL)
-    return _load_adapted(str(staging / ADAPTED_MODEL), embed)
-
-
-def _load_adapted(folder: str, embed: EmbedParams) -> TextEncoder:
-    """The adapted text encoder in ``folder``, named by where it lives after the run."""
-    adapted = load_text_encoder(
-        folder,
-        max_tokens=embed.max_tokens,
-        batch_size=embed.batch_size,
-        device=embed.device,
-        instruction=embed.instruction,
-    )
-    adapted.spec = (EMBEDDINGS_DIR / ADAPTED_MODEL).as_posix()  # where it lives after the run
-    return adapted
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

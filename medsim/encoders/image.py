@@ -269,14 +269,7 @@ def load_image_encoder(
     weight_hash = state_dict_hash(model)
     target = resolve_device(device)
     model.to(target).eval()
-    encoder = ImageEncoder(
-        spec=spec,
-        model=model,
-        transform=transform,
-        device=target,
-        batch_size=batch_size,
-        weight_hash=weight_hash,
-    )
+    encoder = ImageEncoder(spec, model, transform, target, batch_size, weight_hash)
     log.info("image model %s: %d-d, on %s", spec, encoder.dim, target)
     return encoder
 

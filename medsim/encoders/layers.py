@@ -29,7 +29,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from medsim.encoders.cache import content_hash
 from medsim.encoders.specs import state_dict_hash
-from medsim.encoders.text import POOLING, TextEncoder
+from medsim.encoders.text import TextEncoder
 from medsim.errors import MedsimError
 from medsim.io import atomic_path
 
@@ -125,7 +125,7 @@ class SplitEncoder:
         self.cut = len(layers) - tune_layers if 0 < tune_layers < len(layers) else 0
         self.max_tokens = min(max_tokens, base.max_tokens) if base.max_tokens else max_tokens
         self.dim = base.dim
-        self.pool = POOLING[base.pooling]
+        self.pool = base.pool
         for param in model.parameters():
             param.requires_grad_(False)
         for layer in self.upper_layers:

@@ -1,92 +1,48 @@
-"""The text encoder: a transformers model, pooled into one L2-normalised vector per text.
+"""The text encoder: a sentence-transformers model giving one L2-normalised vector per text.
 
-Pooling follows what the model folder declares (a sentence-transformers ``modules.json`` with a
-Pooling module), else the model kind: mean over tokens for encoders (BERT-like, the masked-LM
-families), the last real token for decoder LLMs (Llama, Qwen), as decoder embedders are trained.
+A model folder with a ``modules.json`` loads as sentence-transformers declares it (its pooling
+included). A bare transformers folder gets the pooling of its model kind: mean over tokens for
+encoders (BERT-like, the masked-LM families), the last real token for decoder LLMs (Llama,
+Qwen), as decoder embedders are trained. Vectors are always L2-normalised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.models import Normalize, Pooling, Transformer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from medsim.encoders.specs import resolve_text_model, state_dict_hash
 from medsim.errors import MedsimError
 
 __all__ = [
-    "POOLING",
     "TextEncoder",
-    "choose_pooling",
-    "encode_texts",
+    "autocast",
+    "default_pooling",
+    "load_sentence_model",
     "load_text_encoder",
     "resolve_device",
 ]
 
 log = logging.getLogger(__name__)
 
-Pooling = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# sentence-transformers pooling mode -> the name in fingerprints and file metadata
+POOLING_NAMES = {"mean": "mean", "lasttoken": "last", "cls": "cls"}
 
 
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token states that the attention mask keeps."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-
-
-def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """State of the last real token of each row, for left- and right-padded batches alike."""
-    last = mask.shape[1] - 1 - mask.flip(1).int().argmax(1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-
-
-def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """State of the first token ([CLS])."""
-    return hidden[:, 0]
-
-
-POOLING: dict[str, Pooling] = {"mean": mean_pool, "last": last_token_pool, "cls": cls_pool}
-
-# sentence-transformers Pooling config flag -> our pooling name
-_ST_POOLING_FLAGS = {
-    "pooling_mode_lasttoken": "last",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_mean_tokens": "mean",
-}
-
-
-def _declared_pooling(folder: Path) -> str | None:
-    modules = folder / "modules.json"
-    if not modules.is_file():
-        return None
-    for module in json.loads(modules.read_text()):
-        if module.get("type", "").endswith("Pooling"):
-            config = folder / module.get("path", "") / "config.json"
-            if config.is_file():
-                flags = json.loads(config.read_text())
-                for flag, name in _ST_POOLING_FLAGS.items():
-                    if flags.get(flag):
-                        return name
-    return None
-
-
-def choose_pooling(folder: Path, model_type: str) -> str:
-    """Pooling the folder declares, else mean for encoder families and last-token otherwise."""
-    declared = _declared_pooling(folder)
-    if declared:
-        return declared
-    return "mean" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "last"
+def default_pooling(model_type: str) -> str:
+    """sentence-transformers pooling mode for a bare transformers folder of ``model_type``."""
+    return "mean" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "lasttoken"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -111,13 +67,11 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 @dataclass
 class TextEncoder:
-    """A loaded text model with everything that decides its output, and a fingerprint of it."""
+    """A loaded sentence-transformers model with what decides its output, and a fingerprint."""
 
     spec: str
     folder: Path
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    pooling: str
+    sentence_model: SentenceTransformer
     max_tokens: int
     instruction: str
     device: torch.device
@@ -125,11 +79,25 @@ class TextEncoder:
     weight_hash: str
     normalize: bool = True
     dim: int = field(init=False)
-    _inputs: set[str] = field(init=False, repr=False)
+    pooling: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dim = int(self.model.config.hidden_size)
-        self._inputs = set(inspect.signature(self.model.forward).parameters)
+        self.dim = int(self.sentence_model.get_embedding_dimension())
+        mode = self.pooling_module.pooling_mode
+        self.pooling = POOLING_NAMES.get(mode, mode) if isinstance(mode, str) else "+".join(mode)
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The transformers model under the sentence-transformers modules."""
+        return self.sentence_model[0].auto_model
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.sentence_model.tokenizer
+
+    @property
+    def pooling_module(self) -> Pooling:
+        return next(m for m in self.sentence_model if isinstance(m, Pooling))
 
     @property
     def fingerprint(self) -> str:
@@ -144,49 +112,65 @@ class TextEncoder:
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenize (with the instruction prefix) into model inputs on the encoder's device."""
-        batch = self.tokenizer(
-            [self.instruction + t for t in texts],
-            padding=True,
-            truncation=True,
-            max_length=self.max_tokens,
-            return_tensors="pt",
-        )
-        return {k: v.to(self.device) for k, v in batch.items() if k in self._inputs}
-
-    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled (and normalised) vectors for tokenized inputs; keeps autograd if enabled."""
-        hidden = self.model(**inputs).last_hidden_state
-        pooled = POOLING[self.pooling](hidden, inputs["attention_mask"]).float()
-        return F.normalize(pooled, dim=-1) if self.normalize else pooled
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The model's pooling of token states ``[n, tokens, dim]`` under ``mask``."""
+        features = {"token_embeddings": hidden, "attention_mask": mask}
+        return self.pooling_module(features)["sentence_embedding"]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors (``len(texts) x dim`` float32), in input order."""
-        return encode_texts(texts, self)
+        """Vectors (``len(texts) x dim`` float32), in input order (batched by length)."""
+        if not len(texts):
+            return np.empty((0, self.dim), dtype=np.float32)
+        with autocast(self.device):
+            vectors = self.sentence_model.encode(
+                list(texts),
+                prompt=self.instruction or None,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
 
 
-def encode_texts(texts: list[str], encoder: TextEncoder) -> np.ndarray:
-    """Encode ``texts`` in batches sorted by length (less padding), returned in input order."""
-    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    encoder.model.eval()
-    with torch.inference_mode(), autocast(encoder.device):
-        for start in range(0, len(texts), encoder.batch_size):
-            index = order[start : start + encoder.batch_size]
-            inputs = encoder.tokenize([texts[i] for i in index])
-            out[index] = encoder.forward(inputs).cpu().numpy()
-    return out
+def load_sentence_model(folder: Path, device: torch.device) -> SentenceTransformer:
+    """The folder as a normalising sentence-transformers model (see the module docstring)."""
+    float32 = {"dtype": torch.float32}
+    if (folder / "modules.json").is_file():
+        model = SentenceTransformer(str(folder), device=str(device), model_kwargs=float32)
+    else:
+        transformer = Transformer(str(folder), model_kwargs=float32)
+        pooling = Pooling(
+            transformer.get_embedding_dimension(),
+            pooling_mode=default_pooling(transformer.config.model_type),
+        )
+        model = SentenceTransformer(modules=[transformer, pooling], device=str(device))
+    if not any(isinstance(m, Normalize) for m in model):
+        model.append(Normalize())
+    tokenizer = model.tokenizer
+    if tokenizer.pad_token is None:  # decoder tokenizers often have none; pooling masks it out
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model.eval()
 
 
-def _max_tokens(requested: int, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+def _max_tokens(requested: int, model: SentenceTransformer) -> int:
     limits = [requested]
-    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = getattr(model[0].auto_model.config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         limits.append(positions)
-    if 0 < tokenizer.model_max_length < 1_000_000:  # huge sentinel when a tokenizer sets none
-        limits.append(tokenizer.model_max_length)
+    declared = model.max_seq_length  # the folder's, or the tokenizer's
+    if declared and 0 < declared < 1_000_000:  # huge sentinel when a tokenizer sets none
+        limits.append(declared)
     return min(limits)
+
+
+def _weight_hash(model: SentenceTransformer) -> str:
+    """The transformer's weights, and those of any module after it (a Dense head)."""
+    transformer = state_dict_hash(model[0].auto_model)
+    rest = [m for m in list(model)[1:] if any(True for _ in m.parameters())]
+    if not rest:
+        return transformer
+    heads = state_dict_hash(torch.nn.Sequential(*rest))
+    return hashlib.sha256((transformer + heads).encode()).hexdigest()
 
 
 def load_text_encoder(
@@ -202,32 +186,25 @@ def load_text_encoder(
 ) -> TextEncoder:
     """Load the model ``spec`` names (see :func:`medsim.encoders.specs.resolve_text_model`)."""
     folder = resolve_text_model(spec, root=root, cache_dir=cache_dir, endpoint=endpoint)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token is None:  # decoder tokenizers often have none; pooling masks it out
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model = AutoModel.from_pretrained(folder, dtype=torch.float32)
-    weight_hash = state_dict_hash(model)
     target = resolve_device(device)
-    model.to(target).eval()
-    pooling = choose_pooling(folder, model.config.model_type)
+    model = load_sentence_model(folder, target)
+    model.max_seq_length = _max_tokens(max_tokens, model)
     encoder = TextEncoder(
         spec=spec,
         folder=folder,
-        model=model,
-        tokenizer=tokenizer,
-        pooling=pooling,
-        max_tokens=_max_tokens(max_tokens, model, tokenizer),
+        sentence_model=model,
+        max_tokens=model.max_seq_length,
         instruction=instruction,
         device=target,
         batch_size=batch_size,
-        weight_hash=weight_hash,
+        weight_hash=_weight_hash(model),
     )
     log.info(
         "text model %s: %s, %d-d, %s pooling, max %d tokens, on %s",
         spec,
-        model.config.model_type,
+        encoder.model.config.model_type,
         encoder.dim,
-        pooling,
+        encoder.pooling,
         encoder.max_tokens,
         target,
     )

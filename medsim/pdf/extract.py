@@ -32,13 +32,7 @@ from medsim.pdf.figures import (
     render_png,
 )
 from medsim.pdf.layout import LayoutRegions, detect_layout, page_bounds, ruling_lines, union
-from medsim.pdf.tables import (
-    cells_json,
-    is_candidate_page,
-    linearize,
-    parse_region,
-    table_regions,
-)
+from medsim.pdf.tables import cells_json, is_candidate_page, linearize, parse_region, table_regions
 
 __all__ = ["PdfResult", "SkipRow", "corpus_figures", "extract_pdf", "image_file_to_png"]
 
@@ -257,7 +251,6 @@ def _extract_page(
 ) -> _PageState:
     """Tables of ``page`` into ``result``; its figures found but not yet written (see
     :func:`_pair_across_pages`)."""
-    number = page.number + 1
     if page.rotation:
         page.remove_rotation()  # work in displayed coordinates (see medsim.pdf.layout)
     text_dict = page.get_text("dict", flags=pymupdf.TEXTFLAGS_TEXT)
@@ -269,31 +262,27 @@ def _extract_page(
         if "".join(s["text"] for s in line["spans"]).strip()
     ]
     drawings = page.get_drawings()
-    layout_cache: list[LayoutRegions | None] = []
-
-    def layout() -> LayoutRegions | None:
-        if not layout_cache:
-            result.layout_pages += 1
-            try:
-                layout_cache.append(detect_layout(page))
-            except Exception as exc:  # the page still gets caption-led tables and figures
-                detail = f"{type(exc).__name__}: {exc}"
-                result.skipped.append(
-                    (f"{doc_id}:p{number}", SkipReason.LAYOUT_MODEL_FAILED, detail)
-                )
-                layout_cache.append(None)
-        return layout_cache[0]
-
     table_rects: list[pymupdf.Rect] = []
     if is_candidate_page(captions, drawings, page_bounds(page)):
-        regions = table_regions(captions, layout(), text_lines, page_bounds(page))
+        layout = _page_layout(page, f"{doc_id}:p{page.number + 1}", result)
+        regions = table_regions(captions, layout, text_lines, page_bounds(page))
         if regions:
             result.table_pages += 1
         table_rects = _page_tables(pdf_path, page, regions, drawings, doc_id, result)
-
     min_size_pt = params.min_figure_px * 72.0 / params.dpi
     found = find_figures(page, drawings, captions, text_lines, table_rects, min_size_pt)
     return _PageState(page, found, text_lines)
+
+
+def _page_layout(page: pymupdf.Page, item: str, result: PdfResult) -> LayoutRegions | None:
+    """The layout model's regions of ``page``; None (and a skip row) when the model fails."""
+    result.layout_pages += 1
+    try:
+        return detect_layout(page)
+    except Exception as exc:  # the page still gets caption-led tables and figures
+        detail = f"{type(exc).__name__}: {exc}"
+        result.skipped.append((item, SkipReason.LAYOUT_MODEL_FAILED, detail))
+        return None
 
 
 def image_file_to_png(path: Path) -> tuple[bytes, int, int]:

@@ -239,13 +239,8 @@ def _page_candidates(
     drawings: Sequence[dict],
     captions: Sequence[Caption],
     text_lines: Sequence[pymupdf.Rect],
-    table_rects: Sequence[pymupdf.Rect],
-    dropped: list[tuple[pymupdf.Rect, str]],
 ) -> list[Candidate]:
-    """Raster and vector candidates, fragments merged; banners in the page margins dropped."""
-    bounds = page_bounds(page)
-    head = bounds.y0 + MARGIN * bounds.height
-    foot = bounds.y1 - MARGIN * bounds.height
+    """Raster and vector candidates of ``page``, vector ones grown over their labels."""
     candidates = raster_candidates(page)
     for cand in vector_candidates(page, drawings):
         if any(
@@ -257,6 +252,19 @@ def _page_candidates(
         cand.rect = _with_labels(cand.rect, text_lines, captions)
         cand.text_box = _text_cover(cand.rect, text_lines) >= TEXT_BOX_COVER
         candidates.append(cand)
+    return candidates
+
+
+def _kept_candidates(
+    candidates: list[Candidate],
+    bounds: pymupdf.Rect,
+    table_rects: Sequence[pymupdf.Rect],
+    dropped: list[tuple[pymupdf.Rect, str]],
+) -> list[Candidate]:
+    """Candidates that are no fragment, table part or margin banner (those go to ``dropped``
+    with the reason), fragments merged."""
+    head = bounds.y0 + MARGIN * bounds.height
+    foot = bounds.y1 - MARGIN * bounds.height
     kept = []
     for c in candidates:
         if min(c.rect.width, c.rect.height) < MIN_FRAGMENT_PT:
@@ -412,7 +420,8 @@ def find_figures(
     on its long side and a quarter of it on the short one (a wide strip, a reaction scheme).
     """
     out = PageFigures()
-    cands = _page_candidates(page, drawings, captions, text_lines, table_rects, out.dropped)
+    cands = _page_candidates(page, drawings, captions, text_lines)
+    cands = _kept_candidates(cands, page_bounds(page), table_rects, out.dropped)
     owner = _assign_captions(cands, captions, text_lines, min_size_pt)
     groups: dict[int, tuple[Caption, list[Candidate]]] = {}
     for cand, caption in zip(cands, owner, strict=True):

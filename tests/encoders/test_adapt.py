@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
 from medsim.config import params_from_dict
 from medsim.encoders import adapt
-from medsim.encoders.adapt import adapt_text_model, contrastive_step, corpus_pairs
-from medsim.encoders.embed import run_embed
+from medsim.encoders.adapt import adapt_text_model, corpus_pairs, fine_tune
 from medsim.encoders.specs import state_dict_hash
+from medsim.encoders.stage import run_embed
 from medsim.encoders.text import load_text_encoder
 from tests.encoders.conftest import tiny_model_folder
 
@@ -41,11 +40,29 @@ def test_corpus_pairs(tiny_corpus: Path):
 def test_contrastive_steps_lower_the_loss(tmp_path: Path):
     folder = tiny_model_folder(tmp_path / "bert", "bert")
     encoder = load_text_encoder(str(folder), batch_size=4, device="cpu")
-    encoder.model.train()
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(encoder.model.parameters(), lr=3e-3)
-    losses = [contrastive_step(encoder, PAIRS, optimizer) for _ in range(8)]
+    settings = {"steps": 8, "lr": 3e-3, "seed": 0, "temperature": 0.05}
+    losses = fine_tune(encoder, PAIRS, tmp_path / "work", **settings)
+    assert len(losses) == 8
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_batches_never_hold_a_text_twice(tmp_path: Path):
+    """Two pairs share an anchor: in one batch each would be the other's false negative."""
+    folder = tiny_model_folder(tmp_path / "bert", "bert")
+    encoder = load_text_encoder(str(folder), batch_size=4, device="cpu")
+    pairs = [*PAIRS[:3], (PAIRS[0][0], "Screening also finds ductal carcinoma in situ.")]
+    seen: list[list[str]] = []
+    forward = encoder.sentence_model.forward
+
+    def spy(features, **kwargs):
+        seen.append(encoder.tokenizer.batch_decode(features["input_ids"], skip_special_tokens=True))
+        return forward(features, **kwargs)
+
+    encoder.sentence_model.forward = spy
+    fine_tune(encoder, pairs, tmp_path / "work", steps=4, lr=1e-3, seed=0, temperature=0.05)
+    anchors = [texts for texts in seen[::2]]  # anchors, then positives, per step
+    assert anchors and all(len(set(texts)) == len(texts) for texts in anchors)
+    assert all(len(texts) < 4 for texts in anchors)
 
 
 def test_adapted_model_is_saved_reloaded_and_reused(tmp_path: Path, monkeypatch):
@@ -66,7 +83,7 @@ def test_adapted_model_is_saved_reloaded_and_reused(tmp_path: Path, monkeypatch)
     def no_training(*args, **kwargs):
         raise AssertionError("an unchanged corpus must reuse the adapted model")
 
-    monkeypatch.setattr(adapt, "contrastive_step", no_training)
+    monkeypatch.setattr(adapt, "fine_tune", no_training)
     fresh = load_text_encoder(str(folder), batch_size=4, device="cpu")
     assert adapt_text_model(fresh, PAIRS, tmp_path / "cache", steps=3, lr=1e-3, seed=0) == out
 

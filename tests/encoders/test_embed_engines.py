@@ -13,8 +13,9 @@ import pytest
 
 from medsim.compute import map_batches
 from medsim.config import ComputeParams
-from medsim.encoders.embed import SOURCES, EmbedSummary, embed_file
+from medsim.encoders.embed import SOURCES
 from medsim.encoders.image import load_image_encoder
+from medsim.encoders.stage import EmbedSummary, embed_file
 from medsim.encoders.text import load_text_encoder
 from medsim.io import SkipLog, write_table
 

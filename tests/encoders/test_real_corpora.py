@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from medsim.config import params_from_dict
-from medsim.encoders.embed import run_embed
+from medsim.encoders.stage import run_embed
 from medsim.io import rows_to_table, write_table
 from medsim.pubmed.local.folders import parse_document
 from medsim.schemas import ARTICLES, FIGURES

@@ -1,4 +1,5 @@
-"""Text encoder: pooling, the packaged MiniLM against sentence-transformers, decoder path."""
+"""Text encoder: the packaged MiniLM against bare sentence-transformers, pooling per model
+kind, the decoder path against a hand-picked hidden state."""
 
 from __future__ import annotations
 
@@ -9,12 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from medsim.encoders.text import (
-    choose_pooling,
-    last_token_pool,
-    load_text_encoder,
-    mean_pool,
-)
+from medsim.encoders.text import load_text_encoder
 from tests.encoders.conftest import tiny_model_folder
 
 TEXTS = [
@@ -24,20 +20,6 @@ TEXTS = [
     "Melanoma of the skin: sentinel node biopsy in thick primary tumours.",
     "Acute lymphoblastic leukemia in children.",
 ]
-
-
-def test_mean_pool_ignores_padding():
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
-    mask = torch.tensor([[1, 1, 0]])
-    assert mean_pool(hidden, mask).tolist() == [[2.0, 3.0]]
-
-
-def test_last_token_pool_handles_left_and_right_padding():
-    hidden = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
-    right = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    left = torch.tensor([[0, 1, 1], [1, 1, 1]])
-    assert last_token_pool(hidden, right).tolist() == [[2.0, 3.0], [10.0, 11.0]]
-    assert last_token_pool(hidden, left).tolist() == [[4.0, 5.0], [10.0, 11.0]]
 
 
 def test_minilm_matches_sentence_transformers(minilm):
@@ -89,11 +71,34 @@ def test_encoder_model_uses_mean_pooling(tmp_path: Path):
 
 
 def test_declared_pooling_wins_over_model_kind(tmp_path: Path):
-    (tmp_path / "1_Pooling").mkdir()
-    (tmp_path / "1_Pooling/config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
-    (tmp_path / "modules.json").write_text(
-        json.dumps([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
+    folder = tiny_model_folder(tmp_path / "bert", "bert")
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling/config.json").write_text(
+        json.dumps({"word_embedding_dimension": 16, "pooling_mode_lasttoken": True})
     )
-    assert choose_pooling(tmp_path, "bert") == "last"
-    assert choose_pooling(tmp_path / "1_Pooling", "bert") == "mean"
-    assert choose_pooling(tmp_path / "1_Pooling", "qwen3") == "last"
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+            ]
+        )
+    )
+    encoder = load_text_encoder(str(folder), device="cpu")
+    assert encoder.pooling == "last"
+    vectors = encoder.encode(TEXTS[:2])  # normalised although the folder declares no Normalize
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_input_gives_an_empty_matrix(minilm):
+    assert minilm.encode([]).shape == (0, 384)
