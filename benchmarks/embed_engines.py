@@ -209,9 +209,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--memory", type=int, nargs="*", help="synthetic corpus sizes instead")
-    parser.add_argument(
-        "--abba", action="store_true", help="local, ray, ray, local"
-    )
+    parser.add_argument("--abba", action="store_true", help="local, ray, ray, local")
     args = parser.parse_args()
     if args.memory:
         memory(args.memory)
