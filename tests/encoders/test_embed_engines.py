@@ -23,14 +23,6 @@ ray = pytest.importorskip("ray")  # the optional extra; CI installs it with .[de
 RAY = ComputeParams(engine="ray", workers=1, batch_size=2)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A single-node Ray with two CPUs, started (and stopped) by the test itself."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _double_factory() -> object:
     return lambda batch: batch.set_column(1, "x", pc.multiply(batch.column("x"), 2))
 
