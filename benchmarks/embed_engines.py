@@ -5,7 +5,7 @@ text is encoded), with the packaged MiniLM. ``ray`` is a local single-node Ray s
 (its start-up time is reported apart); its time includes the actors' start and model load.
 
     python benchmarks/embed_engines.py --docs 1000 --workers 2
-    python benchmarks/embed_engines.py --docs 0 --abba  # all OHSUMED: local, ray, ray, local
+    python benchmarks/embed_engines.py --docs 0 --abba --parts 4  # all OHSUMED: local, ray, ray, local
     python benchmarks/embed_engines.py --memory 1000 10000   # peak RSS, local, synthetic texts
 """
 
@@ -126,15 +126,17 @@ def _tree_cpu_s() -> float:
     return total
 
 
-def abba(docs: int | None, workers: int, batch_rows: int) -> None:
-    """Each engine embeds every text once, over two halves run in the order local, ray, ray,
-    local, so a load that drifts during the run weighs on both engines alike. Reports wall and
-    CPU seconds per engine (local: this process; ray: this process and all of Ray's)."""
+def abba(docs: int | None, workers: int, batch_rows: int, parts: int) -> None:
+    """Each engine embeds every text once, in ``parts`` slices run in the order local, ray,
+    ray, local, local, ray, ... so a load that drifts during the run weighs on both engines
+    alike. Reports wall and CPU seconds per engine (local: this process; ray: this process and
+    all of Ray's), per slice as it ends and in total."""
     import ray
 
     table = ohsumed_articles(SHARED / "ohsumed-23", docs or None)
     n = table.num_rows
-    halves = [table.slice(0, n // 2), table.slice(n // 2)]
+    size = -(-n // parts)
+    halves = [table.slice(i * size, size) for i in range(parts)]
     embed = EmbedParams(device="cpu")
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -145,14 +147,16 @@ def abba(docs: int | None, workers: int, batch_rows: int) -> None:
     }
     wall = {"local": 0.0, "ray": 0.0}
     cpu = {"local": 0.0, "ray": 0.0}
-    vectors: dict[str, list] = {"local": [None, None], "ray": [None, None]}
-    for engine, half in [("local", 0), ("ray", 0), ("ray", 1), ("local", 1)]:
+    vectors: dict[str, list] = {"local": [None] * parts, "ray": [None] * parts}
+    pairs = [("local", "ray") if i % 2 == 0 else ("ray", "local") for i in range(parts)]
+    for engine, half in [(e, i) for i, pair in enumerate(pairs) for e in pair]:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             _write_articles(root, halves[half])
             c0 = _tree_cpu_s()
             seconds, out = _embed(root, engines_[engine], embed)
-            cpu[engine] += _tree_cpu_s() - c0
+            c1 = _tree_cpu_s()
+            cpu[engine] += c1 - c0
             wall[engine] += seconds
             vectors[engine][half] = pq.read_table(out, columns=["id", "vector"])
         print(
@@ -210,11 +214,12 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--memory", type=int, nargs="*", help="synthetic corpus sizes instead")
     parser.add_argument("--abba", action="store_true", help="local, ray, ray, local")
+    parser.add_argument("--parts", type=int, default=2, help="--abba: slices of the corpus")
     args = parser.parse_args()
     if args.memory:
         memory(args.memory)
     elif args.abba:
-        abba(args.docs, args.workers, args.batch_rows)
+        abba(args.docs, args.workers, args.batch_rows, args.parts)
     else:
         engines(args.docs, args.workers, args.batch_rows)
 

@@ -6,7 +6,9 @@ documents are fused from two kinds), and a seeded, untrained SharedSpace (128-d,
 Embeddings are written batch by batch. Each size runs ``run_index`` in a fresh process and
 reports that process's peak RSS (``ru_maxrss``: Python, torch and faiss included).
 
-    python benchmarks/index_memory.py --docs 100000 1000000
+    python benchmarks/index_memory.py --docs 20000 200000 --exact-below 10000
+    # the same against the whole-table run_index of an older checkout (before it streamed):
+    PYTHONPATH=<old checkout> python benchmarks/index_memory.py ... --stage medsim.search.index
 """
 
 from __future__ import annotations
@@ -88,10 +90,12 @@ def write_synthetic_project(
     return root
 
 
-def _run(root: Path, out) -> None:
-    from medsim.config import load_params
-    from medsim.search.stage import run_index
+def _run(root: Path, stage: str, out) -> None:
+    import importlib
 
+    from medsim.config import load_params
+
+    run_index = importlib.import_module(stage).run_index
     t0 = time.perf_counter()
     manifest = run_index(load_params(root / "params.yaml"), root)
     seconds = time.perf_counter() - t0
@@ -108,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--exact-below", type=int, default=100_000)
+    parser.add_argument("--stage", default="medsim.search.stage", help="module with run_index")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     for docs in args.docs:
@@ -116,11 +121,12 @@ def main() -> None:
             root = write_synthetic_project(Path(tmp), docs, exact_below=args.exact_below)
             made = time.perf_counter() - t0
             queue = ctx.Queue()
-            proc = ctx.Process(target=_run, args=(root, queue))
+            proc = ctx.Process(target=_run, args=(root, args.stage, queue))
             proc.start()
             result = queue.get()
             proc.join()
-            print(json.dumps({"docs": docs, "write_s": round(made, 1), **result}), flush=True)
+            row = {"stage": args.stage, "docs": docs, "write_s": round(made, 1), **result}
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

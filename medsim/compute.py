@@ -14,13 +14,11 @@ Only this module knows about Ray.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from medsim.config import ComputeParams
 from medsim.errors import MedsimError
@@ -100,12 +98,11 @@ def _ray_map_batches(
     context.enable_progress_bars = False  # the stage shows its own
     gpus = compute.gpus_per_worker
     workers = max(1, compute.workers)
-    rows = pq.ParquetFile(path).metadata.num_rows
-    # one block per Ray batch: a block is one actor task, so a single-block file would keep
-    # all but one actor idle
-    blocks = max(1, math.ceil(rows / compute.batch_size))
-    dataset = ray.data.read_parquet(
-        str(path.resolve()), columns=columns, override_num_blocks=blocks
+    # one block per Ray batch, so every actor gets work: a block is one actor task, and Ray's
+    # Parquet reader makes one block of a small file whatever override_num_blocks says (a
+    # streaming repartition: no barrier, no shuffle)
+    dataset = ray.data.read_parquet(str(path.resolve()), columns=columns).repartition(
+        target_num_rows_per_block=compute.batch_size
     )
     dataset = dataset.map_batches(
         _BatchActor,
