@@ -5,7 +5,7 @@ text is encoded), with the packaged MiniLM. ``ray`` is a local single-node Ray s
 (its start-up time is reported apart); its time includes the actors' start and model load.
 
     python benchmarks/embed_engines.py --docs 1000 --workers 2
-    python benchmarks/embed_engines.py --docs 0 --abba --parts 4  # all OHSUMED: local, ray, ray, local
+    python benchmarks/embed_engines.py --docs 0 --abba --parts 4  # all OHSUMED, ABBA order
     python benchmarks/embed_engines.py --memory 1000 10000   # peak RSS, local, synthetic texts
 """
 
