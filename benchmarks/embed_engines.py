@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from embed_speed import ohsumed_articles  # noqa: E402
 
+from medsim.compute import start_ray  # noqa: E402
 from medsim.config import ComputeParams, EmbedParams  # noqa: E402
 from medsim.encoders.embed import (  # noqa: E402
     SOURCES,
@@ -139,7 +140,7 @@ def abba(docs: int | None, workers: int, batch_rows: int, parts: int) -> None:
     halves = [table.slice(i * size, size) for i in range(parts)]
     embed = EmbedParams(device="cpu")
     t0 = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    start_ray(ComputeParams(engine="ray"))  # as the stage starts it (workers at nice 0)
     init_s = time.perf_counter() - t0
     engines_ = {
         "local": ComputeParams(),

@@ -6,7 +6,7 @@ documents are fused from two kinds), and a seeded, untrained SharedSpace (128-d,
 Embeddings are written batch by batch. Each size runs ``run_index`` in a fresh process and
 reports that process's peak RSS (``ru_maxrss``: Python, torch and faiss included).
 
-    python benchmarks/index_memory.py --docs 20000 200000 --exact-below 10000
+    python benchmarks/index_memory.py --docs 5000 50000 --exact-below 1000 --batch-rows 4096
     # the same against the whole-table run_index of an older checkout (before it streamed):
     PYTHONPATH=<old checkout> python benchmarks/index_memory.py ... --stage medsim.search.index
 """
@@ -90,12 +90,15 @@ def write_synthetic_project(
     return root
 
 
-def _run(root: Path, stage: str, out) -> None:
+def _run(root: Path, stage: str, batch_rows: int, out) -> None:
     import importlib
 
     from medsim.config import load_params
 
-    run_index = importlib.import_module(stage).run_index
+    module = importlib.import_module(stage)
+    if batch_rows:
+        module.BATCH_ROWS = batch_rows
+    run_index = module.run_index
     t0 = time.perf_counter()
     manifest = run_index(load_params(root / "params.yaml"), root)
     seconds = time.perf_counter() - t0
@@ -113,6 +116,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--exact-below", type=int, default=100_000)
     parser.add_argument("--stage", default="medsim.search.stage", help="module with run_index")
+    parser.add_argument("--batch-rows", type=int, default=0, help="override the stage's batch")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     for docs in args.docs:
@@ -121,11 +125,17 @@ def main() -> None:
             root = write_synthetic_project(Path(tmp), docs, exact_below=args.exact_below)
             made = time.perf_counter() - t0
             queue = ctx.Queue()
-            proc = ctx.Process(target=_run, args=(root, args.stage, queue))
+            proc = ctx.Process(target=_run, args=(root, args.stage, args.batch_rows, queue))
             proc.start()
             result = queue.get()
             proc.join()
-            row = {"stage": args.stage, "docs": docs, "write_s": round(made, 1), **result}
+            row = {
+                "stage": args.stage,
+                "batch_rows": args.batch_rows or "default",
+                "docs": docs,
+                "write_s": round(made, 1),
+                **result,
+            }
             print(json.dumps(row), flush=True)
 
 
