@@ -5,6 +5,7 @@ text is encoded), with the packaged MiniLM. ``ray`` is a local single-node Ray s
 (its start-up time is reported apart); its time includes the actors' start and model load.
 
     python benchmarks/embed_engines.py --docs 1000 --workers 2
+    python benchmarks/embed_engines.py --docs 0 --abba --parts 4  # all OHSUMED, ABBA order
     python benchmarks/embed_engines.py --memory 1000 10000   # peak RSS, local, synthetic texts
 """
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from embed_speed import ohsumed_articles  # noqa: E402
 
+from medsim.compute import start_ray  # noqa: E402
 from medsim.config import ComputeParams, EmbedParams  # noqa: E402
 from medsim.encoders.embed import (  # noqa: E402
     SOURCES,
@@ -109,6 +111,75 @@ def engines(docs: int, workers: int, batch_rows: int) -> None:
     )
 
 
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and every descendant (Ray's raylet, GCS and workers, whose
+    exited children are counted in their parents' ``children_*`` times)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:  # exited between the listing and the read
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def abba(docs: int | None, workers: int, batch_rows: int, parts: int) -> None:
+    """Each engine embeds every text once, in ``parts`` slices run in the order local, ray,
+    ray, local, local, ray, ... so a load that drifts during the run weighs on both engines
+    alike. Reports wall and CPU seconds per engine (local: this process; ray: this process and
+    all of Ray's), per slice as it ends and in total."""
+    import ray
+
+    table = ohsumed_articles(SHARED / "ohsumed-23", docs or None)
+    n = table.num_rows
+    size = -(-n // parts)
+    halves = [table.slice(i * size, size) for i in range(parts)]
+    embed = EmbedParams(device="cpu")
+    t0 = time.perf_counter()
+    start_ray(ComputeParams(engine="ray"))  # as the stage starts it (workers at nice 0)
+    init_s = time.perf_counter() - t0
+    engines_ = {
+        "local": ComputeParams(),
+        "ray": ComputeParams(engine="ray", workers=workers, batch_size=batch_rows),
+    }
+    wall = {"local": 0.0, "ray": 0.0}
+    cpu = {"local": 0.0, "ray": 0.0}
+    vectors: dict[str, list] = {"local": [None] * parts, "ray": [None] * parts}
+    pairs = [("local", "ray") if i % 2 == 0 else ("ray", "local") for i in range(parts)]
+    for engine, half in [(e, i) for i, pair in enumerate(pairs) for e in pair]:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            _write_articles(root, halves[half])
+            c0 = _tree_cpu_s()
+            seconds, out = _embed(root, engines_[engine], embed)
+            c1 = _tree_cpu_s()
+            cpu[engine] += c1 - c0
+            wall[engine] += seconds
+            vectors[engine][half] = pq.read_table(out, columns=["id", "vector"])
+        print(
+            json.dumps({"engine": engine, "half": half, "seconds": round(seconds, 1)}), flush=True
+        )
+    ray.shutdown()
+    a, b = (pa.concat_tables(vectors[e]) for e in ("local", "ray"))
+    diff = np.abs(
+        np.array(a.column("vector").to_pylist()) - np.array(b.column("vector").to_pylist())
+    ).max()
+    result = {"docs": n, "ray_init_s": round(init_s, 1), "ray_workers": workers}
+    for engine in ("local", "ray"):
+        result[f"{engine}_s"] = round(wall[engine], 1)
+        result[f"{engine}_docs_per_s"] = round(n / wall[engine], 2)
+        result[f"{engine}_cpu_s"] = round(cpu[engine], 1)
+    result["ray_overhead_pct"] = round(100 * (wall["ray"] / wall["local"] - 1), 1)
+    result["ray_cpu_overhead_pct"] = round(100 * (cpu["ray"] / cpu["local"] - 1), 1)
+    result["same_rows"] = a.column("id").to_pylist() == b.column("id").to_pylist()
+    result["max_abs_diff"] = float(diff)
+    print(json.dumps(result), flush=True)
+
+
 def _memory_run(n: int, out) -> None:
     rng = np.random.default_rng(0)
     words = np.array(["tumour", "cell", "growth", "patient", "therapy", "dose", "lung", "trial"])
@@ -143,9 +214,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-rows", type=int, default=1024)
     parser.add_argument("--memory", type=int, nargs="*", help="synthetic corpus sizes instead")
+    parser.add_argument("--abba", action="store_true", help="local, ray, ray, local")
+    parser.add_argument("--parts", type=int, default=2, help="--abba: slices of the corpus")
     args = parser.parse_args()
     if args.memory:
         memory(args.memory)
+    elif args.abba:
+        abba(args.docs, args.workers, args.batch_rows, args.parts)
     else:
         engines(args.docs, args.workers, args.batch_rows)
 

@@ -6,7 +6,7 @@ tables); writes data/index/ (see medsim.search.index) for `medsim search` and `m
 
 import sys
 
-from medsim.search.index import run_index
+from medsim.search.stage import run_index
 from medsim.stage import run_stage
 
 if __name__ == "__main__":

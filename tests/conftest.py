@@ -44,3 +44,13 @@ def run_stage_script(stage: str, cwd: Path, timeout: int = 300) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A single-node Ray with two CPUs, started once for the session by the tests themselves
+    (``compute.engine: ray`` tests; Ray is an optional extra, so they skip without it)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -11,24 +11,26 @@ Outputs (all written atomically): ``data/figures.parquet``, ``data/tables.parque
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from medsim.config import ExtractParams, Params
+from medsim.config import ComputeParams, ExtractParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
 from medsim.names import SkipReason
 from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
 from medsim.pdf.jats import extract_jats
-from medsim.pdf.worker import TimedPool
+from medsim.pdf.worker import Outcome, TimedPool
 from medsim.schemas import ARTICLES, FIGURES, IMAGES, TABLES, validate
 
-__all__ = ["ExtractInputError", "ExtractSummary", "extract_task", "run_extract"]
+__all__ = ["ExtractInputError", "ExtractSummary", "extract_task", "run_extract", "timed_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,37 @@ def extract_task(task: tuple[str, str, ExtractParams]) -> PdfResult:
     """Worker entry point: ``(pdf_path, doc_id, params)`` -> :class:`PdfResult`."""
     pdf_path, doc_id, params = task
     return extract_pdf(Path(pdf_path), doc_id, params)
+
+
+def timed_batch(fn: Callable, items: list, timeout_s: float) -> list[Outcome]:
+    """One Ray task of the extract stage: ``items`` through the local engine's timed worker
+    (one process; ``fn`` on each item under ``timeout_s``; a hang or crash costs its item)."""
+    return list(TimedPool(fn, workers=1, timeout_s=timeout_s).imap_unordered(items))
+
+
+def _pdf_task_size(pdfs: int, workers: int) -> int:
+    """PDFs per Ray task: up to 8, to spread a worker's start (PyMuPDF's layout model loads
+    on import, seconds) over several PDFs, while every worker still gets about four tasks."""
+    return max(1, min(8, math.ceil(pdfs / (4 * max(1, workers)))))
+
+
+def _pdf_outcomes(
+    tasks: list[tuple[str, str, ExtractParams]], extract: ExtractParams, compute: ComputeParams
+) -> Iterator[Outcome]:
+    """Each PDF's outcome, in completion order, from the local pool or from Ray tasks."""
+    if compute.engine == "local":
+        pool = TimedPool(extract_task, workers=extract.workers, timeout_s=extract.timeout_s)
+        yield from pool.imap_unordered(tasks)
+        return
+    from medsim.compute import map_unordered
+
+    yield from map_unordered(
+        partial(timed_batch, extract_task, timeout_s=extract.timeout_s),
+        tasks,
+        compute,
+        per_task=_pdf_task_size(len(tasks), compute.workers),
+        on_error=lambda chunk, detail: [Outcome(t, "error", detail=detail) for t in chunk],
+    )
 
 
 class ExtractInputError(MedsimError):
@@ -160,9 +193,8 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
                 extract_jats(Path(xml_path), doc_id, extract), figures, tables, skips, summary
             )
 
-        pool = TimedPool(extract_task, workers=extract.workers, timeout_s=extract.timeout_s)
         progress = tqdm(total=len(tasks), desc="extract pdfs", unit="pdf", disable=None)
-        for outcome in pool.imap_unordered(tasks):
+        for outcome in _pdf_outcomes(tasks, extract, params.compute):
             progress.update(1)
             summary.pdfs += 1
             doc_id = outcome.item[1]

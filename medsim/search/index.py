@@ -1,4 +1,6 @@
-"""FAISS indexes over the shared space: pure builders, the ``data/index/`` layout, the stage.
+"""FAISS indexes over the shared space: pure builders, the ``data/index/`` layout and its reader.
+
+The ``index`` stage that fills it is :func:`medsim.search.stage.run_index`.
 
 Layout of ``data/index/`` (everything a search needs, so a query reads no other table)::
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,13 +34,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
-from medsim.io import SkipLog, atomic_dir
-from medsim.names import INDEX_ORDER, SkipReason
+from medsim.names import INDEX_ORDER
 from medsim.schemas import INDEX_ITEMS as ITEMS
 from medsim.schemas import validate
 
 if TYPE_CHECKING:  # params are only annotations here; yaml need not load for a search
-    from medsim.config import IndexParams, Params
+    from medsim.config import IndexParams
 
 __all__ = [
     "INDEX_KINDS",
@@ -48,12 +49,16 @@ __all__ = [
     "RESULT_TYPES",
     "IndexStore",
     "KindArrays",
+    "KindStream",
+    "LabelMeans",
     "build_binary_index",
     "build_index",
+    "empty_binary_index",
+    "empty_index",
     "index_type",
+    "label_prototypes",
     "load_index",
     "pack_codes",
-    "run_index",
     "search",
     "write_index_dir",
 ]
@@ -85,46 +90,47 @@ def index_type(n: int, params: IndexParams) -> str:
     return "flat" if n < params.exact_below else params.approximate
 
 
-def _flat(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
-    return faiss.IndexFlatIP(vectors.shape[1])
+def _flat(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.Index:
+    return faiss.IndexFlatIP(train.shape[1])
 
 
-def _hnsw(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
-    index = faiss.IndexHNSWFlat(vectors.shape[1], params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+def _hnsw(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(train.shape[1], params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efSearch = params.ef_search
     return index
 
 
-def _ivf(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
-    n, d = vectors.shape
+def _ivf(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.Index:
+    d = train.shape[1]
     # sqrt(n) lists (k-means on 1M vectors stays near a minute on two cores), and at least
     # 39 training points per list, faiss's own minimum.
     nlist = max(1, min(int(math.sqrt(n)), n // 39))
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    index.train(vectors)
+    index.train(train)
     index.nprobe = min(params.nprobe, nlist)
     index.make_direct_map()  # so a stored item's vector can be read back (search --pmid)
     return index
 
 
-def _ivfpq(vectors: np.ndarray, params: IndexParams, seed: int) -> faiss.Index:
-    from medsim.search.scale import ivfpq_index, sample_rows
+def _ivfpq(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.Index:
+    from medsim.search.scale import ivfpq_index
 
-    train = vectors[sample_rows(len(vectors), params.train_size, seed)]
-    index = ivfpq_index(train, len(vectors), params, seed)
+    index = ivfpq_index(train, n, params, seed)
     index.make_direct_map()  # as _ivf: stored items' (decoded) vectors stay readable
     return index
 
 
-# index type -> builder returning an empty (trained) index for these vectors
-FLOAT_BUILDERS: dict[str, Callable[[np.ndarray, IndexParams, int], faiss.Index]] = {
+# index type -> builder of an empty, trained index for ``n`` vectors from a training sample
+# (rows ``sample_rows(n, params.train_size, seed)``; [0, dim] for the types in no need of one)
+FLOAT_BUILDERS: dict[str, Callable[[np.ndarray, int, IndexParams, int], faiss.Index]] = {
     "flat": _flat,
     "hnsw": _hnsw,
     "ivf": _ivf,
     "ivfpq": _ivfpq,
 }
+TRAINED = frozenset({"ivf", "ivfpq"})  # the types trained on a sample before any add
 
 
 def _as_matrix(vectors: np.ndarray) -> np.ndarray:
@@ -134,14 +140,38 @@ def _as_matrix(vectors: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def empty_index(
+    n: int,
+    dim: int,
+    params: IndexParams,
+    sample: Callable[[np.ndarray], np.ndarray],
+    seed: int = 0,
+) -> faiss.Index:
+    """The empty float index that :func:`build_index` would fill with ``n`` ``dim``-d vectors.
+
+    ``sample(rows)`` returns those (sorted) rows of the corpus as a matrix; it is called only
+    for the types that train (IVF, IVF-PQ), on ``index.train_size`` rows, so a caller that
+    streams its corpus reads the sample in one pass and adds the corpus in another.
+    """
+    from medsim.search.scale import sample_rows
+
+    kind = index_type(n, params)
+    if kind in TRAINED:
+        train = _as_matrix(sample(sample_rows(n, params.train_size, seed)))
+    else:
+        train = np.zeros((0, dim), dtype=np.float32)
+    return FLOAT_BUILDERS[kind](train, n, params, seed)
+
+
 def build_index(vectors: np.ndarray, params: IndexParams, seed: int = 0) -> faiss.Index:
     """A float index over unit ``vectors`` [n, dim], row ``i`` = vector ``i``.
 
     Exact inner product (``IndexFlatIP``) under ``params.exact_below`` vectors, otherwise the
-    approximate type ``params.approximate`` (HNSW or IVF, its search breadth set from params).
+    approximate type ``params.approximate`` (HNSW, IVF or IVF-PQ, its search breadth set from
+    params; IVF and IVF-PQ train on ``params.train_size`` sampled rows).
     """
     matrix = _as_matrix(vectors)
-    index = FLOAT_BUILDERS[index_type(len(matrix), params)](matrix, params, seed)
+    index = empty_index(len(matrix), matrix.shape[1], params, matrix.__getitem__, seed)
     if len(matrix):
         index.add(matrix)
     return index
@@ -155,16 +185,20 @@ def pack_codes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.packbits(codes.astype(np.uint8, copy=False), axis=1))
 
 
-def build_binary_index(codes: np.ndarray, params: IndexParams) -> faiss.IndexBinary:
-    """A Hamming index over 0/1 ``codes`` [n, bits]: exact (``IndexBinaryFlat``) under
+def empty_binary_index(n: int, bits: int, params: IndexParams) -> faiss.IndexBinary:
+    """The empty Hamming index for ``n`` codes of ``bits``: exact (``IndexBinaryFlat``) under
     ``params.exact_below`` codes, ``IndexBinaryHNSW`` above."""
+    if n < params.exact_below:
+        return faiss.IndexBinaryFlat(bits)
+    index = faiss.IndexBinaryHNSW(bits, params.hnsw_m)
+    index.hnsw.efSearch = params.ef_search
+    return index
+
+
+def build_binary_index(codes: np.ndarray, params: IndexParams) -> faiss.IndexBinary:
+    """A Hamming index over 0/1 ``codes`` [n, bits] (see :func:`empty_binary_index`)."""
     packed = pack_codes(codes)
-    bits = packed.shape[1] * 8
-    if len(packed) < params.exact_below:
-        index = faiss.IndexBinaryFlat(bits)
-    else:
-        index = faiss.IndexBinaryHNSW(bits, params.hnsw_m)
-        index.hnsw.efSearch = params.ef_search
+    index = empty_binary_index(len(packed), packed.shape[1] * 8, params)
     if len(packed):
         index.add(packed)
     return index
@@ -193,66 +227,147 @@ def search(
 
 @dataclass
 class KindArrays:
-    """What one index kind contributes: unit vectors, codes per size, and its item rows."""
+    """What one index kind contributes, or one batch of it: unit vectors, codes per size, and
+    its item rows."""
 
     vectors: np.ndarray  # float32 [n, dim]
     codes: dict[int, np.ndarray]  # bits -> uint8 0/1 [n, bits]
     items: pa.Table  # KIND_ITEMS: n rows in vector order
 
 
+@dataclass
+class KindStream:
+    """One index kind read batch by batch, for corpora larger than memory.
+
+    ``batches()`` yields the kind's :class:`KindArrays` in row order and may be called more
+    than once: an index type that trains (IVF, IVF-PQ) first reads its training sample through
+    ``vectors()`` (vectors only; by default those of ``batches()``), then adds every batch.
+    """
+
+    count: int
+    dim: int
+    bits: tuple[int, ...]
+    batches: Callable[[], Iterator[KindArrays]]
+    vectors: Callable[[], Iterator[np.ndarray]] | None = None
+
+    @classmethod
+    def of(cls, arrays: KindArrays) -> KindStream:
+        """A whole kind held in memory, as a stream of one batch."""
+        n, dim = len(arrays.vectors), int(np.shape(arrays.vectors)[1])
+        return cls(n, dim, tuple(sorted(arrays.codes)), lambda: iter([arrays]))
+
+    def vector_batches(self) -> Iterator[np.ndarray]:
+        return self.vectors() if self.vectors else (b.vectors for b in self.batches())
+
+
+class _ItemsWriter:
+    """``items.parquet`` written as items arrive, in row groups of exactly ``ITEMS_ROW_GROUP``
+    rows whatever the batches (a search finds an item's group by division)."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = pq.ParquetWriter(path, ITEMS, compression="zstd")
+        self.pending: list[pa.Table] = []
+        self.buffered = 0
+        self.rows = 0  # items received so far: the next kind's offset
+
+    def add(self, kind: str, first_row: int, items: pa.Table) -> None:
+        n = items.num_rows
+        items = validate(items, KIND_ITEMS, name=f"{kind} items")
+        items = items.append_column("kind", pa.array([kind] * n, pa.string()))
+        rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+        self.pending.append(validate(items.append_column("row", rows), ITEMS, name=ITEMS_FILE))
+        self.buffered += n
+        self.rows += n
+        if self.buffered >= ITEMS_ROW_GROUP:
+            self._flush(whole_groups=True)
+
+    def _flush(self, whole_groups: bool) -> None:
+        table = pa.concat_tables(self.pending) if self.pending else ITEMS.empty_table()
+        cut = table.num_rows - table.num_rows % ITEMS_ROW_GROUP if whole_groups else None
+        if cut is None or cut:
+            self.writer.write_table(table.slice(0, cut), row_group_size=ITEMS_ROW_GROUP)
+        rest = table.slice(cut) if cut is not None else table.slice(table.num_rows)
+        self.pending, self.buffered = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self.buffered or not self.rows:
+            self._flush(whole_groups=False)
+        self.writer.close()
+
+
+def _kind_entry(kind: str, stream: KindStream, offset: int, params: IndexParams) -> dict:
+    return {
+        "count": stream.count,
+        "offset": offset,  # first line of this kind in items.parquet
+        "dim": stream.dim,
+        "float": f"{kind}.faiss",
+        "float_type": index_type(stream.count, params),
+        "binary": {str(bits): f"{kind}.b{bits}.faiss" for bits in stream.bits},
+    }
+
+
+def _write_kind(
+    directory: Path,
+    kind: str,
+    stream: KindStream,
+    params: IndexParams,
+    seed: int,
+    items: _ItemsWriter,
+) -> dict[str, Any]:
+    """Fill one kind's float and binary indexes batch by batch; write them; its manifest entry.
+    Memory: the indexes (codes, graph or vectors, by type), one batch, a training sample."""
+    from medsim.search.scale import gather_rows
+
+    entry = _kind_entry(kind, stream, items.rows, params)
+    sample = lambda rows: gather_rows(stream.vector_batches(), rows)  # noqa: E731
+    index = empty_index(stream.count, stream.dim, params, sample, seed)
+    binary = {bits: empty_binary_index(stream.count, bits, params) for bits in stream.bits}
+    n = 0
+    for batch in stream.batches():
+        size = len(batch.vectors)
+        if batch.items.num_rows != size:
+            raise ValueError(f"{kind}: {size} vectors but {batch.items.num_rows} items")
+        if size:
+            index.add(_as_matrix(batch.vectors))
+            for bits, codes in batch.codes.items():
+                binary[bits].add(pack_codes(codes))
+        items.add(kind, n, batch.items)
+        n += size
+    if n != stream.count:
+        raise ValueError(f"{kind}: {stream.count} items announced, {n} streamed")
+    faiss.write_index(index, str(directory / entry["float"]))
+    for bits, name in entry["binary"].items():
+        faiss.write_index_binary(binary[int(bits)], str(directory / name))
+    log.info("indexed %d %s (%s)", n, kind, entry["float_type"])
+    return entry
+
+
 def write_index_dir(
     directory: Path,
-    kinds: Mapping[str, KindArrays],
+    kinds: Mapping[str, KindArrays | KindStream],
     params: IndexParams,
     meta: Mapping[str, Any],
     prototypes: tuple[list[str], np.ndarray] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Build every kind's float and binary indexes into ``directory`` (which must exist) and
-    write ``items.parquet``, ``prototypes.npy`` and ``manifest.json``; return the manifest."""
+    write ``items.parquet``, ``prototypes.npy`` and ``manifest.json``; return the manifest.
+
+    A kind is given whole (:class:`KindArrays`) or as batches (:class:`KindStream`); either
+    way the files are those of :func:`build_index` and :func:`build_binary_index` over the
+    whole kind, where the index type's build does not depend on how the rows were batched
+    (flat, IVF and IVF-PQ adds; HNSW graphs do: they are built in insertion batches).
+    """
     unknown = set(kinds) - set(INDEX_KINDS)
     if unknown:
         raise ValueError(f"unknown index kinds {sorted(unknown)}")
     manifest: dict[str, Any] = {"version": FORMAT_VERSION, **meta, "kinds": {}}
-    item_tables = []
-    offset = 0
-    for kind in INDEX_KINDS:
-        if kind not in kinds:
-            continue
-        arrays = kinds[kind]
-        n = len(arrays.vectors)
-        if arrays.items.num_rows != n:
-            raise ValueError(f"{kind}: {n} vectors but {arrays.items.num_rows} items")
-        float_file = f"{kind}.faiss"
-        faiss.write_index(build_index(arrays.vectors, params, seed), str(directory / float_file))
-        binary_files = {}
-        for bits, codes in sorted(arrays.codes.items()):
-            name = f"{kind}.b{bits}.faiss"
-            faiss.write_index_binary(build_binary_index(codes, params), str(directory / name))
-            binary_files[str(bits)] = name
-        manifest["kinds"][kind] = {
-            "count": n,
-            "offset": offset,  # first line of this kind in items.parquet
-            "dim": int(arrays.vectors.shape[1]),
-            "float": float_file,
-            "float_type": index_type(n, params),
-            "binary": binary_files,
-        }
-        items = validate(arrays.items, KIND_ITEMS, name=f"{kind} items")
-        item_tables.append(
-            items.append_column("kind", pa.array([kind] * n, pa.string())).append_column(
-                "row", pa.array(np.arange(n, dtype=np.int64))
-            )
-        )
-        offset += n
-        log.info("indexed %d %s (%s)", n, kind, index_type(n, params))
-    items = pa.concat_tables(item_tables) if item_tables else ITEMS.empty_table()
-    pq.write_table(
-        validate(items, ITEMS, name=ITEMS_FILE),
-        directory / ITEMS_FILE,
-        compression="zstd",
-        row_group_size=ITEMS_ROW_GROUP,
-    )
+    items = _ItemsWriter(directory / ITEMS_FILE)
+    for kind in (k for k in INDEX_KINDS if k in kinds):
+        given = kinds[kind]
+        stream = given if isinstance(given, KindStream) else KindStream.of(given)
+        manifest["kinds"][kind] = _write_kind(directory, kind, stream, params, seed, items)
+    items.close()
     manifest["items_row_group"] = ITEMS_ROW_GROUP
     if prototypes is not None and len(prototypes[0]):
         labels, matrix = prototypes
@@ -393,176 +508,38 @@ def load_index(directory: str | Path) -> IndexStore:
     return IndexStore(directory, manifest)
 
 
-# --------------------------------------------------------------------------- the stage
+# --------------------------------------------------------------------------- prototypes
 
 
-def _embeddings(path: Path) -> pa.Table | None:
-    if not path.is_file():
-        return None
-    return pq.read_table(path, columns=["id", "doc_id", "vector"])
+class LabelMeans:
+    """Per-label unit mean vectors, accumulated batch by batch (float64 sums)."""
 
+    def __init__(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
+        self.dim = 0
 
-def _matrix(table: pa.Table) -> np.ndarray:
-    if table.num_rows == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = table.column("vector").combine_chunks().flatten()
-    # a writable copy: torch warns on (and must not write into) Arrow-owned read-only buffers
-    return np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
-        table.num_rows, -1
-    )
+    def add(self, vectors: np.ndarray, labels: Sequence[str | None]) -> None:
+        self.dim = int(np.shape(vectors)[1]) if np.ndim(vectors) == 2 else self.dim
+        label_array = np.asarray([label or "" for label in labels])
+        for name in set(label_array) - {""}:
+            rows = np.asarray(vectors[label_array == name], dtype=np.float64)
+            self.sums[name] = self.sums.get(name, 0.0) + rows.sum(axis=0)
+            self.counts[name] = self.counts.get(name, 0) + len(rows)
 
-
-def _lookup(path: Path, key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
-    """``key`` value -> row (of ``columns``) of a pipeline table; {} when it does not exist."""
-    if not path.is_file():
-        return {}
-    table = pq.read_table(path, columns=[key, *columns])
-    return {row[key]: row for row in table.to_pylist()}
-
-
-def _item_table(
-    ids: list[str],
-    doc_ids: list[str],
-    articles: Mapping[str, dict],
-    captions: Mapping[str, str],
-    texts: Mapping[str, str],
-) -> pa.Table:
-    def meta(doc_id: str, name: str) -> Any:
-        return articles.get(doc_id, {}).get(name)
-
-    return pa.table(
-        {
-            "id": ids,
-            "doc_id": doc_ids,
-            "pmid": [meta(d, "pmid") for d in doc_ids],
-            "title": [meta(d, "title") for d in doc_ids],
-            "caption": [captions.get(i) for i in ids],
-            "label": [meta(d, "label") for d in doc_ids],
-            "text": [texts.get(i) for i in ids],
-        }
-    )
+    def result(self) -> tuple[list[str], np.ndarray]:
+        """Label names (sorted) and their normalised means ``[labels, dim]``."""
+        names = sorted(self.sums)
+        if not names:
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        means = np.stack([self.sums[name] / self.counts[name] for name in names])
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        return names, means.astype(np.float32)
 
 
 def label_prototypes(vectors: np.ndarray, labels: list[str | None]) -> tuple[list[str], np.ndarray]:
     """One unit vector per label: the normalised mean of the vectors carrying it."""
-    names = sorted({label for label in labels if label})
-    if not names:
-        return [], np.zeros((0, vectors.shape[1]), dtype=np.float32)
-    label_array = np.asarray([label or "" for label in labels])
-    means = np.stack([vectors[label_array == name].mean(axis=0) for name in names])
-    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    return names, means.astype(np.float32)
-
-
-def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
-    """The DVC ``index`` stage: project every embedding into the trained space, hash it, and
-    write ``data/index/``. Returns the manifest."""
-    from medsim.dml import codes_from_projected, document_vectors, load_shared_space, project
-
-    root = Path(root)
-    data = root / "data"
-    space = load_shared_space(data / "model")
-    articles_path = data / "articles.parquet"
-    if not articles_path.is_file():
-        raise MedsimError(f"{articles_path} not found (run `dvc repro fetch`)")
-    articles = _lookup(articles_path, "doc_id", ["pmid", "title", "abstract", "label", "split"])
-    figure_captions = {
-        k: v["caption"]
-        for k, v in _lookup(data / "figures.parquet", "figure_id", ["caption"]).items()
-    }
-    table_rows = _lookup(data / "tables.parquet", "table_id", ["caption", "text"])
-    table_captions = {k: v["caption"] for k, v in table_rows.items()}
-    table_texts = {
-        k: "\n".join(filter(None, (v["caption"], v["text"]))) for k, v in table_rows.items()
-    }
-
-    skipped = SkipLog("index")
-    embeddings: dict[str, pa.Table] = {}
-    # a space over a tuned text encoder takes that encoder's text vectors (written by train)
-    tuned_dir = data / "model" / "embeddings" if space.text_model else None
-    for kind, (stem, head) in KIND_SOURCES.items():
-        source = data / "embeddings"
-        if tuned_dir is not None and head != "image":
-            source = tuned_dir
-        table = _embeddings(source / f"{stem}.parquet")
-        if table is None or table.num_rows == 0:
-            continue
-        if head not in space.heads:
-            for item in table.column("id").to_pylist():
-                skipped.add(item, SkipReason.NO_HEAD, f"the trained space has no '{head}' head")
-            continue
-        embeddings[kind] = table
-    if not embeddings:
-        raise MedsimError(f"no embeddings under {data / 'embeddings'} (run `dvc repro embed`)")
-
-    def hashed(vectors: np.ndarray) -> dict[int, np.ndarray]:
-        return {bits: codes_from_projected(space, vectors, bits) for bits in space.bits}
-
-    kinds: dict[str, KindArrays] = {}
-    parts = {KIND_SOURCES[k][1]: t for k, t in embeddings.items() if k != "documents"}
-    no_text = pa.table(
-        {"doc_id": pa.array([], pa.string()), "vector": pa.array([], pa.list_(pa.float32()))}
-    )
-    text = embeddings.get("documents", no_text)
-    doc_ids, doc_vectors = document_vectors(space, text, parts)
-    if doc_ids:
-        doc_texts = {
-            d: "\n".join(
-                filter(
-                    None, (articles.get(d, {}).get("title"), articles.get(d, {}).get("abstract"))
-                )
-            )
-            for d in doc_ids
-        }
-        kinds["documents"] = KindArrays(
-            doc_vectors, hashed(doc_vectors), _item_table(doc_ids, doc_ids, articles, {}, doc_texts)
-        )
-    for kind, table in embeddings.items():
-        if kind == "documents":
-            continue
-        head = KIND_SOURCES[kind][1]
-        vectors = project(space, head, _matrix(table))
-        ids = table.column("id").to_pylist()
-        captions = table_captions if kind == "tables" else figure_captions
-        texts = table_texts if kind == "tables" else figure_captions
-        kinds[kind] = KindArrays(
-            vectors,
-            hashed(vectors),
-            _item_table(ids, table.column("doc_id").to_pylist(), articles, captions, texts),
-        )
-
-    train_rows = [i for i, d in enumerate(doc_ids) if articles.get(d, {}).get("split") == "train"]
-    prototypes = label_prototypes(
-        doc_vectors[train_rows] if train_rows else np.zeros((0, space.dim), np.float32),
-        [articles[doc_ids[i]].get("label") for i in train_rows],
-    )
-    meta = {
-        "dim": space.dim,
-        "bits": list(space.bits),
-        "heads": space.kinds,
-        # queries are embedded with the model that made the indexed text vectors
-        "text_model": (
-            (Path("data/model") / space.text_model).as_posix()
-            if space.text_model
-            else params.embed.text_model
-        ),
-        "image_model": params.embed.image_model,
-        "instruction": params.embed.instruction,
-        "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))
-        if space.text_model
-        else params.embed.max_tokens,
-        "params": {
-            "exact_below": params.index.exact_below,
-            "approximate": params.index.approximate,
-        },
-    }
-    with atomic_dir(data / "index") as tmp:
-        manifest = write_index_dir(tmp, kinds, params.index, meta, prototypes, params.seed)
-    skipped.write(root)
-    log.info(
-        "index: %s; skipped %d items (%s)",
-        ", ".join(f"{k} {v['count']}" for k, v in manifest["kinds"].items()),
-        len(skipped),
-        dict(skipped.counts()),
-    )
-    return manifest
+    means = LabelMeans()
+    means.dim = int(np.shape(vectors)[1])
+    means.add(vectors, labels)
+    return means.result()

@@ -24,14 +24,6 @@ ray = pytest.importorskip("ray")  # the optional extra; CI installs it with .[de
 RAY = ComputeParams(engine="ray", workers=1, batch_size=2)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A single-node Ray with two CPUs, started (and stopped) by the test itself."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _double_factory() -> object:
     return lambda batch: batch.set_column(1, "x", pc.multiply(batch.column("x"), 2))
 
@@ -49,6 +41,36 @@ def test_map_batches_keeps_order_and_rows_on_both_engines(tmp_path: Path, local_
     for result in runs.values():
         assert result.column("id").to_pylist() == table.column("id").to_pylist()
         assert result.column("x").to_pylist() == [2 * i for i in range(25)]
+
+
+def _pid_factory() -> object:
+    import os
+    import time
+
+    def fn(batch: pa.Table) -> pa.Table:
+        time.sleep(0.2)  # long enough that one actor cannot take every batch
+        return pa.table({"id": batch.column("id"), "pid": [os.getpid()] * batch.num_rows})
+
+    return fn
+
+
+def test_every_ray_actor_gets_batches_of_a_one_block_file(tmp_path: Path, local_ray):
+    """Ray's Parquet reader makes one block of a small file: without the repartition, one
+    actor would do all the work while the others idle."""
+    schema = pa.schema([("id", pa.string())])
+    write_table(
+        pa.table({"id": [f"r{i}" for i in range(40)]}, schema), tmp_path / "in.parquet", schema
+    )
+    compute = ComputeParams(engine="ray", workers=2, batch_size=4)
+    out = pa.concat_tables(
+        list(
+            map_batches(
+                tmp_path / "in.parquet", _pid_factory, compute, columns=["id"], batch_rows=4
+            )
+        )
+    )
+    assert out.column("id").to_pylist() == [f"r{i}" for i in range(40)]
+    assert len(set(out.column("pid").to_pylist())) == 2
 
 
 def _embed(source: str, root: Path, load, compute: ComputeParams, dest: Path):

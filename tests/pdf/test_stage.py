@@ -112,3 +112,36 @@ def test_stage_script_reports_a_missing_input_in_one_line(tmp_path):
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("medsim extract: ")
     assert "dvc repro fetch" in run.stderr
+
+
+def test_ray_engine_extracts_what_the_local_pool_extracts(tmp_path, local_ray):
+    """Same PDFs (two good, one corrupt), both engines: the same figure and table rows and the
+    same skips (order aside: both write PDFs in completion order)."""
+    outputs = {}
+    for engine in ("local", "ray"):
+        root = tmp_path / engine
+        pdf_dir = root / "data/raw/pdfs"
+        pdf_dir.mkdir(parents=True)
+        pdfgen.article(pdf_dir / "good.pdf")
+        pdfgen.article(pdf_dir / "again.pdf")
+        (pdf_dir / "bad.pdf").write_bytes(b"%PDF-1.7 broken" * 10)
+        _articles(root, {d: f"data/raw/pdfs/{d}.pdf" for d in ("good", "again", "bad")})
+        params = params_from_dict(
+            {"extract": {"workers": 2, "timeout_s": 120}, "compute": {"engine": engine}}
+        )
+        summary = run_extract(params, root)
+        outputs[engine] = (
+            sorted(read_table(root / "data/figures.parquet", FIGURES).to_pylist(), key=str),
+            sorted(read_table(root / "data/tables.parquet", TABLES).to_pylist(), key=str),
+            sorted(
+                (r["item"], r["reason"])
+                for r in read_table(
+                    root / "data/skipped.parquet/extract.parquet", SKIPPED
+                ).to_pylist()
+            ),
+            (summary.pdfs, summary.pages, summary.figures, summary.tables),
+        )
+    assert outputs["ray"] == outputs["local"]
+    _, _, skipped, counts = outputs["local"]
+    assert (counts[0], counts[2], counts[3]) == (3, 8, 6)  # two articles' figures and tables
+    assert [reason.split(":")[0] for item, reason in skipped if item == "bad"] == ["corrupt"]

@@ -241,7 +241,7 @@ def indexed_project(tmp_path_factory) -> Path:
     """:func:`build_project` plus its ``data/index/``, built once per test session."""
     if "root" not in _BUILT:
         from medsim.config import load_params
-        from medsim.search.index import run_index
+        from medsim.search.stage import run_index
 
         root = build_project(tmp_path_factory.mktemp("search_project"))
         run_index(load_params(root / "params.yaml"), root)

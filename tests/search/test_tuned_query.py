@@ -6,8 +6,9 @@ import numpy as np
 
 from medsim.dml.train import run_train
 from medsim.dml.tune import read_text_items
-from medsim.search.index import load_index, run_index
+from medsim.search.index import load_index
 from medsim.search.query import QueryEncoder, search_vector
+from medsim.search.stage import run_index
 from tests.dml.test_tune import _corpus, _params, _project
 from tests.encoders.conftest import tiny_model_folder
 

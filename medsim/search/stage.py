@@ -1,0 +1,332 @@
+"""The DVC ``index`` stage: project every embedding into the trained space, hash it, and write
+``data/index/`` (layout in :mod:`medsim.search.index`), streaming the embedding files.
+
+Memory is one batch of ``BATCH_ROWS`` embeddings, the indexes being filled (codes for
+IVF-PQ, vectors for flat, HNSW and IVF), an IVF/IVF-PQ training sample (``index.train_size``
+rows), and the item metadata that results render (the articles' ids, titles, abstracts and
+labels as Arrow columns, figure and table captions). The figure, caption and table vectors
+are also held, projected, while documents are fused from them: one document's fusion needs
+all its parts, and PubMed's abstracts (most of the corpus) have none.
+
+An index type whose build does not depend on batching (flat, IVF, IVF-PQ; binary flat) gives
+the same files as an in-memory build of the whole kind: batches are a multiple of the
+projection's and faiss's own chunks, so each row is computed exactly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medsim.errors import MedsimError
+from medsim.io import SkipLog, atomic_dir
+from medsim.names import SkipReason
+from medsim.search.index import (
+    KIND_SOURCES,
+    KindArrays,
+    KindStream,
+    LabelMeans,
+    write_index_dir,
+)
+
+if TYPE_CHECKING:
+    from medsim.config import Params
+    from medsim.dml import SharedSpace
+
+__all__ = ["BATCH_ROWS", "run_index"]
+
+log = logging.getLogger(__name__)
+
+# rows per batch: a multiple of medsim.dml.project's 4,096-row chunks and of faiss's 65,536-row
+# IVF add chunks, so a batch computes each row as the whole matrix would
+BATCH_ROWS = 65_536
+ARTICLE_COLUMNS = ["pmid", "title", "abstract", "label", "split"]
+
+
+def _lookup(path: Path, key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
+    """``key`` value -> row (of ``columns``) of a pipeline table; {} when it does not exist."""
+    if not path.is_file():
+        return {}
+    table = pq.read_table(path, columns=[key, *columns])
+    return {row[key]: row for row in table.to_pylist()}
+
+
+@dataclass
+class Metadata:
+    """What an item row needs beside its vector: article fields by doc_id, captions by id."""
+
+    articles: pa.Table  # ARTICLE_COLUMNS, one row per article
+    positions: pd.Series  # doc_id -> row of articles (the last of duplicates, as a dict would)
+    figure_captions: dict[str, str]
+    table_captions: dict[str, str]
+    table_texts: dict[str, str]
+
+    @classmethod
+    def read(cls, data: Path) -> Metadata:
+        path = data / "articles.parquet"
+        if not path.is_file():
+            raise MedsimError(f"{path} not found (run `dvc repro fetch`)")
+        articles = pq.read_table(path, columns=["doc_id", *ARTICLE_COLUMNS])
+        ids = articles.column("doc_id").to_numpy(zero_copy_only=False)
+        positions = pd.Series(np.arange(len(ids)), index=ids)
+        positions = positions[~positions.index.duplicated(keep="last")]
+        figures = _lookup(data / "figures.parquet", "figure_id", ["caption"])
+        tables = _lookup(data / "tables.parquet", "table_id", ["caption", "text"])
+        return cls(
+            articles.drop_columns(["doc_id"]),
+            positions,
+            {k: v["caption"] for k, v in figures.items()},
+            {k: v["caption"] for k, v in tables.items()},
+            {k: "\n".join(filter(None, (v["caption"], v["text"]))) for k, v in tables.items()},
+        )
+
+    def article(self, doc_ids: Sequence[str], column: str) -> list[Any]:
+        """``column`` of each document's article (None where there is no such article)."""
+        rows = self.positions.reindex(list(doc_ids)).to_numpy()
+        known = ~np.isnan(rows)
+        values: list[Any] = [None] * len(doc_ids)
+        if known.any():
+            taken = self.articles.column(column).take(pa.array(rows[known].astype(np.int64)))
+            for i, value in zip(np.flatnonzero(known), taken.to_pylist(), strict=True):
+                values[i] = value
+        return values
+
+    def items(self, kind: str, ids: list[str], doc_ids: list[str]) -> pa.Table:
+        """The item rows (KIND_ITEMS) of one batch of ``kind``."""
+        if kind == "documents":
+            captions: Mapping[str, str] = {}
+            titles, abstracts = self.article(doc_ids, "title"), self.article(doc_ids, "abstract")
+            texts = ["\n".join(filter(None, pair)) for pair in zip(titles, abstracts, strict=True)]
+        else:
+            captions = self.table_captions if kind == "tables" else self.figure_captions
+            source = self.table_texts if kind == "tables" else self.figure_captions
+            texts = [source.get(i) for i in ids]
+        return pa.table(
+            {
+                "id": ids,
+                "doc_id": doc_ids,
+                "pmid": self.article(doc_ids, "pmid"),
+                "title": self.article(doc_ids, "title"),
+                "caption": [captions.get(i) for i in ids],
+                "label": self.article(doc_ids, "label"),
+                "text": texts,
+            }
+        )
+
+
+def _embedding_batches(path: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    """``(ids, doc_ids, vectors)`` of an embeddings file in batches of exactly BATCH_ROWS rows
+    (the last excepted), whatever its row groups."""
+    pending: list[pa.RecordBatch] = []
+    buffered = 0
+    reader = pq.ParquetFile(path)
+    for batch in reader.iter_batches(BATCH_ROWS, columns=["id", "doc_id", "vector"]):
+        pending.append(batch)
+        buffered += batch.num_rows
+        if buffered >= BATCH_ROWS:
+            table = pa.Table.from_batches(pending)
+            while table.num_rows >= BATCH_ROWS:
+                yield _unpack(table.slice(0, BATCH_ROWS))
+                table = table.slice(BATCH_ROWS)
+            pending, buffered = table.to_batches(), table.num_rows
+    if buffered:
+        yield _unpack(pa.Table.from_batches(pending))
+
+
+def _unpack(table: pa.Table) -> tuple[list[str], list[str], np.ndarray]:
+    flat = table.column("vector").combine_chunks().flatten()
+    # a writable copy: torch warns on (and must not write into) Arrow-owned read-only buffers
+    matrix = np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
+    return (
+        table.column("id").to_pylist(),
+        table.column("doc_id").to_pylist(),
+        matrix.reshape(table.num_rows, -1),
+    )
+
+
+def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path]:
+    """Index kind -> its embeddings file, for the kinds with rows and a head in the space."""
+    # a space over a tuned text encoder takes that encoder's text vectors (written by train)
+    tuned_dir = data / "model" / "embeddings" if space.text_model else None
+    sources = {}
+    for kind, (stem, head) in KIND_SOURCES.items():
+        folder = tuned_dir if tuned_dir is not None and head != "image" else data / "embeddings"
+        path = folder / f"{stem}.parquet"
+        if not path.is_file() or pq.ParquetFile(path).metadata.num_rows == 0:
+            continue
+        if head not in space.heads:
+            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=["id"]):
+                for item in batch.column(0).to_pylist():
+                    skipped.add(item, SkipReason.NO_HEAD, f"the trained space has no '{head}' head")
+            continue
+        sources[kind] = path
+    if not sources:
+        raise MedsimError(f"no embeddings under {data / 'embeddings'} (run `dvc repro embed`)")
+    return sources
+
+
+def _hashed(space: SharedSpace, vectors: np.ndarray) -> dict[int, np.ndarray]:
+    from medsim.dml import codes_from_projected
+
+    return {bits: codes_from_projected(space, vectors, bits) for bits in space.bits}
+
+
+def _part_stream(kind: str, path: Path, space: SharedSpace, meta: Metadata) -> KindStream:
+    """Figures, captions or tables: each batch projected by its head, hashed, itemised."""
+    from medsim.dml import project
+
+    head = KIND_SOURCES[kind][1]
+
+    def vectors() -> Iterator[np.ndarray]:
+        for _, _, matrix in _embedding_batches(path):
+            yield project(space, head, matrix)
+
+    def batches() -> Iterator[KindArrays]:
+        for ids, doc_ids, matrix in _embedding_batches(path):
+            projected = project(space, head, matrix)
+            yield KindArrays(projected, _hashed(space, projected), meta.items(kind, ids, doc_ids))
+
+    count = pq.ParquetFile(path).metadata.num_rows
+    return KindStream(count, space.dim, tuple(space.bits), batches, vectors)
+
+
+@dataclass
+class _Parts:
+    """The projected parts of every document (captions, tables, images), by kind."""
+
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]]  # head -> (doc_id per row, [n, dim])
+    rows: dict[str, dict[str, list[int]]]  # head -> doc_id -> its rows, in order
+
+    @classmethod
+    def read(cls, sources: Mapping[str, Path], space: SharedSpace) -> _Parts:
+        from medsim.dml import project
+
+        vectors, rows = {}, {}
+        for kind, path in sources.items():
+            if kind == "documents":
+                continue
+            head = KIND_SOURCES[kind][1]
+            batches = [(d, project(space, head, m)) for _, d, m in _embedding_batches(path)]
+            doc_ids = np.asarray([d for ds, _ in batches for d in ds], dtype=object)
+            vectors[head] = (doc_ids, np.concatenate([v for _, v in batches]))
+            groups: dict[str, list[int]] = {}
+            for row, doc_id in enumerate(doc_ids):
+                groups.setdefault(doc_id, []).append(row)
+            rows[head] = groups
+        return cls(vectors, rows)
+
+    def of(self, doc_ids: Sequence[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Every kind's parts of ``doc_ids``, in file order (as fusion over all would see)."""
+        out = {}
+        for head, (ids, matrix) in self.vectors.items():
+            rows = sorted(r for d in doc_ids for r in self.rows[head].get(d, ()))
+            out[head] = (list(ids[rows]), matrix[rows])
+        return out
+
+    def doc_ids(self) -> list[str]:
+        """Documents that have parts, in order of appearance across kinds."""
+        return list(dict.fromkeys(d for groups in self.rows.values() for d in groups))
+
+
+def _fused(
+    text: Path | None, parts: _Parts, space: SharedSpace
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Document vectors by :func:`medsim.dml.fusion.fuse_documents`, a text batch at a time,
+    then the documents that have parts but no text: the rows and order of one call over all."""
+    from medsim.dml import project
+    from medsim.dml.fusion import fuse_documents
+
+    with_text: set[str] = set()
+    for _, doc_ids, matrix in _embedding_batches(text) if text else ():
+        with_text.update(doc_ids)
+        yield fuse_documents(doc_ids, project(space, "text", matrix), parts.of(doc_ids))
+    rest = [d for d in parts.doc_ids() if d not in with_text]
+    if rest:
+        yield fuse_documents([], np.zeros((0, space.dim), np.float32), parts.of(rest))
+
+
+def _document_stream(
+    sources: Mapping[str, Path], space: SharedSpace, meta: Metadata
+) -> tuple[KindStream | None, tuple[list[str], np.ndarray]]:
+    """The fused documents as a stream, and the label prototypes of the training documents
+    (counted and averaged in a first pass over the fusion)."""
+    parts = _Parts.read(sources, space)
+    text = sources.get("documents")
+    count, means = 0, LabelMeans()
+    means.dim = space.dim
+    for doc_ids, vectors in _fused(text, parts, space):
+        count += len(doc_ids)
+        train = np.asarray([s == "train" for s in meta.article(doc_ids, "split")], dtype=bool)
+        labels = meta.article(doc_ids, "label")
+        means.add(vectors[train], [label for label, t in zip(labels, train, strict=True) if t])
+    if not count:
+        return None, means.result()
+
+    def batches() -> Iterator[KindArrays]:
+        for doc_ids, vectors in _fused(text, parts, space):
+            items = meta.items("documents", doc_ids, doc_ids)
+            yield KindArrays(vectors, _hashed(space, vectors), items)
+
+    def vectors() -> Iterator[np.ndarray]:
+        return (v for _, v in _fused(text, parts, space))
+
+    return KindStream(count, space.dim, tuple(space.bits), batches, vectors), means.result()
+
+
+def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
+    tuned = bool(space.text_model)
+    return {
+        "dim": space.dim,
+        "bits": list(space.bits),
+        "heads": space.kinds,
+        # queries are embedded with the model that made the indexed text vectors
+        "text_model": (
+            (Path("data/model") / space.text_model).as_posix() if tuned else params.embed.text_model
+        ),
+        "image_model": params.embed.image_model,
+        "instruction": params.embed.instruction,
+        "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))
+        if tuned
+        else params.embed.max_tokens,
+        "params": {
+            "exact_below": params.index.exact_below,
+            "approximate": params.index.approximate,
+        },
+    }
+
+
+def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
+    """The DVC ``index`` stage: project every embedding into the trained space, hash it, and
+    write ``data/index/``. Returns the manifest."""
+    from medsim.dml import load_shared_space
+
+    data = Path(root) / "data"
+    space = load_shared_space(data / "model")
+    meta = Metadata.read(data)
+    skipped = SkipLog("index")
+    sources = _sources(data, space, skipped)
+    documents, prototypes = _document_stream(sources, space, meta)
+    kinds = {} if documents is None else {"documents": documents}
+    for kind, path in sources.items():
+        if kind != "documents":
+            kinds[kind] = _part_stream(kind, path, space, meta)
+    with atomic_dir(data / "index") as tmp:
+        manifest = write_index_dir(
+            tmp, kinds, params.index, _manifest_meta(space, params), prototypes, params.seed
+        )
+    skipped.write(root)
+    log.info(
+        "index: %s; skipped %d items (%s)",
+        ", ".join(f"{k} {v['count']}" for k, v in manifest["kinds"].items()),
+        len(skipped),
+        dict(skipped.counts()),
+    )
+    return manifest
