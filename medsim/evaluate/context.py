@@ -206,6 +206,9 @@ class EvalContext:
     encoder_note: str = ""
     root: Path = Path(".")
     artefacts: dict[str, object] = field(default_factory=dict)
+    # where rows that no loss or tuning experiment changes are cached (medsim.evaluate.memo);
+    # None: always computed
+    cache_root: Path | None = None
 
     @property
     def seed(self) -> int:

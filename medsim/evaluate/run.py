@@ -92,6 +92,7 @@ def load_context(params: Params, root: Path) -> EvalContext:
         encode_text=encoder,
         encoder_note=note,
         root=root,
+        cache_root=root,
     )
 
 
