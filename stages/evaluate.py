@@ -9,7 +9,7 @@ import sys
 # 1.5x the CPU time and 1.8x the wall time with 5 jobs on 2 cores); results are identical.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from medsim.evaluate.run import run_evaluate
+from medsim.evaluate.stage import run_evaluate
 from medsim.stage import run_stage
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 # 1.5x the CPU time and 1.8x the wall time with 5 jobs on 2 cores); results are identical.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from medsim.dml.train import run_train
+from medsim.dml.stage import run_train
 from medsim.stage import run_stage
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 :func:`train_space` is pure apart from an optional dvclive log: it takes feature matrices and
 labels and returns the trained :class:`~medsim.dml.model.SharedSpace`, so other stages can
-train it on any features (e.g. a TF-IDF baseline). :func:`run_train` is the DVC stage around
-it: reads ``data/embeddings`` and ``data/articles.parquet``, writes ``data/model``.
+train it on any features (e.g. a TF-IDF baseline); :func:`fit_space` trains the space the way
+``train.tune_encoder`` says. The DVC stage around them is :mod:`medsim.dml.stage`.
 
 Each step adds three terms:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -37,28 +36,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from tqdm import tqdm
 
 from medsim.config import Params, TrainParams
-from medsim.dml.data import Features, load_features, load_labels
+from medsim.dml.data import Features
 from medsim.dml.heads import quantization_loss
 from medsim.dml.losses import alignment_loss, build_objective
 from medsim.dml.model import TEXT_MODEL_DIR, SharedSpace
 from medsim.dml.sampling import class_balanced_batches
 from medsim.errors import MedsimError
-from medsim.io import atomic_dir
 
 __all__ = [
-    "LIVE_DIR",
-    "MODEL_DIR",
     "FittedSpace",
     "fit_space",
     "mean_average_precision",
-    "run_train",
     "train_space",
     "validation_scores",
 ]
@@ -67,8 +60,6 @@ log = logging.getLogger(__name__)
 # pml logs two INFO lines per k-NN call of its AccuracyCalculator: every validation, every kind.
 logging.getLogger("PML").setLevel(logging.WARNING)
 
-MODEL_DIR = Path("data/model")
-LIVE_DIR = Path("dvclive/train")
 MAP_AT_R = "mean_average_precision_at_r"
 
 
@@ -572,7 +563,6 @@ def _cyclic_slice(order: np.ndarray, step: int, size: int) -> np.ndarray:
 
 TEXT_KINDS = ("text", "caption", "table")
 LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
-SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the text kinds re-encoded by the tuned model
 
 
 @dataclass
@@ -678,64 +668,3 @@ def fit_space(
             text_model=TEXT_MODEL_DIR,
         )
     return FittedSpace(space, history, tuned, features, tune_history)
-
-
-def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
-    """The tuned encoder's text kinds as embeddings files (the embed stage's schema)."""
-    from medsim.dml.data import EMBEDDING_FILES
-    from medsim.encoders.cache import vectors_to_arrow
-    from medsim.schemas import embedding_schema, validate
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, (ids, doc_ids, matrix) in fitted.features.items():
-        if kind not in TEXT_KINDS:
-            continue
-        schema = embedding_schema(matrix.shape[1]).with_metadata(
-            {"fingerprint": fitted.tuned.fingerprint, "modality": "text", "model": "tuned"}
-        )
-        table = pa.table(
-            {
-                "id": pa.array(ids, pa.string()),
-                "doc_id": pa.array(doc_ids, pa.string()),
-                "content_hash": pa.array([fitted.tuned.fingerprint[:16]] * len(ids), pa.string()),
-                "vector": vectors_to_arrow(matrix, matrix.shape[1]),
-            }
-        )
-        table = validate(table, embedding_schema(matrix.shape[1]), name=f"model/{kind}")
-        pq.write_table(
-            table.replace_schema_metadata(schema.metadata), folder / EMBEDDING_FILES[kind]
-        )
-
-
-def run_train(params: Params, root: str | Path = ".") -> Path:
-    """DVC stage: train on ``data/embeddings`` + ``data/articles.parquet``, write ``data/model``
-    (``weights.pt``, ``config.json``, ``history.json``; with ``train.tune_encoder`` also the
-    tuned encoder in ``text_model/`` and the text kinds it re-encoded in ``embeddings/``) and
-    dvclive curves in ``dvclive/train``."""
-    from medsim.dml.tune import read_text_items, save_tuned_model
-
-    root = Path(root)
-    features = load_features(root / "data/embeddings")
-    labels, splits = load_labels(root / "data/articles.parquet")
-    items = read_text_items(root) if params.train.tune_encoder else None
-    live_dir = root / LIVE_DIR
-    start = time.perf_counter()
-    fitted = fit_space(params, root, features, labels, splits, items, log_dir=live_dir)
-    with atomic_dir(root / MODEL_DIR) as tmp:
-        fitted.space.save(tmp)
-        (tmp / "history.json").write_text(json.dumps(fitted.history, indent=2) + "\n")
-        if fitted.tuned is not None:
-            save_tuned_model(
-                fitted.tuned.split,
-                tmp / TEXT_MODEL_DIR,
-                {
-                    "base_model": params.embed.text_model,
-                    "loss": params.loss,
-                    "fingerprint": fitted.tuned.fingerprint,
-                    "train": dataclasses.asdict(params.train),
-                    "tune_history": fitted.tune_history,
-                },
-            )
-            _write_space_embeddings(fitted, tmp / SPACE_EMBEDDINGS)
-    log.info("train stage: %.1f s", time.perf_counter() - start)
-    return root / MODEL_DIR

@@ -11,7 +11,7 @@ import yaml
 
 import medsim.evaluate.encode as encode
 from medsim.evaluate.context import EvalContext
-from medsim.evaluate.run import evaluate_tables, run_evaluate, split_details, write_outputs
+from medsim.evaluate.stage import evaluate_tables, run_evaluate, split_details, write_outputs
 from medsim.io import rows_to_table, write_table
 from medsim.schemas import ARTICLES, FIGURES, embedding_schema
 from medsim.stage import run_stage

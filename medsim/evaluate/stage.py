@@ -1,4 +1,4 @@
-"""The evaluate stage's core: build every metrics table, then write JSON, plots and report.
+"""The DVC ``evaluate`` stage: build every metrics table, then write JSON, plots and report.
 
 :func:`evaluate_tables` is pure over an :class:`EvalContext` (arrays, a space, an encoder);
 :func:`run_evaluate` adds the file I/O at the edges: it reads ``data/articles.parquet``,
@@ -104,7 +104,7 @@ def load_space_ops(
     new texts; else the frozen features and encoder."""
     from medsim.dml import load_shared_space
     from medsim.dml.data import load_features
-    from medsim.dml.train import MODEL_DIR, SPACE_EMBEDDINGS
+    from medsim.dml.stage import MODEL_DIR, SPACE_EMBEDDINGS
 
     model_dir = root / MODEL_DIR
     space = load_shared_space(model_dir)
