@@ -138,23 +138,7 @@ def build_table3(ctx: EvalContext) -> dict:
     src_ids = source["doc_id"].tolist()
     x_src = ctx.text_vectors(src_ids)
     x_tgt = ctx.encode_text(target["text"].tolist())
-    key = [
-        source[["doc_id", "label", "split", "title", "abstract"]],
-        target["text"].tolist(),
-        y_tgt,
-        x_src,
-        x_tgt,
-        ctx.seed,
-        ev.knn_k,
-        ev.bootstrap,
-        head_params(ctx.params.train),
-    ]
-    table = cached(
-        ctx.cache_root,
-        "table3_frozen",
-        key,
-        lambda: _frozen_rows(ctx, source, target, (x_src, y_src), (x_tgt, y_tgt), len(classes)),
-    )
+    table = _cached_frozen_rows(ctx, source, target, (x_src, y_src), (x_tgt, y_tgt), len(classes))
     s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
     proposed = knn_proba(
         s_src, y_src, ctx.space_texts(target["text"].tolist()), len(classes), ev.knn_k
@@ -181,6 +165,35 @@ def _drop_leaks(ctx: EvalContext, target: pd.DataFrame, known: np.ndarray) -> tu
         "n_target": int(keep.sum()),
     }
     return keep, meta
+
+
+def _cached_frozen_rows(
+    ctx: EvalContext,
+    source: pd.DataFrame,
+    target: pd.DataFrame,
+    src: tuple[np.ndarray, np.ndarray],
+    tgt: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+) -> dict:
+    """:func:`_frozen_rows` through the evaluate cache, keyed by everything they read."""
+    ev = ctx.params.evaluate
+    key = [
+        source[["doc_id", "label", "split", "title", "abstract"]],
+        target["text"].tolist(),
+        tgt[1],
+        src[0],
+        tgt[0],
+        ctx.seed,
+        ev.knn_k,
+        ev.bootstrap,
+        head_params(ctx.params.train),
+    ]
+    return cached(
+        ctx.cache_root,
+        "table3_frozen",
+        key,
+        lambda: _frozen_rows(ctx, source, target, src, tgt, n_classes),
+    )
 
 
 def _frozen_rows(
