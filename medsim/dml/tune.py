@@ -174,10 +174,12 @@ class TunedText:
         """``text`` (one row per document) and each part kind, embedded by this encoder."""
         out: dict[str, Features] = {}
         if items.doc_ids:
-            out["text"] = (list(items.doc_ids), list(items.doc_ids), self.encode(items.texts))
+            out["text"] = Features(
+                list(items.doc_ids), list(items.doc_ids), self.encode(items.texts)
+            )
         for kind, (ids, docs, texts) in items.parts.items():
             if ids:
-                out[kind] = (list(ids), list(docs), self.encode(texts))
+                out[kind] = Features(list(ids), list(docs), self.encode(texts))
         return out
 
 

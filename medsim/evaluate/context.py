@@ -161,7 +161,7 @@ class SpaceOps:
 def _subset(features: Features, wanted: set[str]) -> Features:
     ids, docs, matrix = features
     keep = [i for i, d in enumerate(docs) if d in wanted]
-    return [ids[i] for i in keep], [docs[i] for i in keep], matrix[keep]
+    return Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
 
 
 def document_matrix(
@@ -244,7 +244,7 @@ class EvalContext:
         for kind, (ids, docs, matrix) in self.features.items():
             keep = [i for i, d in enumerate(docs) if d in wanted]
             if keep:
-                out[kind] = ([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
+                out[kind] = Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
         return out
 
     @property

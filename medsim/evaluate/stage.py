@@ -151,16 +151,19 @@ def _clean(value: object) -> object:
 
 
 def _is_detail(key: str, value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None:  # a metric that cannot be computed here: null, in the metrics file
         return False
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True  # reasons, protocol names, class lists: text, not metrics
     return isinstance(value, int) or key.endswith(("_s", "_per_image")) or not 0.0 <= value <= 1.0
 
 
 def split_details(table: dict) -> tuple[dict, dict]:
     """(metrics, details): counts, settings and timings move out of the metrics file.
 
-    Metrics files hold only fractions in [0, 1] and reason strings, so that ``dvc metrics
-    diff`` compares like with like; the rest (test-set sizes, dropped rows, seconds) goes to
+    Metrics files hold only fractions in [0, 1] (null where a row cannot be computed), so
+    that ``dvc metrics diff`` and ``dvc exp show`` compare like with like; the rest (why a
+    row is null, the few-shot protocol, test-set sizes, dropped rows, seconds) goes to
     ``metrics/details/<table>.json`` and into the report.
     """
     metrics: dict = {}
