@@ -206,12 +206,11 @@ def build_heldout(ctx: EvalContext) -> dict:
     base_splits = dict(zip(base_ids, base["split"], strict=True))
     models |= _learned_rows(ctx, base_labels, base_splits, novel_ids)
 
-    episodes: dict[int, Episodes | str] = {}
     novel_labels = novel["label"].astype(str).to_numpy()
-    for k in shots:
-        episodes[k] = sample_episodes(
-            novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k
-        )
+    episodes: dict[int, Episodes | str] = {
+        k: sample_episodes(novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k)
+        for k in shots
+    }
     table = fewshot_table(models, episodes)
     table["protocol"] = "heldout_classes"
     table["meta"] = meta
