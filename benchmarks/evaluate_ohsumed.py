@@ -64,7 +64,7 @@ def main() -> None:
     from medsim.dml import train_space
     from medsim.evaluate.context import EvalContext, SpaceOps
     from medsim.evaluate.encode import load_encoder
-    from medsim.evaluate.run import evaluate_tables, write_outputs
+    from medsim.evaluate.stage import evaluate_tables, write_outputs
 
     params = load_params(REPO / "params.yaml")
     ev = params.evaluate

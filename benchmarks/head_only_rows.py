@@ -18,7 +18,7 @@ import numpy as np
 from medsim.config import load_params
 from medsim.evaluate.baselines import knn_proba
 from medsim.evaluate.fewshot import choose_holdout, fewshot_table, sample_episodes
-from medsim.evaluate.run import load_context
+from medsim.evaluate.stage import load_context
 from medsim.evaluate.textbench import retrieval_task
 
 parser = argparse.ArgumentParser()

@@ -12,8 +12,8 @@ embeddings. One module per concern:
 - :mod:`medsim.dml.sampling`: the M-per-class batch sampler (pml ``MPerClassSampler``).
 - :mod:`medsim.dml.fusion`: the document embedding fused from a document's parts.
 - :mod:`medsim.dml.model`: ``SharedSpace`` plus save/load/project/hash/document_vectors.
-- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices) and ``run_train``
-  (file I/O for the DVC ``train`` stage).
+- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices) and ``fit_space``.
+- :mod:`medsim.dml.stage`: ``run_train``, the DVC ``train`` stage (file I/O at the edges).
 - :mod:`medsim.dml.data`: reading ``data/embeddings/*.parquet`` and labels into arrays.
 
 Stable API (the evaluate and index stages rely on it)::
@@ -72,7 +72,8 @@ from medsim.dml.model import (
     load_shared_space,
     project,
 )
-from medsim.dml.train import run_train, train_space
+from medsim.dml.stage import run_train
+from medsim.dml.train import train_space
 
 __all__ = [
     "KINDS",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +28,16 @@ log = logging.getLogger(__name__)
 # kind -> file written by the embed stage under data/embeddings/
 EMBEDDING_FILES = {m.value: f"{m.embeddings}.parquet" for m in Modality}
 
-# (item ids, doc_id per item, float32 matrix [n, d])
-Features = tuple[list[str], list[str], np.ndarray]
+
+class Features(NamedTuple):
+    """One kind's embeddings: item ids, the document of each item, float32 ``[n, d]``.
+
+    A tuple, so ``ids, doc_ids, vectors = features`` works, and so do plain 3-tuples
+    wherever a function takes features."""
+
+    ids: list[str]
+    doc_ids: list[str]
+    vectors: np.ndarray
 
 
 def vectors_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -59,7 +68,7 @@ def load_features(directory: str | Path) -> dict[str, Features]:
             continue
         dim = raw.schema.field("vector").type.list_size
         table = read_table(path, embedding_schema(dim))
-        features[kind] = (
+        features[kind] = Features(
             table.column("id").to_pylist(),
             table.column("doc_id").to_pylist(),
             vectors_to_numpy(table.column("vector")),

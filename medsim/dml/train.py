@@ -2,8 +2,8 @@
 
 :func:`train_space` is pure apart from an optional dvclive log: it takes feature matrices and
 labels and returns the trained :class:`~medsim.dml.model.SharedSpace`, so other stages can
-train it on any features (e.g. a TF-IDF baseline). :func:`run_train` is the DVC stage around
-it: reads ``data/embeddings`` and ``data/articles.parquet``, writes ``data/model``.
+train it on any features (e.g. a TF-IDF baseline); :func:`fit_space` trains the space the way
+``train.tune_encoder`` says. The DVC stage around them is :mod:`medsim.dml.stage`.
 
 Each step adds three terms:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -37,29 +36,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from tqdm import tqdm
 
 from medsim.config import Params, TrainParams
-from medsim.dml.data import Features, load_features, load_labels
+from medsim.dml.data import Features
 from medsim.dml.heads import quantization_loss
 from medsim.dml.losses import alignment_loss, build_objective
 from medsim.dml.model import TEXT_MODEL_DIR, SharedSpace
 from medsim.dml.sampling import class_balanced_batches
 from medsim.errors import MedsimError
-from medsim.io import atomic_dir
 from medsim.names import Modality
 
 __all__ = [
-    "LIVE_DIR",
-    "MODEL_DIR",
     "FittedSpace",
     "fit_space",
     "mean_average_precision",
-    "run_train",
     "train_space",
     "validation_scores",
 ]
@@ -68,8 +61,6 @@ log = logging.getLogger(__name__)
 # pml logs two INFO lines per k-NN call of its AccuracyCalculator: every validation, every kind.
 logging.getLogger("PML").setLevel(logging.WARNING)
 
-MODEL_DIR = Path("data/model")
-LIVE_DIR = Path("dvclive/train")
 MAP_AT_R = "mean_average_precision_at_r"
 
 
@@ -345,6 +336,41 @@ class _Live:
         self.live.end()
 
 
+@dataclass
+class _Pool:
+    """The class pool: every labelled training row of every kind (kind index, row, label)."""
+
+    kind: np.ndarray
+    row: np.ndarray
+    label: np.ndarray
+
+    @classmethod
+    def of(cls, kinds: Mapping[str, _Kind]) -> _Pool:
+        chosen = [(k.split == "train") & (k.label >= 0) for k in kinds.values()]
+        return cls(
+            np.concatenate([np.full(int(c.sum()), i) for i, c in enumerate(chosen)]),
+            np.concatenate([np.flatnonzero(c) for c in chosen]),
+            np.concatenate([k.label[c] for k, c in zip(kinds.values(), chosen, strict=True)]),
+        )
+
+
+@dataclass
+class _Run:
+    """What every training step reads: the space, its inputs, the loss terms, the optimisers."""
+
+    space: SharedSpace
+    kinds: dict[str, _Kind]
+    pool: _Pool
+    pairs: list[_Pairs]
+    objective: Any
+    align: Any
+    residual: set[str]
+    params: TrainParams
+    optimizer: torch.optim.Optimizer
+    loss_optimizer: torch.optim.Optimizer | None
+    batch_size: int
+
+
 def train_space(
     features: Mapping[str, Features],
     labels: Mapping[str, str],
@@ -376,180 +402,244 @@ def train_space(
         raise MedsimError(f"residual and identity heads need one input dimension, got {kept}")
     dim = kept.pop() if kept else params.dim
     with _reproducible(seed) as rng:
-        space = SharedSpace(
-            {name: kind.x.shape[1] for name, kind in kinds.items()},
-            dim=dim,
-            hidden=params.hidden,
-            bits=params.hash_bits,
-            dropout=params.dropout,
-            loss=loss,
-            params=dataclasses.asdict(params),
-            head_types=types,
-            text_model=text_model,
-        )
-        for name, kind in kinds.items():
-            rows = np.flatnonzero(kind.split == "train")
-            space.heads[name].fit_standardization(kind.x[torch.from_numpy(rows)])
-        _fit_linear_heads(space, kinds, types)
-        objective = build_objective(loss, params, max(len(classes), 1), dim)
-        align = alignment_loss(params.temperature)
-        residual = {n for n, t in types.items() if t == "residual"}
+        space = _new_space(kinds, types, dim, params, loss, text_model)
+        run = _new_run(space, kinds, types, classes, params, loss)
         # identity heads only (a tuned encoder's text, no images): only the hashers learn,
         # for a fixed number of epochs, as validation MAP@R cannot move
         frozen_heads = not any(p.requires_grad for p in space.heads.parameters())
         epochs = min(params.epochs, max(1, params.patience)) if frozen_heads else params.epochs
-
-        # the class pool: every labelled training row of every kind
-        pool_kind = np.concatenate(
-            [
-                np.full(int(((k.split == "train") & (k.label >= 0)).sum()), i)
-                for i, k in enumerate(kinds.values())
-            ]
-        )
-        pool_row = np.concatenate(
-            [np.flatnonzero((k.split == "train") & (k.label >= 0)) for k in kinds.values()]
-        )
-        pool_label = np.concatenate(
-            [k.label[(k.split == "train") & (k.label >= 0)] for k in kinds.values()]
-        )
-        names = list(kinds)
-        use_classes = len(np.unique(pool_label)) >= 2
-        pairs = _pairs(kinds, "train") if params.cross_modal_weight > 0 else []
-        if not use_classes and not pairs:
-            raise MedsimError(
-                "nothing to learn from: the training split has fewer than two labelled classes "
-                "and no cross-modal pairs"
-            )
-
-        optimizer = torch.optim.AdamW(
-            space.parameters(), lr=params.lr, weight_decay=params.weight_decay
-        )
-        loss_optimizer = (
-            torch.optim.Adam(objective.loss.parameters(), lr=params.proxy_lr)
-            if objective.has_parameters
-            else None
-        )
-        batch_size = min(params.batch_size, objective.max_batch or params.batch_size)
-        epoch_size = len(pool_label) if use_classes else max(len(p.keys) for p in pairs)
-        steps = max(1, int(np.ceil(epoch_size / batch_size)))
-        log.info(
-            "training %s heads (%s) on %d labelled rows, %d classes, %d pair sets; loss %s",
-            len(names),
-            ", ".join(names),
-            len(pool_label),
-            len(classes),
-            len(pairs),
-            loss,
-        )
-
-        live = _Live(log_dir)
-        frozen = _frozen_scores(kinds)
-        val = validation_scores(space, kinds)
-        history: list[dict[str, Any]] = [
-            {
-                "epoch": 0,
-                "loss": None,
-                "val_map_at_r": val.get("map_at_r"),
-                "val": val,
-                "frozen_val": frozen,
-            }
-        ]
-        live.log({"val_map_at_r": val.get("map_at_r")} if val else {})
-        best_score = val.get("map_at_r", -np.inf)
-        best_state, best_epoch, waited = copy.deepcopy(space.state_dict()), 0, 0
-        has_val = bool(val) and not frozen_heads
-        start = time.perf_counter()
-        for epoch in tqdm(range(1, epochs + 1), desc=f"train {loss}", unit="epoch"):
-            space.train()
-            batches = (
-                class_balanced_batches(pool_label, params.m_per_class, batch_size, epoch_size, rng)
-                if use_classes
-                else [None] * steps
-            )
-            pair_orders = [rng.permutation(len(p.keys)) for p in pairs]
-            sums = {"loss": 0.0, "class_loss": 0.0, "align_loss": 0.0, "hash_loss": 0.0}
-            for step, batch in enumerate(batches):
-                z_all = []
-                class_term = torch.zeros(())
-                preserve_term = torch.zeros(())
-                if batch is not None:
-                    zs, ys = [], []
-                    for i, name in enumerate(names):
-                        sel = batch[pool_kind[batch] == i]
-                        if len(sel):
-                            zs.append(_project(space, kinds[name], name, pool_row[sel]))
-                            ys.append(torch.from_numpy(pool_label[sel]))
-                            if name in residual:
-                                x = kinds[name].x[torch.from_numpy(pool_row[sel])]
-                                preserve_term = preserve_term + _preserve_loss(zs[-1], x)
-                    z, y = torch.cat(zs), torch.cat(ys)
-                    class_term = objective(z, y)
-                    z_all.append(z)
-                align_term = torch.zeros(())
-                for p, order in zip(pairs, pair_orders, strict=True):
-                    take = _cyclic_slice(order, step, batch_size)
-                    za = _project(space, kinds[p.a], p.a, p.a_rows[take])
-                    zb = _project(space, kinds[p.b], p.b, p.b_rows[take])
-                    keys = torch.from_numpy(p.keys[take])
-                    align_term = align_term + align(za, keys, zb, keys) / len(pairs)
-                    z_all.extend([za, zb])
-                hash_term = _hash_loss(space, torch.cat(z_all), params.quantization_weight)
-                total = (
-                    class_term
-                    + params.cross_modal_weight * align_term
-                    + hash_term
-                    + params.preserve_weight * preserve_term
-                )
-                optimizer.zero_grad()
-                if loss_optimizer is not None:
-                    loss_optimizer.zero_grad()
-                total.backward()
-                optimizer.step()
-                if loss_optimizer is not None:
-                    loss_optimizer.step()
-                for key, term in zip(sums, (total, class_term, align_term, hash_term), strict=True):
-                    sums[key] += float(term.detach())
-            val = validation_scores(space, kinds)
-            record = {
-                "epoch": epoch,
-                **{k: v / len(batches) for k, v in sums.items()},
-                "val_map_at_r": val.get("map_at_r"),
-                "val": val,
-                "seconds": time.perf_counter() - start,
-            }
-            history.append(record)
-            live.log(
-                {
-                    **{k: v for k, v in record.items() if k not in ("val", "seconds")},
-                    **{f"val/{k}": v for k, v in val.items() if k != "map_at_r"},
-                }
-            )
-            score = val.get("map_at_r", -np.inf)
-            if not has_val or score > best_score:
-                best_score, best_epoch, waited = score, epoch, 0
-                best_state = copy.deepcopy(space.state_dict())
-            else:
-                waited += 1
-                if waited >= params.patience:
-                    log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
-                    break
-        space.load_state_dict(best_state)
-        space.eval()
-        space.params["best_epoch"] = best_epoch
+        history = _fit_epochs(run, rng, epochs, frozen_heads, _Live(log_dir), loss)
         space.params["seed"] = seed
-        summary = {
-            "best_epoch": best_epoch,
-            "val_map_at_r": history[best_epoch]["val_map_at_r"],
-            "untrained_val_map_at_r": history[0]["val_map_at_r"],
-        }
-        live.end({k: v for k, v in summary.items() if v is not None})
-        log.info(
-            "best epoch %d: val MAP@R %s (untrained %s)",
-            best_epoch,
-            _fmt(summary["val_map_at_r"]),
-            _fmt(summary["untrained_val_map_at_r"]),
-        )
     return space, history
+
+
+def _new_space(
+    kinds: Mapping[str, _Kind],
+    types: Mapping[str, str],
+    dim: int,
+    params: TrainParams,
+    loss: str,
+    text_model: str | None,
+) -> SharedSpace:
+    """Untrained heads, standardised on the training rows; linear heads at their ridge start."""
+    space = SharedSpace(
+        {name: kind.x.shape[1] for name, kind in kinds.items()},
+        dim=dim,
+        hidden=params.hidden,
+        bits=params.hash_bits,
+        dropout=params.dropout,
+        loss=loss,
+        params=dataclasses.asdict(params),
+        head_types=dict(types),
+        text_model=text_model,
+    )
+    for name, kind in kinds.items():
+        rows = np.flatnonzero(kind.split == "train")
+        space.heads[name].fit_standardization(kind.x[torch.from_numpy(rows)])
+    _fit_linear_heads(space, kinds, types)
+    return space
+
+
+def _new_run(
+    space: SharedSpace,
+    kinds: dict[str, _Kind],
+    types: Mapping[str, str],
+    classes: list[str],
+    params: TrainParams,
+    loss: str,
+) -> _Run:
+    """The loss terms, optimisers and training pools of one ``train_space`` call."""
+    objective = build_objective(loss, params, max(len(classes), 1), space.dim)
+    align = alignment_loss(params.temperature)
+    pool = _Pool.of(kinds)
+    pairs = _pairs(kinds, "train") if params.cross_modal_weight > 0 else []
+    if len(np.unique(pool.label)) < 2 and not pairs:
+        raise MedsimError(
+            "nothing to learn from: the training split has fewer than two labelled classes "
+            "and no cross-modal pairs"
+        )
+    optimizer = torch.optim.AdamW(
+        space.parameters(), lr=params.lr, weight_decay=params.weight_decay
+    )
+    loss_optimizer = (
+        torch.optim.Adam(objective.loss.parameters(), lr=params.proxy_lr)
+        if objective.has_parameters
+        else None
+    )
+    batch_size = min(params.batch_size, objective.max_batch or params.batch_size)
+    log.info(
+        "training %s heads (%s) on %d labelled rows, %d classes, %d pair sets; loss %s",
+        len(kinds),
+        ", ".join(kinds),
+        len(pool.label),
+        len(classes),
+        len(pairs),
+        loss,
+    )
+    residual = {n for n, t in types.items() if t == "residual"}
+    return _Run(
+        space,
+        kinds,
+        pool,
+        pairs,
+        objective,
+        align,
+        residual,
+        params,
+        optimizer,
+        loss_optimizer,
+        batch_size,
+    )
+
+
+def _fit_epochs(
+    run: _Run,
+    rng: np.random.RandomState,
+    epochs: int,
+    frozen_heads: bool,
+    live: _Live,
+    loss: str,
+) -> list[dict[str, Any]]:
+    """Epochs with early stopping on validation MAP@R; loads the best epoch's weights into
+    ``run.space`` and returns one history record per epoch (0: untrained)."""
+    space, kinds, params = run.space, run.kinds, run.params
+    val = validation_scores(space, kinds)
+    history: list[dict[str, Any]] = [
+        {
+            "epoch": 0,
+            "loss": None,
+            "val_map_at_r": val.get("map_at_r"),
+            "val": val,
+            "frozen_val": _frozen_scores(kinds),
+        }
+    ]
+    live.log({"val_map_at_r": val.get("map_at_r")} if val else {})
+    best_score = val.get("map_at_r", -np.inf)
+    best_state, best_epoch, waited = copy.deepcopy(space.state_dict()), 0, 0
+    has_val = bool(val) and not frozen_heads
+    start = time.perf_counter()
+    for epoch in tqdm(range(1, epochs + 1), desc=f"train {loss}", unit="epoch"):
+        sums = _train_epoch(run, rng)
+        val = validation_scores(space, kinds)
+        record = {
+            "epoch": epoch,
+            **sums,
+            "val_map_at_r": val.get("map_at_r"),
+            "val": val,
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(record)
+        live.log(
+            {
+                **{k: v for k, v in record.items() if k not in ("val", "seconds")},
+                **{f"val/{k}": v for k, v in val.items() if k != "map_at_r"},
+            }
+        )
+        score = val.get("map_at_r", -np.inf)
+        if not has_val or score > best_score:
+            best_score, best_epoch, waited = score, epoch, 0
+            best_state = copy.deepcopy(space.state_dict())
+        else:
+            waited += 1
+            if waited >= params.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+                break
+    space.load_state_dict(best_state)
+    space.eval()
+    space.params["best_epoch"] = best_epoch
+    _log_best(live, history, best_epoch)
+    return history
+
+
+def _log_best(live: _Live, history: list[dict[str, Any]], best_epoch: int) -> None:
+    summary = {
+        "best_epoch": best_epoch,
+        "val_map_at_r": history[best_epoch]["val_map_at_r"],
+        "untrained_val_map_at_r": history[0]["val_map_at_r"],
+    }
+    live.end({k: v for k, v in summary.items() if v is not None})
+    log.info(
+        "best epoch %d: val MAP@R %s (untrained %s)",
+        best_epoch,
+        _fmt(summary["val_map_at_r"]),
+        _fmt(summary["untrained_val_map_at_r"]),
+    )
+
+
+def _train_epoch(run: _Run, rng: np.random.RandomState) -> dict[str, float]:
+    """One pass over the class pool (or the pairs, without classes); mean terms per step."""
+    run.space.train()
+    use_classes = len(np.unique(run.pool.label)) >= 2
+    epoch_size = len(run.pool.label) if use_classes else max(len(p.keys) for p in run.pairs)
+    steps = max(1, int(np.ceil(epoch_size / run.batch_size)))
+    batches = (
+        class_balanced_batches(
+            run.pool.label, run.params.m_per_class, run.batch_size, epoch_size, rng
+        )
+        if use_classes
+        else [None] * steps
+    )
+    orders = [rng.permutation(len(p.keys)) for p in run.pairs]
+    sums = {"loss": 0.0, "class_loss": 0.0, "align_loss": 0.0, "hash_loss": 0.0}
+    for step, batch in enumerate(batches):
+        terms = _train_step(run, batch, orders, step)
+        for key, term in zip(sums, terms, strict=True):
+            sums[key] += float(term.detach())
+    return {k: v / len(batches) for k, v in sums.items()}
+
+
+def _train_step(
+    run: _Run, batch: np.ndarray | None, orders: list[np.ndarray], step: int
+) -> tuple[torch.Tensor, ...]:
+    """One optimiser step; returns (total, class, alignment, hashing) terms."""
+    space, params = run.space, run.params
+    z_all = []
+    class_term = torch.zeros(())
+    preserve_term = torch.zeros(())
+    if batch is not None:
+        z, y, preserve_term = _class_batch(run, batch)
+        class_term = run.objective(z, y)
+        z_all.append(z)
+    align_term = torch.zeros(())
+    for p, order in zip(run.pairs, orders, strict=True):
+        take = _cyclic_slice(order, step, run.batch_size)
+        za = _project(space, run.kinds[p.a], p.a, p.a_rows[take])
+        zb = _project(space, run.kinds[p.b], p.b, p.b_rows[take])
+        keys = torch.from_numpy(p.keys[take])
+        align_term = align_term + run.align(za, keys, zb, keys) / len(run.pairs)
+        z_all.extend([za, zb])
+    hash_term = _hash_loss(space, torch.cat(z_all), params.quantization_weight)
+    total = (
+        class_term
+        + params.cross_modal_weight * align_term
+        + hash_term
+        + params.preserve_weight * preserve_term
+    )
+    run.optimizer.zero_grad()
+    if run.loss_optimizer is not None:
+        run.loss_optimizer.zero_grad()
+    total.backward()
+    run.optimizer.step()
+    if run.loss_optimizer is not None:
+        run.loss_optimizer.step()
+    return total, class_term, align_term, hash_term
+
+
+def _class_batch(run: _Run, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's rows projected kind by kind: (vectors, labels, preserve term of the
+    residual heads)."""
+    pool = run.pool
+    zs, ys = [], []
+    preserve_term = torch.zeros(())
+    for i, name in enumerate(run.kinds):
+        sel = batch[pool.kind[batch] == i]
+        if len(sel):
+            zs.append(_project(run.space, run.kinds[name], name, pool.row[sel]))
+            ys.append(torch.from_numpy(pool.label[sel]))
+            if name in run.residual:
+                x = run.kinds[name].x[torch.from_numpy(pool.row[sel])]
+                preserve_term = preserve_term + _preserve_loss(zs[-1], x)
+    return torch.cat(zs), torch.cat(ys), preserve_term
 
 
 def _preserve_loss(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -573,7 +663,6 @@ def _cyclic_slice(order: np.ndarray, step: int, size: int) -> np.ndarray:
 
 TEXT_KINDS = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
 LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
-SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the text kinds re-encoded by the tuned model
 
 
 @dataclass
@@ -630,16 +719,7 @@ def fit_space(
     train, loss = params.train, loss or params.loss
     tune = train.tune_encoder if tune is None else tune
     if not tune or items is None or "text" not in frozen:
-        # residual heads for the text kinds of the text encoder's dimension (one space)
-        text_dim = frozen["text"][2].shape[1] if "text" in frozen else None
-        types = {
-            k: "residual" for k in frozen if k in TEXT_KINDS and frozen[k][2].shape[1] == text_dim
-        }
-        with _one_thread():
-            space, history = train_space(
-                frozen, labels, splits, train, loss, params.seed, log_dir=log_dir, head_types=types
-            )
-        return FittedSpace(space, history, None, dict(frozen))
+        return _fit_head_only(params, frozen, labels, splits, loss, log_dir)
     base = text_encoder_from_params(params.embed, root)
     split = SplitEncoder(base, train.tune_layers, train.max_tokens, root / LAYER_CACHE_DIR)
     tune_history = tune_text_encoder(split, items, labels, splits, train, loss, params.seed)
@@ -655,16 +735,7 @@ def fit_space(
     # images: a linear head started at the ridge map onto their captions, plus a residual MLP
     types = {k: ("identity" if k in TEXT_KINDS else "linear") for k in features}
     if wanted is None:  # nothing to train: identity heads, untrained (SimHash) hashers
-        space = SharedSpace(
-            {"text": split.dim},
-            dim=split.dim,
-            hidden=train.hidden,
-            bits=train.hash_bits,
-            loss=loss,
-            params=dataclasses.asdict(train),
-            head_types={"text": "identity"},
-            text_model=TEXT_MODEL_DIR,
-        ).eval()
+        space = _identity_space(split.dim, train, loss)
         return FittedSpace(space, [], tuned, features, tune_history)
     with _one_thread():
         space, history = train_space(
@@ -681,62 +752,41 @@ def fit_space(
     return FittedSpace(space, history, tuned, features, tune_history)
 
 
-def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
-    """The tuned encoder's text kinds as embeddings files (the embed stage's schema)."""
-    from medsim.dml.data import EMBEDDING_FILES
-    from medsim.encoders.cache import vectors_to_arrow
-    from medsim.schemas import embedding_schema, validate
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, (ids, doc_ids, matrix) in fitted.features.items():
-        if kind not in TEXT_KINDS:
-            continue
-        schema = embedding_schema(matrix.shape[1]).with_metadata(
-            {"fingerprint": fitted.tuned.fingerprint, "modality": "text", "model": "tuned"}
+def _fit_head_only(
+    params: Params,
+    frozen: Mapping[str, Features],
+    labels: Mapping[str, str],
+    splits: Mapping[str, str],
+    loss: str,
+    log_dir: Path | None,
+) -> FittedSpace:
+    """Residual heads for the text kinds of the text encoder's dimension (one space) over
+    the frozen features; MLP heads for the rest."""
+    text_dim = frozen["text"][2].shape[1] if "text" in frozen else None
+    types = {k: "residual" for k in frozen if k in TEXT_KINDS and frozen[k][2].shape[1] == text_dim}
+    with _one_thread():
+        space, history = train_space(
+            frozen,
+            labels,
+            splits,
+            params.train,
+            loss,
+            params.seed,
+            log_dir=log_dir,
+            head_types=types,
         )
-        table = pa.table(
-            {
-                "id": pa.array(ids, pa.string()),
-                "doc_id": pa.array(doc_ids, pa.string()),
-                "content_hash": pa.array([fitted.tuned.fingerprint[:16]] * len(ids), pa.string()),
-                "vector": vectors_to_arrow(matrix, matrix.shape[1]),
-            }
-        )
-        table = validate(table, embedding_schema(matrix.shape[1]), name=f"model/{kind}")
-        pq.write_table(
-            table.replace_schema_metadata(schema.metadata), folder / EMBEDDING_FILES[kind]
-        )
+    return FittedSpace(space, history, None, dict(frozen))
 
 
-def run_train(params: Params, root: str | Path = ".") -> Path:
-    """DVC stage: train on ``data/embeddings`` + ``data/articles.parquet``, write ``data/model``
-    (``weights.pt``, ``config.json``, ``history.json``; with ``train.tune_encoder`` also the
-    tuned encoder in ``text_model/`` and the text kinds it re-encoded in ``embeddings/``) and
-    dvclive curves in ``dvclive/train``."""
-    from medsim.dml.tune import read_text_items, save_tuned_model
-
-    root = Path(root)
-    features = load_features(root / "data/embeddings")
-    labels, splits = load_labels(root / "data/articles.parquet")
-    items = read_text_items(root) if params.train.tune_encoder else None
-    live_dir = root / LIVE_DIR
-    start = time.perf_counter()
-    fitted = fit_space(params, root, features, labels, splits, items, log_dir=live_dir)
-    with atomic_dir(root / MODEL_DIR) as tmp:
-        fitted.space.save(tmp)
-        (tmp / "history.json").write_text(json.dumps(fitted.history, indent=2) + "\n")
-        if fitted.tuned is not None:
-            save_tuned_model(
-                fitted.tuned.split,
-                tmp / TEXT_MODEL_DIR,
-                {
-                    "base_model": params.embed.text_model,
-                    "loss": params.loss,
-                    "fingerprint": fitted.tuned.fingerprint,
-                    "train": dataclasses.asdict(params.train),
-                    "tune_history": fitted.tune_history,
-                },
-            )
-            _write_space_embeddings(fitted, tmp / SPACE_EMBEDDINGS)
-    log.info("train stage: %.1f s", time.perf_counter() - start)
-    return root / MODEL_DIR
+def _identity_space(dim: int, train: TrainParams, loss: str) -> SharedSpace:
+    """The tuned encoder's text as it is: an identity head, untrained (SimHash) hashers."""
+    return SharedSpace(
+        {"text": dim},
+        dim=dim,
+        hidden=train.hidden,
+        bits=train.hash_bits,
+        loss=loss,
+        params=dataclasses.asdict(train),
+        head_types={"text": "identity"},
+        text_model=TEXT_MODEL_DIR,
+    ).eval()

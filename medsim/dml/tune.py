@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -174,10 +175,12 @@ class TunedText:
         """``text`` (one row per document) and each part kind, embedded by this encoder."""
         out: dict[str, Features] = {}
         if items.doc_ids:
-            out["text"] = (list(items.doc_ids), list(items.doc_ids), self.encode(items.texts))
+            out["text"] = Features(
+                list(items.doc_ids), list(items.doc_ids), self.encode(items.texts)
+            )
         for kind, (ids, docs, texts) in items.parts.items():
             if ids:
-                out[kind] = (list(ids), list(docs), self.encode(texts))
+                out[kind] = Features(list(ids), list(docs), self.encode(texts))
         return out
 
 
@@ -194,17 +197,22 @@ def _pairs_with_docs(items: TextItems, rows: np.ndarray) -> list[tuple[str, list
     return found
 
 
-def tune_text_encoder(
-    split: SplitEncoder,
-    items: TextItems,
-    labels: Mapping[str, str],
-    splits: Mapping[str, str],
-    params: TrainParams,
-    loss: str,
-    seed: int,
-) -> list[dict]:
-    """Tune ``split``'s upper layers in place (see the module docstring), then interpolate
-    them with their original weights. Returns one record per logged step."""
+@dataclass
+class _TuneInputs:
+    """Lower-layer states of what tuning reads: training documents with their class index,
+    their titles, and each part kind's texts with their documents' positions."""
+
+    doc_states: list[np.ndarray]
+    y: np.ndarray
+    title_states: list[np.ndarray]
+    title_of: dict[int, int]  # training-row position -> row of title_states
+    parts: list[tuple[str, list[np.ndarray], np.ndarray]]
+
+
+def _tune_inputs(
+    split: SplitEncoder, items: TextItems, labels: Mapping[str, str], splits: Mapping[str, str]
+) -> tuple[_TuneInputs, list[str]]:
+    """The labelled training documents' inputs (lower layers cached) and the class names."""
     rows = np.array(
         [i for i, d in enumerate(items.doc_ids) if splits.get(d) == "train" and d in labels],
         dtype=np.int64,
@@ -217,7 +225,6 @@ def tune_text_encoder(
         )
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[labels[items.doc_ids[r]]] for r in rows], dtype=np.int64)
-    start = time.perf_counter()
     doc_states = split.lower([items.texts[r] for r in rows])
     titles = [items.titles[r] for r in rows]
     has_title = np.array(
@@ -229,84 +236,109 @@ def tune_text_encoder(
         (kind, split.lower(texts), doc_pos)
         for kind, texts, doc_pos in _pairs_with_docs(items, rows)
     ]
-    log.info(
-        "tuning the top %d layers of %s: %d documents, %d classes, %d titles, parts %s; "
-        "lower layers ready in %.1f s",
-        len(split.upper_layers),
-        split.base.spec,
-        len(rows),
-        len(classes),
-        len(title_states),
-        {k: len(s) for k, s, _ in parts},
-        time.perf_counter() - start,
-    )
+    return _TuneInputs(doc_states, y, title_states, title_of, parts), classes
 
-    original = split.upper_state()
-    rng = np.random.RandomState(seed)
-    torch.manual_seed(seed)
-    objective = build_objective(loss, params, len(classes), split.dim)
-    align = alignment_loss(params.temperature)
-    batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
-    epoch_size = max(len(rows) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)
-    batches = class_balanced_batches(y, params.m_per_class, batch_size, epoch_size, rng)
+
+def _optimisers(
+    split: SplitEncoder, objective: Any, params: TrainParams, n_steps: int
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any, torch.optim.Optimizer | None]:
+    """AdamW over the tuned layers with linear warm-up (a tenth of the steps) and decay; Adam
+    for the loss's own parameters (proxies), when it has any."""
     weights = [p for p in split.upper_layers.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weights, lr=params.tune_lr, weight_decay=0.01)
-    warmup = max(1, len(batches) // 10)
+    warmup = max(1, n_steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: min((s + 1) / warmup, max(0.0, (len(batches) - s) / (len(batches) - warmup + 1))),
+        lambda s: min((s + 1) / warmup, max(0.0, (n_steps - s) / (n_steps - warmup + 1))),
     )
     loss_optimizer = (
         torch.optim.Adam(objective.loss.parameters(), lr=params.proxy_lr)
         if objective.has_parameters
         else None
     )
-    part_orders = [rng.permutation(len(pos)) for _, _, pos in parts]
+    return weights, optimizer, schedule, loss_optimizer
+
+
+def _step_terms(
+    split: SplitEncoder,
+    inputs: _TuneInputs,
+    batch: np.ndarray,
+    step: int,
+    part_orders: list[np.ndarray],
+    objective: Any,
+    align: Any,
+    params: TrainParams,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(class, retrieval, cross-modal) loss terms of one tuning step."""
+    z = split.upper([inputs.doc_states[i] for i in batch])
+    class_term = objective(z, torch.from_numpy(inputs.y[batch]))
+    retrieval_term = torch.zeros(())
+    titled = [j for j, i in enumerate(batch) if int(i) in inputs.title_of]
+    if params.retrieval_weight > 0 and len(titled) > 1:
+        t = split.upper([inputs.title_states[inputs.title_of[int(batch[j])]] for j in titled])
+        keys = torch.arange(len(titled))
+        retrieval_term = align(t, keys, z[titled], keys)
+    cross_term = torch.zeros(())
+    if params.cross_modal_weight > 0:
+        for (_, states, doc_pos), order in zip(inputs.parts, part_orders, strict=True):
+            take = np.take(
+                order, np.arange(step * batch_size, (step + 1) * batch_size), mode="wrap"
+            )
+            take = np.unique(take)
+            zp = split.upper([states[i] for i in take])
+            zd = split.upper([inputs.doc_states[i] for i in doc_pos[take]])
+            keys = torch.from_numpy(doc_pos[take])
+            cross_term = cross_term + align(zp, keys, zd, keys) / len(inputs.parts)
+    return class_term, retrieval_term, cross_term
+
+
+def tune_text_encoder(
+    split: SplitEncoder,
+    items: TextItems,
+    labels: Mapping[str, str],
+    splits: Mapping[str, str],
+    params: TrainParams,
+    loss: str,
+    seed: int,
+) -> list[dict]:
+    """Tune ``split``'s upper layers in place (see the module docstring), then interpolate
+    them with their original weights. Returns one record per logged step."""
+    start = time.perf_counter()
+    inputs, classes = _tune_inputs(split, items, labels, splits)
+    log.info(
+        "tuning the top %d layers of %s: %d documents, %d classes, %d titles, parts %s; "
+        "lower layers ready in %.1f s",
+        *(len(split.upper_layers), split.base.spec, len(inputs.y), len(classes)),
+        *(len(inputs.title_states), {k: len(s) for k, s, _ in inputs.parts}),
+        time.perf_counter() - start,
+    )
+    original = split.upper_state()
+    rng = np.random.RandomState(seed)
+    torch.manual_seed(seed)
+    objective = build_objective(loss, params, len(classes), split.dim)
+    align = alignment_loss(params.temperature)
+    batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
+    epoch_size = max(len(inputs.y) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)
+    batches = class_balanced_batches(inputs.y, params.m_per_class, batch_size, epoch_size, rng)
+    weights, optimizer, schedule, loss_optimizer = _optimisers(
+        split, objective, params, len(batches)
+    )
+    part_orders = [rng.permutation(len(pos)) for _, _, pos in inputs.parts]
     history: list[dict] = []
     split.model.train()
     for step, batch in enumerate(tqdm(batches, desc=f"tune encoder ({loss})", unit="step")):
-        z = split.upper([doc_states[i] for i in batch])
-        class_term = objective(z, torch.from_numpy(y[batch]))
-        retrieval_term = torch.zeros(())
-        titled = [j for j, i in enumerate(batch) if int(i) in title_of]
-        if params.retrieval_weight > 0 and len(titled) > 1:
-            t = split.upper([title_states[title_of[int(batch[j])]] for j in titled])
-            keys = torch.arange(len(titled))
-            retrieval_term = align(t, keys, z[titled], keys)
-        cross_term = torch.zeros(())
-        if params.cross_modal_weight > 0:
-            for (_, states, doc_pos), order in zip(parts, part_orders, strict=True):
-                take = np.take(
-                    order, np.arange(step * batch_size, (step + 1) * batch_size), mode="wrap"
-                )
-                take = np.unique(take)
-                zp = split.upper([states[i] for i in take])
-                zd = split.upper([doc_states[i] for i in doc_pos[take]])
-                keys = torch.from_numpy(doc_pos[take])
-                cross_term = cross_term + align(zp, keys, zd, keys) / len(parts)
+        terms = _step_terms(
+            split, inputs, batch, step, part_orders, objective, align, params, batch_size
+        )
+        class_term, retrieval_term, cross_term = terms
         total = (
             class_term
             + params.retrieval_weight * retrieval_term
             + params.cross_modal_weight * cross_term
         )
-        optimizer.zero_grad(set_to_none=True)
-        if loss_optimizer is not None:
-            loss_optimizer.zero_grad()
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(weights, 1.0)
-        optimizer.step()
-        schedule.step()
-        if loss_optimizer is not None:
-            loss_optimizer.step()
-        history.append(
-            {
-                "step": step,
-                "loss": float(total.detach()),
-                "class_loss": float(class_term.detach()),
-                "retrieval_loss": float(retrieval_term.detach()),
-                "cross_modal_loss": float(cross_term.detach()),
-            }
-        )
+        _apply(total, weights, optimizer, schedule, loss_optimizer)
+        history.append(_step_record(step, total, *terms))
     split.model.eval()
     split.load_upper(interpolate(original, split.upper_state(), params.interpolation))
     log.info(
@@ -318,6 +350,31 @@ def tune_text_encoder(
         params.interpolation,
     )
     return history
+
+
+def _apply(
+    total: torch.Tensor,
+    weights: list[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    loss_optimizer: torch.optim.Optimizer | None,
+) -> None:
+    """Backward pass, gradient clipping (norm 1), optimiser and schedule steps."""
+    optimizer.zero_grad(set_to_none=True)
+    if loss_optimizer is not None:
+        loss_optimizer.zero_grad()
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(weights, 1.0)
+    optimizer.step()
+    schedule.step()
+    if loss_optimizer is not None:
+        loss_optimizer.step()
+
+
+def _step_record(step: int, total: torch.Tensor, *terms: torch.Tensor) -> dict:
+    names = ("class_loss", "retrieval_loss", "cross_modal_loss")
+    record = {"step": step, "loss": float(total.detach())}
+    return record | {name: float(t.detach()) for name, t in zip(names, terms, strict=True)}
 
 
 def save_tuned_model(split: SplitEncoder, folder: Path, meta: Mapping[str, object]) -> None:

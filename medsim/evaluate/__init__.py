@@ -18,9 +18,9 @@ an :class:`~medsim.evaluate.context.EvalContext`:
 
 :mod:`~medsim.evaluate.stats` (confidence intervals), :mod:`~medsim.evaluate.baselines`,
 :mod:`~medsim.evaluate.plots`, :mod:`~medsim.evaluate.report` and
-:mod:`~medsim.evaluate.run` (``run_evaluate``, the stage core) complete it.
+:mod:`~medsim.evaluate.stage` (``run_evaluate``, the DVC stage) complete it.
 """
 
-from medsim.evaluate.run import BUILDERS, evaluate_tables, run_evaluate
+from medsim.evaluate.stage import BUILDERS, evaluate_tables, run_evaluate
 
 __all__ = ["BUILDERS", "evaluate_tables", "run_evaluate"]

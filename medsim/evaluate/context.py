@@ -162,7 +162,7 @@ class SpaceOps:
 def _subset(features: Features, wanted: set[str]) -> Features:
     ids, docs, matrix = features
     keep = [i for i, d in enumerate(docs) if d in wanted]
-    return [ids[i] for i in keep], [docs[i] for i in keep], matrix[keep]
+    return Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
 
 
 def document_matrix(
@@ -207,6 +207,9 @@ class EvalContext:
     encoder_note: str = ""
     root: Path = Path(".")
     artefacts: dict[str, object] = field(default_factory=dict)
+    # where rows that no loss or tuning experiment changes are cached (medsim.evaluate.memo);
+    # None: always computed
+    cache_root: Path | None = None
 
     @property
     def seed(self) -> int:
@@ -242,7 +245,7 @@ class EvalContext:
         for kind, (ids, docs, matrix) in self.features.items():
             keep = [i for i, d in enumerate(docs) if d in wanted]
             if keep:
-                out[kind] = ([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
+                out[kind] = Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
         return out
 
     @property

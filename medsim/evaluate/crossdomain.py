@@ -18,6 +18,7 @@ import pandas as pd
 from medsim.errors import MedsimError
 from medsim.evaluate.baselines import knn_proba, logistic_proba, tfidf_features
 from medsim.evaluate.classification import METRICS, classification_table
+from medsim.evaluate.memo import cached, head_params
 from medsim.evaluate.stats import null_row
 
 if TYPE_CHECKING:
@@ -118,17 +119,39 @@ def build_table3(ctx: EvalContext) -> dict:
         return _null_table(str(exc))
     mapped, known = map_target_labels(target["label"], ev.cross_domain_labels)
     classes = sorted(set(mapped[known]))
-    docs = ctx.docs
-    missing = sorted(set(classes) - set(docs["label"]))
+    missing = sorted(set(classes) - set(ctx.docs["label"]))
     if missing or not classes:
         return _null_table(
             f"the pipeline's corpus does not share the target's label space: labels "
             f"{', '.join(missing) or '(none)'} (from evaluate.cross_domain_labels) are not "
             "among its document labels"
         )
-    source = docs[docs["label"].isin(classes) & (docs["split"] != "test")]
-    # Any document a model could have learned from (train or val, every class) is a leak;
-    # repeats of the source's test documents are not, and are only counted.
+    source = ctx.docs[ctx.docs["label"].isin(classes) & (ctx.docs["split"] != "test")]
+    keep, meta = _drop_leaks(ctx, target, known)
+    meta |= {"n_source": len(source), "n_classes": len(classes)}
+    if ctx.encode_text is None:
+        return _null_table("no text encoder could be loaded to embed the target corpus", meta)
+    target = target.loc[keep].reset_index(drop=True)
+    cls = {c: i for i, c in enumerate(classes)}
+    y_src = source["label"].map(cls).to_numpy()
+    y_tgt = np.array([cls[m] for m in mapped[keep]])
+    src_ids = source["doc_id"].tolist()
+    x_src = ctx.text_vectors(src_ids)
+    x_tgt = ctx.encode_text(target["text"].tolist())
+    table = _cached_frozen_rows(ctx, source, target, (x_src, y_src), (x_tgt, y_tgt), len(classes))
+    s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
+    proposed = knn_proba(
+        s_src, y_src, ctx.space_texts(target["text"].tolist()), len(classes), ev.knn_k
+    )
+    table |= classification_table({"proposed": proposed}, y_tgt, ev.bootstrap, ctx.seed)
+    table["meta"] = meta
+    return table
+
+
+def _drop_leaks(ctx: EvalContext, target: pd.DataFrame, known: np.ndarray) -> tuple:
+    """(rows of ``target`` to score, counts): any document a model could have learned from
+    (train or val, every class) is a leak; repeats of the source's test documents are not,
+    and are only counted."""
     fitted = ctx.articles[ctx.articles["split"] != "test"]
     overlap = overlap_mask(target["text"], ctx.doc_texts(fitted))
     also_in_test = overlap_mask(target["text"], ctx.doc_texts(ctx.articles)) & ~overlap
@@ -140,21 +163,53 @@ def build_table3(ctx: EvalContext) -> dict:
         "dropped_overlap_fraction": round(float((known & overlap).mean()), 6),
         "kept_repeats_of_source_test_documents": int((keep & also_in_test).sum()),
         "n_target": int(keep.sum()),
-        "n_source": len(source),
-        "n_classes": len(classes),
     }
-    if ctx.encode_text is None:
-        return _null_table("no text encoder could be loaded to embed the target corpus", meta)
-    target = target.loc[keep].reset_index(drop=True)
-    cls = {c: i for i, c in enumerate(classes)}
-    y_src = source["label"].map(cls).to_numpy()
-    y_tgt = np.array([cls[m] for m in mapped[keep]])
-    n_classes, seed, k = len(classes), ctx.seed, ev.knn_k
-    src_ids = source["doc_id"].tolist()
-    x_src = ctx.text_vectors(src_ids)
-    x_tgt = ctx.encode_text(target["text"].tolist())
-    outputs: dict = {"text_softmax": logistic_proba(x_src, y_src, x_tgt, n_classes, seed)}
+    return keep, meta
 
+
+def _cached_frozen_rows(
+    ctx: EvalContext,
+    source: pd.DataFrame,
+    target: pd.DataFrame,
+    src: tuple[np.ndarray, np.ndarray],
+    tgt: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+) -> dict:
+    """:func:`_frozen_rows` through the evaluate cache, keyed by everything they read."""
+    ev = ctx.params.evaluate
+    key = [
+        source[["doc_id", "label", "split", "title", "abstract"]],
+        target["text"].tolist(),
+        tgt[1],
+        src[0],
+        tgt[0],
+        ctx.seed,
+        ev.knn_k,
+        ev.bootstrap,
+        head_params(ctx.params.train),
+    ]
+    return cached(
+        ctx.cache_root,
+        "table3_frozen",
+        key,
+        lambda: _frozen_rows(ctx, source, target, src, tgt, n_classes),
+    )
+
+
+def _frozen_rows(
+    ctx: EvalContext,
+    source: pd.DataFrame,
+    target: pd.DataFrame,
+    src: tuple[np.ndarray, np.ndarray],
+    tgt: tuple[np.ndarray, np.ndarray],
+    n_classes: int,
+) -> dict:
+    """Table 3's rows that read neither ``loss`` nor the tuned encoder: frozen-encoder and
+    TF-IDF softmax, and the no-LLM metric-learning space (triplet on TF-IDF)."""
+    (x_src, y_src), (x_tgt, y_tgt) = src, tgt
+    seed, k = ctx.seed, ctx.params.evaluate.knn_k
+    outputs: dict = {"text_softmax": logistic_proba(x_src, y_src, x_tgt, n_classes, seed)}
+    src_ids = source["doc_id"].tolist()
     src_texts = ctx.doc_texts(source)
     tfidf = tfidf_features(src_texts, [*src_texts, *target["text"]], seed=seed)
     t_src, t_tgt = tfidf[: len(src_ids)], tfidf[len(src_ids) :]
@@ -168,10 +223,4 @@ def build_table3(ctx: EvalContext) -> dict:
     outputs["metric_learning_no_llm"] = knn_proba(
         no_llm.project("text", t_src), y_src, no_llm.project("text", t_tgt), n_classes, k
     )
-    s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
-    outputs["proposed"] = knn_proba(
-        s_src, y_src, ctx.space_texts(target["text"].tolist()), n_classes, k
-    )
-    table = classification_table(outputs, y_tgt, ev.bootstrap, seed)
-    table["meta"] = meta
-    return table
+    return classification_table(outputs, y_tgt, ctx.params.evaluate.bootstrap, seed)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medsim.evaluate.baselines import l2, pool_by_doc, tfidf_features
+from medsim.evaluate.memo import cached
 from medsim.evaluate.stats import mean_ci, null_row, with_ci
 
 if TYPE_CHECKING:
@@ -198,24 +199,34 @@ def build_heldout(ctx: EvalContext) -> dict:
     else:
         models["cnn_prototype"] = ctx.image_reason()
     base_texts = ctx.doc_texts(base[base["split"] == "train"])
-    models["tfidf_prototype"] = tfidf_features(base_texts, ctx.doc_texts(novel), seed=ctx.seed)
+    models["tfidf_prototype"] = _tfidf(ctx, base_texts, ctx.doc_texts(novel))
     models["transformer_prototype"] = ctx.text_vectors(novel_ids)
     base_ids = base["doc_id"].tolist()
     base_labels = dict(zip(base_ids, base["label"], strict=True))
     base_splits = dict(zip(base_ids, base["split"], strict=True))
     models |= _learned_rows(ctx, base_labels, base_splits, novel_ids)
 
-    episodes: dict[int, Episodes | str] = {}
     novel_labels = novel["label"].astype(str).to_numpy()
-    for k in shots:
-        episodes[k] = sample_episodes(
-            novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k
-        )
+    episodes: dict[int, Episodes | str] = {
+        k: sample_episodes(novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k)
+        for k in shots
+    }
     table = fewshot_table(models, episodes)
     table["protocol"] = "heldout_classes"
     table["meta"] = meta
     ctx.artefacts["table2"] = {"shots": shots, "table": table}
     return table
+
+
+def _tfidf(ctx: EvalContext, train_texts: list[str], texts: list[str]) -> np.ndarray:
+    """TF-IDF features (evaluate cache: no loss or tuning experiment changes them)."""
+    key = [train_texts, texts, ctx.seed]
+    return cached(
+        ctx.cache_root,
+        "tfidf",
+        key,
+        lambda: tfidf_features(train_texts, texts, seed=ctx.seed),
+    )
 
 
 def _learned_rows(
@@ -314,7 +325,7 @@ def _low_resource_models(
     else:
         models["cnn_prototype"] = ctx.image_reason()
     texts = ctx.doc_texts(support)
-    models["tfidf_prototype"] = tfidf_features(texts, [*texts, *ctx.doc_texts(test)], seed=ctx.seed)
+    models["tfidf_prototype"] = _tfidf(ctx, texts, [*texts, *ctx.doc_texts(test)])
     models["transformer_prototype"] = ctx.text_vectors(doc_ids)
     s_ids = support["doc_id"].tolist()
     labels = dict(zip(s_ids, support["label"], strict=True))

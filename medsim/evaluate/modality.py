@@ -177,28 +177,9 @@ def _task(
     y_tr, y_te = np.array([y_of[i] for i in train]), np.array([y_of[i] for i in test])
     block: dict = {}
 
-    space = ctx.space
-    if ctx.encode_text is None or "image" not in space.kinds or "caption" not in space.kinds:
-        block["zero_shot"] = null_row(
-            "zero-shot needs the text encoder and the space's image and caption heads",
-            ["accuracy"],
-        )
-    else:
-        prompts = class_prompts(task, classes)
-        prompt_vecs = [ctx.space_texts(prompts[c], "caption") for c in classes]
-        start = time.perf_counter()
-        pred = zero_shot_predict(space.project("image", images[test]), prompt_vecs)
-        per_image = (time.perf_counter() - start) / len(test)
-        block["zero_shot"] = label_metrics(y_te, pred, classes) | {
-            "train_time_s": 0.0,
-            "inference_s_per_image": round(per_image, 6),
-        }
-
+    block["zero_shot"] = _zero_shot(ctx, task, classes, images[test], y_te)
     pred, t_fit, t_inf = timed_probe(images[train], y_tr, images[test])
-    block["linear_probe"] = label_metrics(y_te, pred, classes) | {
-        "train_time_s": round(t_fit, 4),
-        "inference_s_per_image": round(t_inf, 6),
-    }
+    block["linear_probe"] = _probe_row(y_te, pred, classes, t_fit, t_inf)
     has_caption = all(img_ids[i] in cap_row for i in rows)
     captions = ctx.features["caption"][2] if has_caption else None
     if captions is None:
@@ -207,10 +188,7 @@ def _task(
     else:
         fused = np.hstack([images, captions[[cap_row.get(f, 0) for f in img_ids]]])
         pred, t_fit, t_inf = timed_probe(fused[train], y_tr, fused[test])
-        block["fusion"] = label_metrics(y_te, pred, classes) | {
-            "train_time_s": round(t_fit, 4),
-            "inference_s_per_image": round(t_inf, 6),
-        }
+        block["fusion"] = _probe_row(y_te, pred, classes, t_fit, t_inf)
     feature_sets = {"linear_probe": images[rows]}
     if fused is not None:
         feature_sets["fusion"] = fused[rows]
@@ -223,3 +201,33 @@ def _task(
         "dropped_rare_or_unlabelled": len(img_ids) - len(rows),
     }
     return block
+
+
+def _zero_shot(
+    ctx: EvalContext, task: str, classes: list[str], test_images: np.ndarray, y_te: np.ndarray
+) -> dict:
+    """Each test image's nearest class prompt (through the caption head) in the space."""
+    space = ctx.space
+    if ctx.encode_text is None or "image" not in space.kinds or "caption" not in space.kinds:
+        return null_row(
+            "zero-shot needs the text encoder and the space's image and caption heads",
+            ["accuracy"],
+        )
+    prompts = class_prompts(task, classes)
+    prompt_vecs = [ctx.space_texts(prompts[c], "caption") for c in classes]
+    start = time.perf_counter()
+    pred = zero_shot_predict(space.project("image", test_images), prompt_vecs)
+    per_image = (time.perf_counter() - start) / len(test_images)
+    return label_metrics(y_te, pred, classes) | {
+        "train_time_s": 0.0,
+        "inference_s_per_image": round(per_image, 6),
+    }
+
+
+def _probe_row(
+    y_te: np.ndarray, pred: np.ndarray, classes: list[str], t_fit: float, t_inf: float
+) -> dict:
+    return label_metrics(y_te, pred, classes) | {
+        "train_time_s": round(t_fit, 4),
+        "inference_s_per_image": round(t_inf, 6),
+    }

@@ -10,6 +10,7 @@ no model gains from the gallery's storage order; mAP uses scikit-learn's tie-awa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,107 +104,149 @@ def build_retrieval(ctx: EvalContext) -> dict:
             else f"no {', '.join(needed)} embeddings to retrieve between"
         )
         return {t: {"proposed_float": null_row(reason, RANK_METRICS)} for t in TASKS}
-    split_of = dict(zip(ctx.articles["doc_id"], ctx.articles["split"], strict=True))
-    caption_of = dict(zip(ctx.figures["figure_id"], ctx.figures["caption"], strict=True))
-    img_ids, img_docs, images = ctx.features["image"]
-    cap_row = {fid: i for i, fid in enumerate(ctx.features["caption"][0])}
-    captions = ctx.features["caption"][2]
-
-    def rows(side: set[str]) -> list[int]:
-        return [
-            i
-            for i, (fid, doc) in enumerate(zip(img_ids, img_docs, strict=True))
-            if split_of.get(doc) in side
-            and fid in cap_row
-            and fid in caption_of
-            and doc in ctx.text_index
-        ]
-
-    test, train = rows({"test"}), rows({"train", "val"})
+    test, train = _figure_rows(ctx, {"test"}), _figure_rows(ctx, {"train", "val"})
     if not test or not train:
         reason = f"{len(train)} train and {len(test)} test figures with image, caption and text"
         return {t: {"proposed_float": null_row(reason, RANK_METRICS)} for t in TASKS}
-    q_img = images[test]
-    keys = [normalise_text(caption_of[img_ids[i]]) for i in test]
-    cap_first = _unique_first(keys)
-    cap_keys = [keys[i] for i in cap_first]
-    cap_vecs = captions[[cap_row[img_ids[test[i]]] for i in cap_first]]
-    fig_docs = [img_docs[i] for i in test]
-    doc_keys = sorted({d for d, s in split_of.items() if s == "test" and d in ctx.text_index})
-    doc_vecs = ctx.text_vectors(doc_keys)
-
-    # side -> (raw vectors, space kind, keys); tasks pair a query side with a gallery side
+    g = _galleries(ctx, test)
+    # side -> (raw vectors, space kind); tasks pair a query side with a gallery side
     sides = {
-        "image": (q_img, "image"),
-        "caption": (cap_vecs, "caption"),
-        "document": (doc_vecs, "text"),
+        "image": (g.images, "image"),
+        "caption": (g.captions, "caption"),
+        "document": (g.documents, "text"),
     }
     pairs = {
-        "image_to_caption": ("image", keys, "caption", cap_keys),
-        "caption_to_image": ("caption", cap_keys, "image", keys),
-        "image_to_document": ("image", fig_docs, "document", doc_keys),
-        "document_to_image": ("document", doc_keys, "image", fig_docs),
+        "image_to_caption": ("image", g.image_captions, "caption", g.caption_keys),
+        "caption_to_image": ("caption", g.caption_keys, "image", g.image_captions),
+        "image_to_document": ("image", g.image_docs, "document", g.doc_keys),
+        "document_to_image": ("document", g.doc_keys, "image", g.image_docs),
     }
-    # baseline: ridge maps from image features into each text embedding space
-    tr_caps = captions[[cap_row[img_ids[i]] for i in train]]
-    tr_docs = ctx.text_vectors([img_docs[i] for i in train])
-    mapped = {
-        "caption": ridge_map(images[train], tr_caps, q_img),
-        "document": ridge_map(images[train], tr_docs, q_img),
-    }
-    space, seed = ctx.space, ctx.seed
+    mapped = _ridge_maps(ctx, train, g.images)
     # the proposed space reads its own inputs: the tuned encoder's captions and documents
-    cap_ids = [img_ids[test[i]] for i in cap_first]
     space_sides = {
-        "image": (q_img, "image"),
-        "caption": (ctx.space_inputs("caption", cap_ids), "caption"),
-        "document": (ctx.space_inputs("text", doc_keys), "text"),
-    }
-    projected = {
-        side: (space.project(kind, x) if kind in space.kinds else None)
-        for side, (x, kind) in space_sides.items()
+        "image": (g.images, "image"),
+        "caption": (ctx.space_inputs("caption", g.caption_ids), "caption"),
+        "document": (ctx.space_inputs("text", g.doc_keys), "text"),
     }
     table: dict = {}
     for task, (q_side, q_keys, g_side, g_keys) in pairs.items():
         relevant = relevance(q_keys, g_keys)
         text_side = g_side if q_side == "image" else q_side
-        block: dict = {}
-        score_fns: dict[str, Callable[[], np.ndarray] | str] = {}
-        missing = [s for s in (q_side, g_side) if projected[s] is None]
-        if missing:
-            score_fns["proposed_float"] = f"the trained space has no head for {missing}"
-        else:
-            score_fns["proposed_float"] = lambda q=q_side, g=g_side: cosine_scores(
-                projected[q], projected[g]
-            )
-        for bits in (32, 64, 128):
-            name = f"proposed_{bits}bit"
-            if missing or bits not in space.bits:
-                score_fns[name] = f"the trained space has no {bits}-bit hashing head"
-            else:
-                score_fns[name] = lambda q=q_side, g=g_side, b=bits: hamming_scores(
-                    space.hash(space_sides[q][1], space_sides[q][0], b),
-                    space.hash(space_sides[g][1], space_sides[g][0], b),
-                )
         img_m, txt = mapped[text_side], sides[text_side][0]
-        pair = (img_m, txt) if q_side == "image" else (txt, img_m)
-        score_fns["ridge_float"] = lambda p=pair: cosine_scores(*p)
-        for bits in (32, 64, 128):
-            score_fns[f"ridge_{bits}bit"] = lambda p=pair, b=bits: hamming_scores(
-                lsh_codes(p[0], b, seed), lsh_codes(p[1], b, seed)
-            )
-        score_fns["random"] = lambda r=relevant: np.random.default_rng(seed).random(r.shape)
-        for name, fn in score_fns.items():
-            block[name] = (
+        ridge_pair = (img_m, txt) if q_side == "image" else (txt, img_m)
+        score_fns = _proposed_scores(ctx.space, space_sides, q_side, g_side)
+        score_fns |= _baseline_scores(ridge_pair, relevant, ctx.seed)
+        table[task] = {
+            name: (
                 null_row(fn, RANK_METRICS)
                 if isinstance(fn, str)
-                else rank_metrics(fn(), relevant, seed=seed)
+                else rank_metrics(fn(), relevant, seed=ctx.seed)
             )
-        table[task] = block
+            for name, fn in score_fns.items()
+        }
     table["meta"] = {
         "n_test_images": len(test),
-        "n_test_captions": len(cap_keys),
-        "n_test_documents": len(doc_keys),
+        "n_test_captions": len(g.caption_keys),
+        "n_test_documents": len(g.doc_keys),
         "n_train_images": len(train),
     }
     return table
+
+
+@dataclass
+class _Galleries:
+    """The test figures' query and gallery sides, with the keys that decide relevance."""
+
+    images: np.ndarray  # one row per test image
+    image_captions: list[str]  # each image's normalised caption text
+    image_docs: list[str]  # each image's document
+    caption_ids: list[str]  # one figure id per distinct caption text
+    caption_keys: list[str]
+    captions: np.ndarray  # frozen caption vectors, one per distinct caption
+    doc_keys: list[str]  # test documents with a text embedding
+    documents: np.ndarray
+
+
+def _figure_rows(ctx: EvalContext, side: set[str]) -> list[int]:
+    """Image rows of documents in ``side`` splits that have a caption and a text vector."""
+    split_of = dict(zip(ctx.articles["doc_id"], ctx.articles["split"], strict=True))
+    caption_of = set(ctx.figures["figure_id"])
+    img_ids, img_docs, _ = ctx.features["image"]
+    cap_row = set(ctx.features["caption"][0])
+    return [
+        i
+        for i, (fid, doc) in enumerate(zip(img_ids, img_docs, strict=True))
+        if split_of.get(doc) in side
+        and fid in cap_row
+        and fid in caption_of
+        and doc in ctx.text_index
+    ]
+
+
+def _galleries(ctx: EvalContext, test: list[int]) -> _Galleries:
+    split_of = dict(zip(ctx.articles["doc_id"], ctx.articles["split"], strict=True))
+    caption_of = dict(zip(ctx.figures["figure_id"], ctx.figures["caption"], strict=True))
+    img_ids, img_docs, images = ctx.features["image"]
+    cap_row = {fid: i for i, fid in enumerate(ctx.features["caption"][0])}
+    keys = [normalise_text(caption_of[img_ids[i]]) for i in test]
+    cap_first = _unique_first(keys)
+    doc_keys = sorted({d for d, s in split_of.items() if s == "test" and d in ctx.text_index})
+    return _Galleries(
+        images=images[test],
+        image_captions=keys,
+        image_docs=[img_docs[i] for i in test],
+        caption_ids=[img_ids[test[i]] for i in cap_first],
+        caption_keys=[keys[i] for i in cap_first],
+        captions=ctx.features["caption"][2][[cap_row[img_ids[test[i]]] for i in cap_first]],
+        doc_keys=doc_keys,
+        documents=ctx.text_vectors(doc_keys),
+    )
+
+
+def _ridge_maps(ctx: EvalContext, train: list[int], queries: np.ndarray) -> dict:
+    """Baseline: ridge maps from image features into each frozen text embedding space."""
+    img_ids, img_docs, images = ctx.features["image"]
+    cap_row = {fid: i for i, fid in enumerate(ctx.features["caption"][0])}
+    tr_caps = ctx.features["caption"][2][[cap_row[img_ids[i]] for i in train]]
+    tr_docs = ctx.text_vectors([img_docs[i] for i in train])
+    return {
+        "caption": ridge_map(images[train], tr_caps, queries),
+        "document": ridge_map(images[train], tr_docs, queries),
+    }
+
+
+ScoreFn = Callable[[], np.ndarray] | str  # a score matrix, or why the row is null
+
+
+def _proposed_scores(space, sides: dict, q_side: str, g_side: str) -> dict[str, ScoreFn]:
+    """The proposed space's float (cosine) and hash-code (Hamming) rows of one task."""
+    missing = [s for s in (q_side, g_side) if sides[s][1] not in space.kinds]
+    fns: dict[str, ScoreFn] = {}
+    if missing:
+        fns["proposed_float"] = f"the trained space has no head for {missing}"
+    else:
+        fns["proposed_float"] = lambda: cosine_scores(
+            space.project(sides[q_side][1], sides[q_side][0]),
+            space.project(sides[g_side][1], sides[g_side][0]),
+        )
+    for bits in (32, 64, 128):
+        name = f"proposed_{bits}bit"
+        if missing or bits not in space.bits:
+            fns[name] = f"the trained space has no {bits}-bit hashing head"
+        else:
+            fns[name] = lambda b=bits: hamming_scores(
+                space.hash(sides[q_side][1], sides[q_side][0], b),
+                space.hash(sides[g_side][1], sides[g_side][0], b),
+            )
+    return fns
+
+
+def _baseline_scores(pair: tuple, relevant: np.ndarray, seed: int) -> dict[str, ScoreFn]:
+    """Ridge-map rows (cosine, and random-hyperplane codes) and the random ranking."""
+    fns: dict[str, ScoreFn] = {"ridge_float": lambda: cosine_scores(*pair)}
+    for bits in (32, 64, 128):
+        fns[f"ridge_{bits}bit"] = lambda b=bits: hamming_scores(
+            lsh_codes(pair[0], b, seed), lsh_codes(pair[1], b, seed)
+        )
+    fns["random"] = lambda: np.random.default_rng(seed).random(relevant.shape)
+    return fns

@@ -28,6 +28,7 @@ from sklearn.metrics import (
 )
 
 from medsim.evaluate.baselines import l2
+from medsim.evaluate.memo import cached
 
 if TYPE_CHECKING:
     from medsim.evaluate.context import EvalContext
@@ -129,8 +130,10 @@ def build_textbench(ctx: EvalContext) -> dict:
     project = ctx.space.project
     s_tr = project("text", ctx.space_inputs("text", train["doc_id"]))
     s_te = project("text", ctx.space_inputs("text", test["doc_id"]))
+    before = [x_tr, y_tr, x_te, y_te, ev.pairs, seed]
     table = {
-        "before": _tasks(x_tr, y_tr, x_te, y_te, ev.pairs, seed),
+        # the frozen encoder's side: no loss or tuning experiment changes it
+        "before": cached(ctx.cache_root, "textbench_before", before, lambda: _tasks(*before)),
         "after": _tasks(s_tr, y_tr, s_te, y_te, ev.pairs, seed),
     }
     titled = test[

@@ -11,7 +11,7 @@ import torch
 from medsim.config import params_from_dict
 from medsim.dml import load_shared_space
 from medsim.dml.data import load_features
-from medsim.dml.train import run_train
+from medsim.dml.stage import run_train
 from medsim.dml.tune import TextItems, interpolate, read_text_items, tune_text_encoder
 from medsim.encoders.layers import SplitEncoder
 from medsim.encoders.text import load_text_encoder

@@ -52,6 +52,31 @@ def test_batched_metrics_equal_scikit_learn_on_every_resample():
         assert auc[b] == pytest.approx(macro_ovr_auc(y[rows], proba[rows]))
 
 
+def _rank_sum_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """The Mann-Whitney rank-sum form (average ranks for ties), the oracle of the counting form."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(proba, axis=0)
+    aucs = []
+    for c in range(proba.shape[1]):
+        positive = y == c
+        n_pos, n_neg = int(positive.sum()), len(y) - int(positive.sum())
+        if n_pos and n_neg:
+            aucs.append((ranks[positive, c].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return np.mean(aucs) if aucs else np.nan
+
+
+def test_batched_auc_is_bit_identical_to_the_rank_sum_form():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, 300)
+    y[y == 4] = 3  # class 4 never occurs: skipped, as in macro_ovr_auc
+    proba = rng.random((300, 5)).round(2)  # many ties, duplicates within a resample
+    idx = bootstrap_indices(300, 40, seed=4)
+    auc = macro_ovr_auc_batched(y, proba, idx)
+    expected = [_rank_sum_auc(y[rows], proba[rows]) for rows in idx]
+    assert auc.tolist() == expected
+
+
 def test_intervals_bracket_the_point_estimates():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 200)

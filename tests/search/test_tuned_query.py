@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medsim.dml.train import run_train
+from medsim.dml.stage import run_train
 from medsim.dml.tune import read_text_items
 from medsim.search.index import load_index
 from medsim.search.query import QueryEncoder, search_vector

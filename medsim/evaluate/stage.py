@@ -1,4 +1,4 @@
-"""The evaluate stage's core: build every metrics table, then write JSON, plots and report.
+"""The DVC ``evaluate`` stage: build every metrics table, then write JSON, plots and report.
 
 :func:`evaluate_tables` is pure over an :class:`EvalContext` (arrays, a space, an encoder);
 :func:`run_evaluate` adds the file I/O at the edges: it reads ``data/articles.parquet``,
@@ -92,6 +92,7 @@ def load_context(params: Params, root: Path) -> EvalContext:
         encode_text=encoder,
         encoder_note=note,
         root=root,
+        cache_root=root,
     )
 
 
@@ -103,7 +104,7 @@ def load_space_ops(
     new texts; else the frozen features and encoder."""
     from medsim.dml import load_shared_space
     from medsim.dml.data import load_features
-    from medsim.dml.train import MODEL_DIR, SPACE_EMBEDDINGS
+    from medsim.dml.stage import MODEL_DIR, SPACE_EMBEDDINGS
 
     model_dir = root / MODEL_DIR
     space = load_shared_space(model_dir)
@@ -150,16 +151,19 @@ def _clean(value: object) -> object:
 
 
 def _is_detail(key: str, value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None:  # a metric that cannot be computed here: null, in the metrics file
         return False
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True  # reasons, protocol names, class lists: text, not metrics
     return isinstance(value, int) or key.endswith(("_s", "_per_image")) or not 0.0 <= value <= 1.0
 
 
 def split_details(table: dict) -> tuple[dict, dict]:
     """(metrics, details): counts, settings and timings move out of the metrics file.
 
-    Metrics files hold only fractions in [0, 1] and reason strings, so that ``dvc metrics
-    diff`` compares like with like; the rest (test-set sizes, dropped rows, seconds) goes to
+    Metrics files hold only fractions in [0, 1] (null where a row cannot be computed), so
+    that ``dvc metrics diff`` and ``dvc exp show`` compare like with like; the rest (why a
+    row is null, the few-shot protocol, test-set sizes, dropped rows, seconds) goes to
     ``metrics/details/<table>.json`` and into the report.
     """
     metrics: dict = {}
