@@ -1,6 +1,6 @@
 """The embed stage's text file on the two engines: ``compute.engine: local`` against ``ray``.
 
-Both run :func:`medsim.encoders.embed.embed_file` on the same articles with no cache (every
+Both run :func:`medsim.encoders.stage.embed_file` on the same articles with no cache (every
 text is encoded), with the packaged MiniLM. ``ray`` is a local single-node Ray started here
 (its start-up time is reported apart); its time includes the actors' start and model load.
 
@@ -34,12 +34,8 @@ from embed_speed import ohsumed_articles  # noqa: E402
 
 from medsim.compute import start_ray  # noqa: E402
 from medsim.config import ComputeParams, EmbedParams  # noqa: E402
-from medsim.encoders.embed import (  # noqa: E402
-    SOURCES,
-    EmbedSummary,
-    embed_file,
-    text_encoder_from_params,
-)
+from medsim.encoders.embed import SOURCES, text_encoder_from_params  # noqa: E402
+from medsim.encoders.stage import EmbedSummary, embed_file  # noqa: E402
 from medsim.io import SkipLog, rows_to_table, write_table  # noqa: E402
 from medsim.schemas import ARTICLES  # noqa: E402
 

@@ -318,12 +318,3 @@ def text_encoder_from_params(
         root=root,
         cache_dir=root / MODELS_CACHE_DIR,
     )
-
-
-def __getattr__(name: str) -> object:
-    """The stage's names that lived here before :mod:`medsim.encoders.stage` (old imports)."""
-    if name in ("run_embed", "EmbedSummary", "embed_file"):
-        from medsim.encoders import stage
-
-        return getattr(stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,7 +141,6 @@ def _project(root, rows, figures=True):
     # frozen embed-stage features: random image vectors, untuned text vectors
     import pyarrow as pa
 
-    from medsim.encoders.embed import run_embed  # noqa: F401  (schema of the files)
     from medsim.schemas import embedding_schema
 
     def table(ids, docs, x):
