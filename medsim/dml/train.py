@@ -709,8 +709,7 @@ def fit_space(
     its text kinds get identity heads, the image kind a ridge-started linear head into its
     space. Not tuned: residual heads over the frozen text embeddings. ``encode_all`` False
     encodes only the training and validation documents, and only when a non-text kind needs a
-    head trained against them (evaluation retrains that then embed a few documents of their
-    own).
+    head trained against them (evaluation retrains embed a few documents of their own).
     """
     from medsim.dml.tune import TunedText, tune_text_encoder
     from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
@@ -720,8 +719,7 @@ def fit_space(
     tune = train.tune_encoder if tune is None else tune
     if not tune or items is None or "text" not in frozen:
         return _fit_head_only(params, frozen, labels, splits, loss, log_dir)
-    # tuning runs on the CPU whatever embed.device says: SplitEncoder, the heads and the losses
-    # keep their tensors there (a GPU embed stage must not move only the encoder to cuda)
+    # on the CPU whatever embed.device says: the tuning code keeps its tensors there
     base = text_encoder_from_params(dataclasses.replace(params.embed, device="cpu"), root)
     split = SplitEncoder(base, train.tune_layers, train.max_tokens, root / LAYER_CACHE_DIR)
     tune_history = tune_text_encoder(split, items, labels, splits, train, loss, params.seed)
