@@ -16,6 +16,7 @@ import medsim.search.stage as search_stage
 from medsim.config import load_params
 from medsim.dml import codes_from_projected, document_vectors, load_shared_space, project
 from medsim.io import rows_to_table, write_table
+from medsim.names import SkipReason
 from medsim.schemas import ARTICLES, embedding_schema
 from medsim.search.index import build_index, label_prototypes, load_index
 from medsim.search.query import search_vector
@@ -108,7 +109,7 @@ def test_stage_script_builds_hnsw_above_exact_below_and_logs_skips(project, tmp_
     assert store.manifest["kinds"]["tables"]["float_type"] == "flat"
     skipped = pq.read_table(root / "data" / "skipped.parquet" / "index.parquet").to_pylist()
     assert sorted(r["item"] for r in skipped) == ["f1", "f2", "f3"]
-    assert {r["reason"] for r in skipped} == {"no_head"}
+    assert {r["reason"] for r in skipped} == {SkipReason.NO_HEAD}
     # the HNSW answer on 6 documents is the exact one
     query = store.vector("documents", 0)
     hits = search_vector(store, query, k=6, kinds=["documents"])
