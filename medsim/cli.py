@@ -9,10 +9,11 @@ encoders load only when a new text or image must be embedded.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,9 @@ def _render_hit(hit: dict[str, Any]) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Nearest items across modalities. Give a query text, --image, --pmid or --id."""
     from medsim.search.index import load_index
-    from medsim.search.query import (
-        QueryEncoder,
-        find_item,
-        find_pmid,
-        kinds_for,
-        search_codes,
-        search_vector,
-    )
+    from medsim.search.query import QueryEncoder, bits_for, find_item, find_pmid, kinds_for, nearest
 
     sources = [s for s in (args.query is not None, args.image, args.pmid, args.id) if s]
     if len(sources) != 1:
@@ -87,28 +82,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     root, index_dir, model_dir = _paths(args)
     store = load_index(index_dir)
     kinds = kinds_for(store, _modalities(args.modality))
-    binary = args.binary or args.bits is not None
-    bits = None
-    if binary:
-        bits = args.bits or (64 if 64 in store.bits else max(store.bits, default=0))
-        if bits not in store.bits:
-            have = ", ".join(map(str, store.bits)) or "none"
-            raise MedsimError(f"the index has no {bits}-bit codes (it has: {have})")
-
-    exclude = []
+    bits = bits_for(store, args.bits, args.binary)
+    ref, encoder = None, QueryEncoder(store, model_dir, root)
     if args.pmid or args.id:
         ref = find_pmid(store, args.pmid) if args.pmid else find_item(store, args.id)
-        exclude = [ref]
         vector = store.vector(ref.kind, ref.row)
-        code = store.code(ref.kind, ref.row, bits) if binary else None
     else:
-        encoder = QueryEncoder(store, model_dir, root)
         vector = encoder.image(args.image) if args.image else encoder.text([args.query])
-        code = encoder.codes(vector, bits) if binary else None
-    if binary:
-        hits = search_codes(store, code, args.k, kinds, exclude)
-    else:
-        hits = search_vector(store, vector, args.k, kinds, exclude)
+    hits = nearest(store, vector, args.k, kinds, ref=ref, bits=bits, codes=encoder.codes)
     _print_hits([h.to_dict() for h in hits], args.json)
     return 0
 
@@ -179,6 +160,8 @@ def _render_explanation(data: dict[str, Any]) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    """Shared neighbours, nearest label prototypes and the sentences that weigh most. Items are
+    [type:]id: a PMID, doc_id, figure_id or table_id."""
     from medsim.search.explain import explain
     from medsim.search.index import load_index
     from medsim.search.query import QueryEncoder, find_item
@@ -195,6 +178,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Load the index, the model and the encoders once and serve the search page at
+    http://HOST:PORT/ and the JSON API under /api (schema at /api/docs). It has no
+    authentication: keep HOST on loopback unless something in front guards it."""
     from medsim.serve.app import serve
 
     if args.max_k < 1 or args.max_upload_mb <= 0:
@@ -220,12 +206,22 @@ def _common(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _add_search(sub: argparse._SubParsersAction) -> None:
-    search = sub.add_parser(
-        "search",
-        help="top-k documents, figures, captions and tables for a text, an image or an item",
-        description="Nearest items across modalities. Give a query text, --image, --pmid or --id.",
+def _subcommand(
+    sub: argparse._SubParsersAction, run: Callable, summary: str, json_output: bool = True
+) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``run`` implements (``cmd_<name>``), described by its
+    docstring, with the options every subcommand takes."""
+    parser = sub.add_parser(
+        run.__name__.removeprefix("cmd_"), help=summary, description=inspect.getdoc(run)
     )
+    parser.set_defaults(func=run)
+    _common(parser, json_output)
+    return parser
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    summary = "top-k documents, figures, captions and tables for a text, an image or an item"
+    search = _subcommand(sub, cmd_search, summary)
     search.add_argument("query", nargs="?", help="free text, e.g. an abstract or a question")
     search.add_argument("--image", help="an image file (PNG, JPEG, ...) to search with")
     search.add_argument("--pmid", help="search with a stored document (PMID or doc id)")
@@ -245,17 +241,10 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         help="ask a running `medsim serve` at URL (default: $MEDSIM_SERVER; '' = search "
         "locally); if none answers there, search locally. The server uses its own index.",
     )
-    _common(search)
-    search.set_defaults(func=cmd_search)
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
-    explain = sub.add_parser(
-        "explain",
-        help="why two items are close",
-        description="Shared neighbours, nearest label prototypes and the sentences that weigh "
-        "most. Items are [type:]id: a PMID, doc_id, figure_id or table_id.",
-    )
+    explain = _subcommand(sub, cmd_explain, "why two items are close")
     explain.add_argument("a", help="first item, [type:]id")
     explain.add_argument("b", help="second item, [type:]id")
     explain.add_argument("--neighbours", type=int, default=5, help="shared neighbours to show")
@@ -263,25 +252,17 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--no-sentences", action="store_true", help="skip sentence scoring (no model loading)"
     )
-    _common(explain)
-    explain.set_defaults(func=cmd_explain)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="a local search page and JSON API (/api) over the index",
-        description="Load the index, the model and the encoders once and serve the search "
-        "page at http://HOST:PORT/ and the JSON API under /api (schema at /api/docs).",
-    )
+    summary = "a local search page and JSON API (/api) over the index"
+    serve = _subcommand(sub, cmd_serve, summary, json_output=False)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--max-k", type=int, default=100, help="most results per query")
     serve.add_argument(
         "--max-upload-mb", type=float, default=10, help="largest image upload (default: 10)"
     )
-    _common(serve, json_output=False)
-    serve.set_defaults(func=cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,9 +173,9 @@ class EmbedParams:
 @section
 @dataclass(frozen=True)
 class TrainParams:
-    dim: PosInt = 128
+    dim: PosInt = 128  # the shared space's width; index memory grows with it
     hidden: PosInt = 512
-    epochs: PosInt = 50
+    epochs: PosInt = 50  # a ceiling: training stops when validation stops improving (patience)
     batch_size: PosInt = 256
     lr: PosFloat = 1e-3
     weight_decay: NonNegFloat = 1e-4

@@ -6,22 +6,32 @@ changes type or goes missing fails at the stage that produced it, not three stag
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 
 __all__ = [
     "ARTICLES",
+    "ARTICLES_PATH",
     "FIGURES",
+    "FIGURES_PATH",
     "IMAGES",
     "INDEX_ITEMS",
     "SKIPPED",
     "SPLITS",
     "TABLES",
+    "TABLES_PATH",
     "SchemaError",
     "embedding_schema",
     "validate",
 ]
 
 SPLITS = ("train", "val", "test")
+
+# Where the stages write the tables below, relative to the project root.
+ARTICLES_PATH = Path("data/articles.parquet")
+FIGURES_PATH = Path("data/figures.parquet")
+TABLES_PATH = Path("data/tables.parquet")
 
 
 class SchemaError(ValueError):

@@ -63,26 +63,10 @@ Stable API (the evaluate and index stages rely on it)::
         # uint8 0/1 codes of vectors already in the space (e.g. fused document vectors).
 """
 
-from medsim.dml.model import (
-    KINDS,
-    SharedSpace,
-    codes_from_projected,
-    document_vectors,
-    hash_codes,
-    load_shared_space,
-    project,
-)
+from medsim.dml import model
+from medsim.dml.model import *  # noqa: F403  (the stable API above)
 from medsim.dml.stage import run_train
 from medsim.dml.train import train_space
 
-__all__ = [
-    "KINDS",
-    "SharedSpace",
-    "codes_from_projected",
-    "document_vectors",
-    "hash_codes",
-    "load_shared_space",
-    "project",
-    "run_train",
-    "train_space",
-]
+__all__ = ["run_train", "train_space"]
+__all__ += model.__all__

@@ -17,6 +17,7 @@ from medsim.dml.data import load_features, load_labels
 from medsim.dml.model import TEXT_MODEL_DIR
 from medsim.dml.train import TEXT_KINDS, FittedSpace, fit_space
 from medsim.io import atomic_dir
+from medsim.schemas import ARTICLES_PATH
 
 __all__ = ["LIVE_DIR", "MODEL_DIR", "SPACE_EMBEDDINGS", "run_train"]
 
@@ -63,7 +64,7 @@ def run_train(params: Params, root: str | Path = ".") -> Path:
 
     root = Path(root)
     features = load_features(root / "data/embeddings")
-    labels, splits = load_labels(root / "data/articles.parquet")
+    labels, splits = load_labels(root / ARTICLES_PATH)
     items = read_text_items(root) if params.train.tune_encoder else None
     live_dir = root / LIVE_DIR
     start = time.perf_counter()

@@ -8,8 +8,8 @@ cache and the skip log live. :data:`SOURCES` says what each embeddings file enco
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -27,7 +27,16 @@ from medsim.encoders.image import (
 from medsim.encoders.text import TextEncoder, load_text_encoder
 from medsim.io import SkipLog
 from medsim.names import Modality, SkipReason
-from medsim.schemas import ARTICLES, FIGURES, TABLES, embedding_schema, validate
+from medsim.schemas import (
+    ARTICLES,
+    ARTICLES_PATH,
+    FIGURES,
+    FIGURES_PATH,
+    TABLES,
+    TABLES_PATH,
+    embedding_schema,
+    validate,
+)
 
 __all__ = [
     "CACHE_DIR",
@@ -77,51 +86,27 @@ class Source:
     input: Path  # relative to the repo root
     schema: pa.Schema  # the input's schema
     id_column: str
-    columns: tuple[str, ...]  # input columns the content is built from
-    modality: Literal["text", "image"]
-    content: Callable[[dict], str | bytes] = field(repr=False)
+    columns: tuple[str, ...]  # text: joined in this order, one paragraph each; image: the bytes
+    modality: Literal["text", "image"] = "text"
 
     def read_columns(self) -> list[str]:
         return list(dict.fromkeys([self.id_column, "doc_id", *self.columns]))
 
+    def content(self, row: Mapping) -> str | bytes:
+        """What the encoder reads for one input row."""
+        if self.modality == "image":
+            return row[self.columns[0]] or b""
+        return _join(*(row[c] for c in self.columns))
+
 
 SOURCES: dict[str, Source] = {
-    Modality.TEXT.embeddings: Source(
-        Modality.TEXT.embeddings,
-        Path("data/articles.parquet"),
-        ARTICLES,
-        "doc_id",
-        ("title", "abstract"),
-        "text",
-        lambda row: _join(row["title"], row["abstract"]),
-    ),
-    Modality.CAPTION.embeddings: Source(
-        Modality.CAPTION.embeddings,
-        Path("data/figures.parquet"),
-        FIGURES,
-        "figure_id",
-        ("caption",),
-        "text",
-        lambda row: _join(row["caption"]),
-    ),
-    Modality.TABLE.embeddings: Source(
-        Modality.TABLE.embeddings,
-        Path("data/tables.parquet"),
-        TABLES,
-        "table_id",
-        ("caption", "text"),
-        "text",
-        lambda row: _join(row["caption"], row["text"]),
-    ),
-    Modality.IMAGE.embeddings: Source(
-        Modality.IMAGE.embeddings,
-        Path("data/figures.parquet"),
-        FIGURES,
-        "figure_id",
-        ("image",),
-        "image",
-        lambda row: row["image"] or b"",
-    ),
+    source.name: source
+    for source in (
+        Source(Modality.TEXT.embeddings, ARTICLES_PATH, ARTICLES, "doc_id", ("title", "abstract")),
+        Source(Modality.CAPTION.embeddings, FIGURES_PATH, FIGURES, "figure_id", ("caption",)),
+        Source(Modality.TABLE.embeddings, TABLES_PATH, TABLES, "table_id", ("caption", "text")),
+        Source(Modality.IMAGE.embeddings, FIGURES_PATH, FIGURES, "figure_id", ("image",), "image"),
+    )
 }
 
 
@@ -268,9 +253,9 @@ def embed_batch(
     source: Source,
     encoder: Encoder,
     *,
-    cache: EmbeddingCache | None = None,
+    cache: EmbeddingCache | None = None,  # hits skip the encoder; new vectors are added
     skips: SkipLog | None = None,
-    min_image_px: int = 32,
+    min_image_px: int = 32,  # smaller images are skipped (icons, rules, spacer pixels)
 ) -> pa.Table:
     """Embed one batch of ``source``'s input table into rows of ``embedding_schema(dim)``.
 

@@ -138,7 +138,13 @@ def build_table3(ctx: EvalContext) -> dict:
     src_ids = source["doc_id"].tolist()
     x_src = ctx.text_vectors(src_ids)
     x_tgt = ctx.encode_text(target["text"].tolist())
-    table = _cached_frozen_rows(ctx, source, target, (x_src, y_src), (x_tgt, y_tgt), len(classes))
+    src, tgt = (x_src, y_src), (x_tgt, y_tgt)
+    table = cached(
+        ctx.cache_root,
+        "table3_frozen",
+        _frozen_key(ctx, source, target, src, tgt),
+        lambda: _frozen_rows(ctx, source, target, src, tgt, len(classes)),
+    )
     s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
     proposed = knn_proba(
         s_src, y_src, ctx.space_texts(target["text"].tolist()), len(classes), ev.knn_k
@@ -167,17 +173,16 @@ def _drop_leaks(ctx: EvalContext, target: pd.DataFrame, known: np.ndarray) -> tu
     return keep, meta
 
 
-def _cached_frozen_rows(
+def _frozen_key(
     ctx: EvalContext,
     source: pd.DataFrame,
     target: pd.DataFrame,
-    src: tuple[np.ndarray, np.ndarray],
-    tgt: tuple[np.ndarray, np.ndarray],
-    n_classes: int,
-) -> dict:
-    """:func:`_frozen_rows` through the evaluate cache, keyed by everything they read."""
+    src: tuple[np.ndarray, np.ndarray],  # (vectors, class ids) of the source documents
+    tgt: tuple[np.ndarray, np.ndarray],  # and of the target texts
+) -> list:
+    """Everything :func:`_frozen_rows` reads, as the evaluate cache's key."""
     ev = ctx.params.evaluate
-    key = [
+    return [
         source[["doc_id", "label", "split", "title", "abstract"]],
         target["text"].tolist(),
         tgt[1],
@@ -188,12 +193,6 @@ def _cached_frozen_rows(
         ev.bootstrap,
         head_params(ctx.params.train),
     ]
-    return cached(
-        ctx.cache_root,
-        "table3_frozen",
-        key,
-        lambda: _frozen_rows(ctx, source, target, src, tgt, n_classes),
-    )
 
 
 def _frozen_rows(

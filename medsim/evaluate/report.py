@@ -3,55 +3,26 @@ the corpora differ said plainly. Pure text generation from the tables' dicts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 
 __all__ = ["SEED", "render_report"]
 
-# Figures reported by the seed papers, on their data (fractions). Not comparable one to one.
-SEED = {
-    "table1": {
-        "source": "LLM + DML paper, Table 1 (PubMed cancer articles + MedSegBench images)",
-        "rows": {
-            "cnn_softmax": ("ResNet-50, softmax", 0.784),
-            "cnn_mlp_softmax": ("EfficientNet-B0, softmax", 0.801),
-            "text_softmax": ("BERT, softmax (text only)", 0.816),
-            "late_fusion": ("CNN + BERT, late fusion", 0.832),
-            "metric_learning_no_llm": ("CNN + text encoder, triplet loss", 0.857),
-            "proposed": ("CNN + LLM, deep metric learning", 0.893),
-        },
-    },
-    "table2": {
-        "source": "LLM + DML paper, Table 2 (few-shot accuracy)",
-        "rows": {
-            "cnn_prototype": ("CNN baseline", {5: 0.628, 10: 0.689, 20: 0.745}),
-            "transformer_prototype": ("Transformer baseline", {5: 0.654, 10: 0.712, 20: 0.768}),
-            "proposed": ("Proposed LLM + DML", {5: 0.746, 10: 0.813, 20: 0.859}),
-        },
-    },
-    "table3": {
-        "source": "LLM + DML paper, Table 3 (cross-domain accuracy; domains not named)",
-        "rows": {
-            "text_softmax": ("multimodal transformer (CNN softmax: 0.706)", 0.748),
-            "metric_learning_no_llm": ("Metric learning (no LLM)", 0.802),
-            "proposed": ("Proposed LLM + DML", 0.867),
-        },
-    },
-    "modality": {
-        "source": "PairDx (6 document classes, 22,665 image-caption pairs)",
-        "rows": {
-            "zero_shot": ("zero-shot CLIP / BiomedCLIP", "0.612 / 0.663"),
-            "linear_probe": ("fine-tuned CLIP", "0.93"),
-            "fusion": ("PairDxFusion (ResNet-18 + GloVe)", "0.94"),
-        },
-    },
-    "retrieval": {
-        "source": "LSCH on MIMIC-CXR (reports, ~100k pairs), hashing mAP at 32 / 64 / 128 bits",
-        "rows": {
-            "image_to_caption": ("image -> text", "0.694 / 0.693 / 0.705"),
-            "caption_to_image": ("text -> image", "0.761 / 0.784 / 0.789"),
-        },
-    },
-}
+
+def _seed_figures() -> dict:
+    """Figures reported by the seed papers, on their data (fractions; not comparable one to
+    one), from ``seed_figures.json``: table -> source and rows (name -> label, value)."""
+    seed = json.loads(files("medsim.evaluate").joinpath("seed_figures.json").read_text("utf-8"))
+    for table in seed.values():
+        for name, (label, value) in table["rows"].items():
+            if isinstance(value, dict):  # few-shot: K -> accuracy; JSON keys are strings
+                value = {int(k): v for k, v in value.items()}
+            table["rows"][name] = (label, value)
+    return seed
+
+
+SEED = _seed_figures()
 
 REFERENCE = """Reference figures measured on these corpora outside the project (shared/README):
 OHSUMED-23 test accuracy TF-IDF + LR 0.649, frozen MiniLM + LR 0.683, a small metric-learning
@@ -208,28 +179,16 @@ def render_report(
         out += ["## The proposed space: what tuning buys", "", design, ""]
         out += _side_by_side(tables)
         out.append("")
-    if "table1" in tables:
-        out += [
-            "## Table 1: classification (test split)",
-            "",
-            f"Seed: {SEED['table1']['source']}.",
-            "",
-        ]
-        out += _classification(tables["table1"], SEED["table1"])
-        out += ["", f"meta: `{dict(tables['table1'].get('meta', {}))}`", ""]
-    if "table2" in tables:
-        out += [
-            f"## Table 2: few-shot ({PROTOCOL_TITLES.get(tables['table2'].get('protocol'), '')})",
-            "",
-            f"Seed: {SEED['table2']['source']}.",
-            "",
-        ]
-        out += _fewshot(tables["table2"], SEED["table2"])
-        out += ["", f"meta: `{dict(tables['table2'].get('meta', {}))}`", ""]
-    if "table3" in tables:
-        out += ["## Table 3: cross-domain", "", f"Seed: {SEED['table3']['source']}.", ""]
-        out += _classification(tables["table3"], SEED["table3"])
-        out += ["", f"meta: `{dict(tables['table3'].get('meta', {}))}`", ""]
+    protocol = PROTOCOL_TITLES.get(tables.get("table2", {}).get("protocol"), "")
+    for name, title, render in (
+        ("table1", "Table 1: classification (test split)", _classification),
+        ("table2", f"Table 2: few-shot ({protocol})", _fewshot),
+        ("table3", "Table 3: cross-domain", _classification),
+    ):
+        if name in tables:
+            out += [f"## {title}", "", f"Seed: {SEED[name]['source']}.", ""]
+            out += render(tables[name], SEED[name])
+            out += ["", f"meta: `{dict(tables[name].get('meta', {}))}`", ""]
     for name, title in (
         ("retrieval", "Cross-modal retrieval"),
         ("modality", "Figure modality classification"),

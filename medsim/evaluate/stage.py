@@ -36,7 +36,7 @@ from medsim.evaluate.report import render_report
 from medsim.evaluate.retrieval import build_retrieval
 from medsim.evaluate.textbench import build_textbench
 from medsim.io import atomic_path, read_table
-from medsim.schemas import ARTICLES
+from medsim.schemas import ARTICLES, ARTICLES_PATH, FIGURES_PATH
 
 __all__ = [
     "BUILDERS",
@@ -77,16 +77,16 @@ def load_context(params: Params, root: Path) -> EvalContext:
     from medsim.dml.data import load_features
     from medsim.evaluate.encode import load_encoder
 
-    articles = read_table(root / "data/articles.parquet", ARTICLES, ARTICLE_COLUMNS).to_pandas()
+    articles = read_table(root / ARTICLES_PATH, ARTICLES, ARTICLE_COLUMNS).to_pandas()
     features = load_features(root / "data/embeddings")
-    figures = load_figures_meta(root / "data/figures.parquet")
+    figures = load_figures_meta(root / FIGURES_PATH)
     encoder, note = load_encoder(params.embed, root)
     log.info("text encoder for new texts: %s", note)
     space = load_space_ops(params, root, features, encoder)
     return EvalContext(
         params=params,
         articles=articles,
-        features=features,
+        features=features,  # the embed stage's frozen vectors: every baseline reads these
         figures=figures,
         space=space,
         encode_text=encoder,

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from medsim import schemas
 from medsim.config import ComputeParams, ExtractParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
@@ -28,16 +29,12 @@ from medsim.names import SkipReason
 from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
 from medsim.pdf.jats import extract_jats
 from medsim.pdf.worker import Outcome, TimedPool
-from medsim.schemas import ARTICLES, FIGURES, IMAGES, TABLES, validate
 
 __all__ = ["ExtractInputError", "ExtractSummary", "extract_task", "run_extract", "timed_batch"]
 
 log = logging.getLogger(__name__)
 
-ARTICLES_PATH = Path("data/articles.parquet")
-IMAGES_PATH = Path("data/raw/images.parquet")
-FIGURES_PATH = Path("data/figures.parquet")
-TABLES_PATH = Path("data/tables.parquet")
+IMAGES_PATH = Path("data/raw/images.parquet")  # a corpus's own images (fetch writes it)
 
 
 @dataclass
@@ -111,13 +108,13 @@ def _tasks(
     root: Path, params: ExtractParams
 ) -> tuple[list[tuple[str, str, ExtractParams]], list[tuple[str, str]]]:
     """``(pdf tasks, jats tasks)``: each article's one source of figures and tables."""
-    if not (root / ARTICLES_PATH).exists():
+    if not (root / schemas.ARTICLES_PATH).exists():
         raise ExtractInputError(
-            f"{ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
+            f"{schemas.ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
             "(`dvc repro fetch`)"
         )
     articles = read_table(
-        root / ARTICLES_PATH, ARTICLES, columns=["doc_id", "pdf_path", "jats_path"]
+        root / schemas.ARTICLES_PATH, schemas.ARTICLES, columns=["doc_id", "pdf_path", "jats_path"]
     ).to_pylist()
     pdfs, jats = [], []
     for row in articles:
@@ -150,7 +147,7 @@ def _image_rows(root: Path) -> Iterator[dict]:
     if not path.exists():
         return
     for batch in iter_batches(path, batch_size=256):
-        yield from validate(batch, IMAGES, name=str(path)).to_pylist()
+        yield from schemas.validate(batch, schemas.IMAGES, name=str(path)).to_pylist()
 
 
 def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
@@ -166,8 +163,8 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
         log.info("text-only corpus: no PDFs, no full texts, no images; empty figures and tables")
 
     with (
-        ParquetSink(root / FIGURES_PATH, FIGURES) as figures,
-        ParquetSink(root / TABLES_PATH, TABLES) as tables,
+        ParquetSink(root / schemas.FIGURES_PATH, schemas.FIGURES) as figures,
+        ParquetSink(root / schemas.TABLES_PATH, schemas.TABLES) as tables,
     ):
         batch: list[dict] = []
         for out in tqdm(

@@ -278,10 +278,10 @@ def _iterparse(source: BinaryIO | str | Path) -> etree.iterparse:
         source,
         events=("end",),
         tag=RECORD_TAGS,
-        load_dtd=False,
+        load_dtd=False,  # no DTD, network or entities: the XML is untrusted (XXE)
         no_network=True,
         resolve_entities=False,
-        huge_tree=True,
+        huge_tree=True,  # a baseline file or a PMC article can pass libxml2's default limits
         recover=True,
     )
 

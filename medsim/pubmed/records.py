@@ -35,10 +35,10 @@ class Article:
 
     doc_id: str
     title: str
-    abstract: str
-    source: str
+    abstract: str  # the main text; a structured abstract's sections as "LABEL: text" paragraphs
+    source: str  # the reader that made it: "entrez", "local:pdfs", ...
     pmid: str | None = None
-    label: str | None = None
+    label: str | None = None  # the class; None when the corpus has none for this document
     split: str | None = None
     journal: str | None = None
     year: int | None = None

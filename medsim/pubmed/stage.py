@@ -24,13 +24,12 @@ from medsim.io import ParquetSink, SkipLog, atomic_dir, rows_to_table, write_tab
 from medsim.names import SkipReason
 from medsim.pubmed.raw import RAW_DIR, RawStore
 from medsim.pubmed.records import CorpusImage, Record, Skipped
-from medsim.schemas import ARTICLES, IMAGES
+from medsim.schemas import ARTICLES, ARTICLES_PATH, IMAGES
 
 __all__ = ["FetchSummary", "run_fetch", "write_articles"]
 
 log = logging.getLogger(__name__)
 
-ARTICLES_PATH = Path("data/articles.parquet")
 CACHE_DIR = Path("data/cache")  # not a DVC output: survives re-runs so nothing is fetched twice
 
 

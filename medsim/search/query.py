@@ -7,7 +7,7 @@ captions and tables in one list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,11 @@ __all__ = [
     "Hit",
     "ItemRef",
     "QueryEncoder",
+    "bits_for",
     "find_item",
     "find_pmid",
+    "kinds_for",
+    "nearest",
     "search_codes",
     "search_vector",
 ]
@@ -78,39 +81,49 @@ def kinds_for(store: IndexStore, types: Sequence[str] | None) -> list[str]:
     return [k for k in kinds if k in store.kinds]
 
 
+def _candidates(
+    index_of: Callable[[str], Any],
+    query: np.ndarray,
+    kinds: Sequence[str],
+    k: int,
+    exclude: Sequence[ItemRef],
+) -> list[tuple[float, str, int]]:
+    """Each kind's ``k`` best (score, kind, row), plus one more per excluded item of that kind."""
+    found = []
+    for kind in kinds:
+        extra = sum(ref.kind == kind for ref in exclude)
+        scores, rows = search(index_of(kind), query, k + extra)
+        found += [(float(s), kind, int(r)) for s, r in zip(scores[0], rows[0], strict=True)]
+    return found
+
+
 def _collect(
     store: IndexStore,
-    candidates: Iterable[tuple[float, str, int, int | None]],
+    candidates: Iterable[tuple[float, str, int]],
     k: int,
     exclude: Iterable[ItemRef],
-    reverse: bool,
     bits: int | None = None,
 ) -> list[Hit]:
+    """The ``k`` best candidates as hits: highest inner product first, or with ``bits``, the
+    smallest Hamming distance (scored ``1 - hamming / bits``)."""
     skip = set(exclude)
+    sign = 1 if bits is not None else -1
     ranked = sorted(
         (c for c in candidates if c[2] >= 0 and ItemRef(c[1], c[2]) not in skip),
-        key=lambda c: (-c[0] if reverse else c[0], INDEX_KINDS.index(c[1]), c[2]),
+        key=lambda c: (sign * c[0], INDEX_KINDS.index(c[1]), c[2]),
     )[:k]
     by_kind: dict[str, list[int]] = {}
-    for _, kind, row, _ in ranked:
+    for _, kind, row in ranked:
         by_kind.setdefault(kind, []).append(row)
     records = {
         kind: dict(zip(rows, store.rows(kind, rows, RENDER_COLUMNS), strict=True))
         for kind, rows in by_kind.items()
     }
     hits = []
-    for rank, (score, kind, row, hamming) in enumerate(ranked, start=1):
-        if bits is not None:
-            score = 1.0 - hamming / bits
-        hits.append(
-            Hit(
-                rank=rank,
-                score=round(float(score), 6),
-                type=RESULT_TYPES[kind],
-                hamming=hamming,
-                **records[kind][row],
-            )
-        )
+    for rank, (score, kind, row) in enumerate(ranked, start=1):
+        hamming = None if bits is None else int(score)
+        score = round(float(score if bits is None else 1.0 - hamming / bits), 6)
+        hits.append(Hit(rank, score, RESULT_TYPES[kind], **records[kind][row], hamming=hamming))
     return hits
 
 
@@ -119,40 +132,64 @@ def search_vector(
     query: np.ndarray,
     k: int = 10,
     kinds: Sequence[str] | None = None,
-    exclude: Iterable[ItemRef] = (),
+    exclude: Sequence[ItemRef] = (),
 ) -> list[Hit]:
     """The ``k`` items nearest a unit vector ``query`` [dim] or [1, dim] (float indexes)."""
-    exclude = list(exclude)
     query = np.asarray(query, dtype=np.float32).reshape(1, -1)
-    candidates = []
-    for kind in kinds or store.kinds:
-        extra = sum(ref.kind == kind for ref in exclude)
-        scores, rows = search(store.float_index(kind), query, k + extra)
-        candidates += [
-            (float(s), kind, int(r), None) for s, r in zip(scores[0], rows[0], strict=True)
-        ]
-    return _collect(store, candidates, k, exclude, reverse=True)
+    found = _candidates(store.float_index, query, kinds or store.kinds, k, exclude)
+    return _collect(store, found, k, exclude)
 
 
 def search_codes(
     store: IndexStore,
-    code: np.ndarray,
+    code: np.ndarray,  # 0/1 per bit, [bits] or [1, bits]
     k: int = 10,
     kinds: Sequence[str] | None = None,
-    exclude: Iterable[ItemRef] = (),
+    exclude: Sequence[ItemRef] = (),
 ) -> list[Hit]:
-    """The ``k`` items nearest a 0/1 ``code`` [bits] or [1, bits] in Hamming distance."""
-    exclude = list(exclude)
+    """The ``k`` items nearest a hash ``code`` in Hamming distance."""
     code = np.asarray(code, dtype=np.uint8).reshape(1, -1)
     bits = code.shape[1]
-    candidates = []
-    for kind in kinds or store.kinds:
-        extra = sum(ref.kind == kind for ref in exclude)
-        dist, rows = search(store.binary_index(kind, bits), code, k + extra)
-        candidates += [
-            (float(d), kind, int(r), int(d)) for d, r in zip(dist[0], rows[0], strict=True)
-        ]
-    return _collect(store, candidates, k, exclude, reverse=False, bits=bits)
+    found = _candidates(
+        lambda kind: store.binary_index(kind, bits), code, kinds or store.kinds, k, exclude
+    )
+    return _collect(store, found, k, exclude, bits=bits)
+
+
+def bits_for(store: IndexStore, bits: int | None, binary: bool = False) -> int | None:
+    """The code size a search uses: ``bits`` when given, else with ``binary`` 64 bits (or the
+    largest size the index has); None: a float search. An error when the index lacks it."""
+    if binary and bits is None:
+        bits = 64 if 64 in store.bits else max(store.bits, default=0)
+    if bits is not None and bits not in store.bits:
+        have = ", ".join(map(str, store.bits)) or "none"
+        raise MedsimError(f"the index has no {bits}-bit codes (it has: {have})")
+    return bits
+
+
+def nearest(
+    store: IndexStore,
+    vector: np.ndarray,
+    k: int,
+    kinds: Sequence[str],
+    *,
+    ref: ItemRef | None = None,
+    bits: int | None = None,
+    codes: Callable[[np.ndarray, int], np.ndarray] | None = None,
+) -> list[Hit]:
+    """The ``k`` items nearest a query: its shared-space ``vector``, or with ``bits`` its code
+    (the stored item's when the query is the item ``ref``, else ``codes(vector, bits)``).
+    ``ref`` itself is left out of the results."""
+    exclude = [ref] if ref is not None else []
+    if bits is None:
+        return search_vector(store, vector, k, kinds, exclude)
+    if ref is not None:
+        code = store.code(ref.kind, ref.row, bits)
+    elif codes is not None:
+        code = codes(vector, bits)
+    else:
+        raise ValueError("a Hamming search for a new query needs `codes`")
+    return search_codes(store, code, k, kinds, exclude)
 
 
 def find_pmid(store: IndexStore, pmid: str) -> ItemRef:

@@ -26,11 +26,11 @@ from medsim.search.query import (
     Hit,
     ItemRef,
     QueryEncoder,
+    bits_for,
     find_item,
     find_pmid,
     kinds_for,
-    search_codes,
-    search_vector,
+    nearest,
 )
 from medsim.serve.corpus import Corpus, LRUCache, pmc_url, pubmed_url
 
@@ -222,26 +222,20 @@ class SearchService:
         """The ``k`` nearest items to ``query`` (Hamming search over ``bits``-bit codes if
         given; ``binary`` alone picks 64 bits, else the largest size, as the CLI does), of
         ``types`` only when given; the query item itself is left out."""
-        if binary and bits is None:
-            bits = 64 if 64 in self.store.bits else max(self.store.bits, default=0)
         if not 1 <= k <= self.max_k:
             raise RequestError(f"k must be between 1 and {self.max_k}, got {k}")
         try:
             kinds = kinds_for(self.store, types)
+            bits = bits_for(self.store, bits, binary)
         except MedsimError as exc:
             raise RequestError(str(exc)) from exc
-        exclude = [query.ref] if query.ref else []
-        if bits is None:
-            return search_vector(self.store, query.vector, k, kinds, exclude)
-        if bits not in self.store.bits:
-            have = ", ".join(map(str, self.store.bits)) or "none"
-            raise RequestError(f"the index has no {bits}-bit codes (it has: {have})")
-        if query.ref is not None:
-            code = self.store.code(query.ref.kind, query.ref.row, bits)
-        else:
-            with self._model_lock:
-                code = self.encoder.codes(query.vector, bits)
-        return search_codes(self.store, code, k, kinds, exclude)
+        return nearest(
+            self.store, query.vector, k, kinds, ref=query.ref, bits=bits, codes=self._codes
+        )
+
+    def _codes(self, vector: np.ndarray, bits: int) -> np.ndarray:
+        with self._model_lock:
+            return self.encoder.codes(vector, bits)
 
     # ------------------------------------------------------------------ explanations
 

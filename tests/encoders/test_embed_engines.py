@@ -43,12 +43,18 @@ def test_map_batches_keeps_order_and_rows_on_both_engines(tmp_path: Path, local_
         assert result.column("x").to_pylist() == [2 * i for i in range(25)]
 
 
-def _pid_factory() -> object:
+def _pid_factory(meeting: Path, actors: int) -> object:
+    """A batch function that tags rows with its process id; each actor's first batch waits
+    (up to a minute) until ``actors`` actors have each started one, so the test does not
+    depend on how fast an actor starts on a loaded machine."""
     import os
     import time
 
     def fn(batch: pa.Table) -> pa.Table:
-        time.sleep(0.2)  # long enough that one actor cannot take every batch
+        (meeting / str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(list(meeting.iterdir())) < actors and time.monotonic() < deadline:
+            time.sleep(0.05)
         return pa.table({"id": batch.column("id"), "pid": [os.getpid()] * batch.num_rows})
 
     return fn
@@ -62,12 +68,10 @@ def test_every_ray_actor_gets_batches_of_a_one_block_file(tmp_path: Path, local_
         pa.table({"id": [f"r{i}" for i in range(40)]}, schema), tmp_path / "in.parquet", schema
     )
     compute = ComputeParams(engine="ray", workers=2, batch_size=4)
+    (meeting := tmp_path / "meeting").mkdir()
+    factory = partial(_pid_factory, meeting, 2)
     out = pa.concat_tables(
-        list(
-            map_batches(
-                tmp_path / "in.parquet", _pid_factory, compute, columns=["id"], batch_rows=4
-            )
-        )
+        list(map_batches(tmp_path / "in.parquet", factory, compute, columns=["id"], batch_rows=4))
     )
     assert out.column("id").to_pylist() == [f"r{i}" for i in range(40)]
     assert len(set(out.column("pid").to_pylist())) == 2

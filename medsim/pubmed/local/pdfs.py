@@ -50,13 +50,13 @@ _STOP_PREFIX = re.compile(
 _STRUCTURED_START = re.compile(
     r"^\s*(objectives?|background|purpose|aims?|context|introduction)\s*[.:]\s+\S", re.IGNORECASE
 )
-_BANNER = re.compile(
+_BANNER = re.compile(  # a journal's banner line above the title, not the title
     r"^\s*((original|research|review|short|brief)?\s*(research\s+)?"
     r"(article|paper|report|communication|review|letter|editorial)s?|open\s+access|"
     r"case\s+report|research|review)\s*$",
     re.IGNORECASE,
 )
-_BOILERPLATE = re.compile(
+_BOILERPLATE = re.compile(  # front matter that is neither the title nor the abstract
     r"(copyright|©|licen[cs]e|correspondence|received\s|accepted\s|published\s|"
     r"www\.|https?://|doi\s*:|e-?mail)",
     re.IGNORECASE,
@@ -231,11 +231,4 @@ def read(path: Path, opts: LocalSourceParams, store: RawStore, ambiguous: str) -
         parts = relative[file]
         label = parts[0] if by_folder and len(parts) > 1 else None
         pdf_path = store.add_file(file, f"pdfs/{doc_id}.pdf")
-        yield Article(
-            doc_id=doc_id,
-            title=title,
-            abstract=abstract,
-            source=SOURCE,
-            label=label,
-            pdf_path=pdf_path,
-        )
+        yield Article(doc_id, title, abstract, SOURCE, label=label, pdf_path=pdf_path)
