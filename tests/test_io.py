@@ -13,6 +13,7 @@ from medsim.io import (
     iter_batches,
     read_table,
     rows_to_table,
+    stream_batches,
     write_table,
 )
 from medsim.schemas import ARTICLES, SKIPPED, SchemaError, embedding_schema, validate
@@ -108,3 +109,14 @@ def test_skip_log_writes_its_stage_file_in_the_dataset(tmp_path: Path) -> None:
     frame = pd.read_parquet(tmp_path / "data/skipped.parquet")
     assert len(frame) == 3 and set(frame["stage"]) == {"fetch"}
     assert read_table(path, SKIPPED).num_rows == 3
+
+
+def test_stream_batches_crosses_row_groups_in_order(tmp_path: Path) -> None:
+    """Row groups of 4 read in batches of 3: every row once, in order, batches of 3 (the last
+    excepted), only the asked columns."""
+    table = pa.table({"id": [f"r{i}" for i in range(10)], "x": list(range(10))})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=4)
+    batches = list(stream_batches(tmp_path / "t.parquet", 3, ["id"]))
+    assert [b.num_rows for b in batches] == [3, 3, 3, 1]
+    assert all(b.schema.names == ["id"] for b in batches)
+    assert [v for b in batches for v in b.column(0).to_pylist()] == table.column("id").to_pylist()

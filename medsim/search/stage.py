@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
-from medsim.io import SkipLog, atomic_dir
+from medsim.io import SkipLog, atomic_dir, stream_batches
 from medsim.names import SkipReason
 from medsim.search.index import (
     KIND_SOURCES,
@@ -127,8 +127,7 @@ def _embedding_batches(path: Path) -> Iterator[tuple[list[str], list[str], np.nd
     (the last excepted), whatever its row groups."""
     pending: list[pa.RecordBatch] = []
     buffered = 0
-    reader = pq.ParquetFile(path)
-    for batch in reader.iter_batches(BATCH_ROWS, columns=["id", "doc_id", "vector"]):
+    for batch in stream_batches(path, BATCH_ROWS, ["id", "doc_id", "vector"]):
         pending.append(batch)
         buffered += batch.num_rows
         if buffered >= BATCH_ROWS:
@@ -163,7 +162,7 @@ def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path
         if not path.is_file() or pq.ParquetFile(path).metadata.num_rows == 0:
             continue
         if head not in space.heads:
-            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=["id"]):
+            for batch in stream_batches(path, BATCH_ROWS, ["id"]):
                 for item in batch.column(0).to_pylist():
                     skipped.add(item, SkipReason.NO_HEAD, f"the trained space has no '{head}' head")
             continue
