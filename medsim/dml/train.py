@@ -719,8 +719,8 @@ def fit_space(
     tune = train.tune_encoder if tune is None else tune
     if not tune or items is None or "text" not in frozen:
         return _fit_head_only(params, frozen, labels, splits, loss, log_dir)
-    # on the CPU whatever embed.device says: the tuning code keeps its tensors there
-    base = text_encoder_from_params(dataclasses.replace(params.embed, device="cpu"), root)
+    # tunes where embed.device puts the encoder: on a GPU when there is one
+    base = text_encoder_from_params(params.embed, root)
     split = SplitEncoder(base, train.tune_layers, train.max_tokens, root / LAYER_CACHE_DIR)
     tune_history = tune_text_encoder(split, items, labels, splits, train, loss, params.seed)
     tuned = TunedText(split, root / CACHE_DIR)

@@ -148,7 +148,7 @@ class TunedText:
         digest = hashlib.sha256(split.lower_key.encode())
         for key, value in sorted(split.upper_state().items()):
             digest.update(key.encode())
-            digest.update(value.contiguous().numpy().tobytes())
+            digest.update(value.cpu().contiguous().numpy().tobytes())
         self.fingerprint = digest.hexdigest()
         self.cache = (
             EmbeddingCache(cache_root, self.fingerprint, self.dim)
@@ -272,14 +272,14 @@ def _step_terms(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(class, retrieval, cross-modal) loss terms of one tuning step."""
     z = split.upper([inputs.doc_states[i] for i in batch])
-    class_term = objective(z, torch.from_numpy(inputs.y[batch]))
-    retrieval_term = torch.zeros(())
+    class_term = objective(z, torch.from_numpy(inputs.y[batch]).to(z.device))
+    retrieval_term = torch.zeros((), device=z.device)
     titled = [j for j, i in enumerate(batch) if int(i) in inputs.title_of]
     if params.retrieval_weight > 0 and len(titled) > 1:
         t = split.upper([inputs.title_states[inputs.title_of[int(batch[j])]] for j in titled])
-        keys = torch.arange(len(titled))
+        keys = torch.arange(len(titled), device=z.device)
         retrieval_term = align(t, keys, z[titled], keys)
-    cross_term = torch.zeros(())
+    cross_term = torch.zeros((), device=z.device)
     if params.cross_modal_weight > 0:
         for (_, states, doc_pos), order in zip(inputs.parts, part_orders, strict=True):
             take = np.take(
@@ -288,7 +288,7 @@ def _step_terms(
             take = np.unique(take)
             zp = split.upper([states[i] for i in take])
             zd = split.upper([inputs.doc_states[i] for i in doc_pos[take]])
-            keys = torch.from_numpy(doc_pos[take])
+            keys = torch.from_numpy(doc_pos[take]).to(z.device)
             cross_term = cross_term + align(zp, keys, zd, keys) / len(inputs.parts)
     return class_term, retrieval_term, cross_term
 
@@ -317,6 +317,7 @@ def tune_text_encoder(
     rng = np.random.RandomState(seed)
     torch.manual_seed(seed)
     objective = build_objective(loss, params, len(classes), split.dim)
+    objective.loss.to(split.device)  # proxies, where the loss has them
     align = alignment_loss(params.temperature)
     batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
     epoch_size = max(len(inputs.y) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)

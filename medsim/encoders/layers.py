@@ -9,6 +9,9 @@ run only the upper layers, and a loss experiment re-computes nothing below the c
 
 Supported: BERT-family encoders (BERT, MiniLM, RoBERTa, ELECTRA), whose layers take the
 hidden states and an attention mask and nothing else.
+
+The model runs where its weights are (a GPU when the base encoder was loaded on one); cached
+states and returned vectors live on the CPU.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class SplitEncoder:
         self.max_tokens = min(max_tokens, base.max_tokens) if base.max_tokens else max_tokens
         self.dim = base.dim
         self.pool = base.pool
+        self.device = base.device
         for param in model.parameters():
             param.requires_grad_(False)
         for layer in self.upper_layers:
@@ -174,13 +178,15 @@ class SplitEncoder:
             max_length=self.max_tokens,
             return_tensors="pt",
         )
+        inputs = inputs.to(self.device)
         kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "token_type_ids")}
         hidden = self.model.embeddings(**kwargs)
         mask = self._mask(hidden, inputs["attention_mask"])
         for layer in self.model.encoder.layer[: self.cut]:
             hidden = layer(hidden, mask)
         lengths = inputs["attention_mask"].sum(1).tolist()
-        return [hidden[i, :n].numpy().astype(np.float16) for i, n in enumerate(lengths)]
+        hidden = hidden.to("cpu", torch.float16)
+        return [hidden[i, :n].numpy() for i, n in enumerate(lengths)]
 
     def lower(self, texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
         """Token states at the cut, ``[n_tokens, dim]`` float16 per text, computing (and
@@ -215,6 +221,7 @@ class SplitEncoder:
         for i, s in enumerate(states):
             hidden[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.float32))
             mask[i, : len(s)] = 1
+        hidden, mask = hidden.to(self.device), mask.to(self.device)
         attention = self._mask(hidden, mask)
         for layer in self.upper_layers:
             hidden = layer(hidden, attention)
@@ -232,6 +239,6 @@ class SplitEncoder:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 index = order[start : start + batch_size]
-                out[index] = self.upper([states[i] for i in index]).numpy()
+                out[index] = self.upper([states[i] for i in index]).cpu().numpy()
         self.model.train(was_training)
         return out

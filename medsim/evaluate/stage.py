@@ -120,7 +120,7 @@ def load_space_ops(
         str(model_dir / space.text_model),
         max_tokens=int(tuned_params.get("max_tokens", params.train.max_tokens)),
         batch_size=params.embed.batch_size,
-        device="cpu",
+        device=params.embed.device,
         instruction=params.embed.instruction,
         root=root,
     )

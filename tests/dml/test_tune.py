@@ -12,7 +12,13 @@ from medsim.config import params_from_dict
 from medsim.dml import load_shared_space
 from medsim.dml.data import load_features
 from medsim.dml.stage import run_train
-from medsim.dml.tune import TextItems, interpolate, read_text_items, tune_text_encoder
+from medsim.dml.tune import (
+    TextItems,
+    TunedText,
+    interpolate,
+    read_text_items,
+    tune_text_encoder,
+)
 from medsim.encoders.layers import SplitEncoder
 from medsim.encoders.text import load_text_encoder
 from medsim.errors import MedsimError
@@ -113,6 +119,45 @@ def test_tuning_moves_only_the_upper_layers_and_weight_zero_is_the_original(bert
             assert changed and all(k.startswith("encoder.layer.1.") for k in changed)
         else:
             assert not changed
+
+
+# CI has no GPU; on a machine with one, the same tests run there too
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tuning_runs_where_the_encoder_is(bert_folder, device):
+    """Every term (a loss with proxies, titles, captions) on the encoder's device; the
+    tuned encoder's vectors come back as CPU arrays."""
+    rows = _corpus()
+    items = TextItems(
+        [r["doc_id"] for r in rows],
+        [f"{r['title']}\n{r['abstract']}" for r in rows],
+        [r["title"] for r in rows],
+        {
+            "caption": (
+                [f"f{r['doc_id']}" for r in rows],
+                [r["doc_id"] for r in rows],
+                [f"figure of {r['title']}" for r in rows],
+            )
+        },
+    )
+    encoder = load_text_encoder(str(bert_folder), max_tokens=24, device=device)
+    split = SplitEncoder(encoder, 1, 24, None)
+    params = _params(bert_folder, interpolation=1.0, cross_modal_weight=1.0).train
+    history = tune_text_encoder(
+        split,
+        items,
+        {r["doc_id"]: r["label"] for r in rows},
+        {r["doc_id"]: r["split"] for r in rows},
+        params,
+        "proxy_anchor",
+        0,
+    )
+    assert all(np.isfinite(h["loss"]) and h["cross_modal_loss"] > 0 for h in history)
+    assert next(iter(split.upper_state().values())).device.type == device
+    vectors = TunedText(split).encode(items.texts[:3])
+    assert vectors.shape == (3, split.dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1)
 
 
 def test_tuning_needs_two_classes(bert_folder):

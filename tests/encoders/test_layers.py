@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from medsim.encoders.layers import LayerCache, SplitEncoder
 from medsim.encoders.text import load_text_encoder
@@ -30,6 +31,16 @@ def test_split_encoder_equals_the_whole_model(tiny_bert, tmp_path, tune_layers):
     got = split.encode(TEXTS, batch_size=2)
     np.testing.assert_allclose(got, expected, atol=2e-3)  # lower states are float16
     assert split.cut == (2 - tune_layers if tune_layers == 1 else 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run on a lent one)")
+def test_split_encoder_on_a_gpu_gives_the_cpu_vectors(tiny_bert, tmp_path):
+    folder = tiny_bert.folder
+    on_gpu = load_text_encoder(str(folder), max_tokens=32, batch_size=2, device="cuda")
+    split = SplitEncoder(on_gpu, 1, 32, tmp_path)
+    np.testing.assert_allclose(
+        split.encode(TEXTS, batch_size=2), tiny_bert.encode(TEXTS), atol=3e-3
+    )
 
 
 def test_lower_states_are_cached_and_shared_by_a_tuned_copy(tiny_bert, tmp_path):
