@@ -1,6 +1,7 @@
 """Peak memory of the ``index`` stage as the corpus grows: ``run_index`` on synthetic projects.
 
-A synthetic project: ``--docs`` articles (six-word titles, no abstract), one 384-d text
+A synthetic project: ``--docs`` articles (six-word titles, ``--abstract-words`` word
+abstracts: 200 is about a PubMed abstract, 1.4 KB), one 384-d text
 embedding each (MiniLM's size), a caption embedding for one document in ten (so the
 documents are fused from two kinds), and a seeded, untrained SharedSpace (128-d, 64-bit codes).
 Embeddings are written batch by batch. Each size runs ``run_index`` in a fresh process and
@@ -44,7 +45,12 @@ def _embeddings(rng, ids: list[str], doc_ids: list[str]) -> pa.Table:
 
 
 def write_synthetic_project(
-    root: Path, docs: int, seed: int = 0, exact_below: int = 100_000, approximate: str = "ivfpq"
+    root: Path,
+    docs: int,
+    seed: int = 0,
+    exact_below: int = 100_000,
+    approximate: str = "ivfpq",
+    abstract_words: int = 0,
 ) -> Path:
     """Articles, text and caption embeddings, a seeded space and params.yaml under ``root``."""
     import torch
@@ -67,7 +73,7 @@ def write_synthetic_project(
             "doc_id": ids,
             "pmid": [i[1:] for i in ids],
             "title": [" ".join(rng.choice(WORDS, 6)) for _ in ids],
-            "abstract": [""] * len(ids),
+            "abstract": [" ".join(rng.choice(WORDS, abstract_words)) for _ in ids],
             "label": [f"c{int(i[1:]) % 5}" for i in ids],
             "split": ["train" if int(i[1:]) % 4 else "test" for i in ids],
             "source": ["synthetic"] * len(ids),
@@ -117,12 +123,15 @@ def main() -> None:
     parser.add_argument("--exact-below", type=int, default=100_000)
     parser.add_argument("--stage", default="medsim.search.stage", help="module with run_index")
     parser.add_argument("--batch-rows", type=int, default=0, help="override the stage's batch")
+    parser.add_argument("--abstract-words", type=int, default=200, help="words per abstract")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     for docs in args.docs:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            root = write_synthetic_project(Path(tmp), docs, exact_below=args.exact_below)
+            root = write_synthetic_project(
+                Path(tmp), docs, exact_below=args.exact_below, abstract_words=args.abstract_words
+            )
             made = time.perf_counter() - t0
             queue = ctx.Queue()
             proc = ctx.Process(target=_run, args=(root, args.stage, args.batch_rows, queue))
@@ -133,6 +142,7 @@ def main() -> None:
                 "stage": args.stage,
                 "batch_rows": args.batch_rows or "default",
                 "docs": docs,
+                "abstract_words": args.abstract_words,
                 "write_s": round(made, 1),
                 **result,
             }

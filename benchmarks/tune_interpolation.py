@@ -7,9 +7,17 @@ split only), then scores several tuned weights on the VALIDATION split only:
 - MAP@R of the validation documents among themselves;
 - title -> own abstract nDCG@10 among the validation documents.
 
+``--heldout`` scores transfer to classes the tuning never saw instead, Table 2's question asked
+of non-test documents: ``max(ways, a third of the classes)`` classes are held out among those
+with enough training + validation documents, the encoder is tuned on the other classes'
+training documents (as Table 2's re-tuning does), and each weight gets nearest-prototype
+accuracy over 5-way K-shot episodes drawn from the held-out classes' training + validation
+documents.
+
 The test split is never read. Usage (a project folder after fetch and embed)::
 
     python benchmarks/tune_interpolation.py --project DIR [--weights 0 0.3 0.5 0.7 1]
+    python benchmarks/tune_interpolation.py --project DIR --heldout
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from medsim.dml.tune import interpolate, read_text_items, tune_text_encoder
 from medsim.encoders.embed import text_encoder_from_params
 from medsim.encoders.layers import SplitEncoder
 from medsim.evaluate.baselines import knn_proba
+from medsim.evaluate.fewshot import choose_holdout, episode_accuracy, sample_episodes
 from medsim.evaluate.textbench import retrieval_task
 
 
@@ -52,6 +61,10 @@ def main() -> None:
     parser.add_argument("--project", type=Path, required=True)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--set", nargs="*", default=[], help="train.KEY=VALUE overrides")
+    parser.add_argument("--heldout", action="store_true", help="few-shot on unseen classes")
+    parser.add_argument(
+        "--encode-tokens", type=int, nargs="+", default=[0], help="token limits (0: as tuned)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     params = load_params(args.project / "params.yaml")
@@ -69,11 +82,70 @@ def main() -> None:
         base, train.tune_layers, train.max_tokens, args.project / "data/cache/layers"
     )
     original = split.upper_state()
+    held: list[str] = []
+    if args.heldout:
+        held = heldout_classes(params, labels, splits)
+        labels = {d: c for d, c in labels.items() if c not in held}
     start = time.perf_counter()
     tune_text_encoder(split, items, labels, splits, train, params.loss, params.seed)
     seconds = time.perf_counter() - start
     tuned = split.upper_state()
+    for tokens in args.encode_tokens:  # the same model, read through a cut with this limit
+        print(json.dumps({"encode_tokens": tokens or train.max_tokens}), flush=True)
+        reader = SplitEncoder(
+            base, train.tune_layers, tokens or train.max_tokens, args.project / "data/cache/layers"
+        )
+        if args.heldout:
+            heldout_rows(args, params, reader, original, tuned, items, held, splits)
+        else:
+            validation_rows(args, reader, original, tuned, items, labels, splits)
+    print(
+        json.dumps(
+            {
+                "tune_seconds": round(seconds, 1),
+                "threads": torch.get_num_threads(),
+                "heldout_classes": held,
+                "train": dataclasses.asdict(train),
+                "loss": params.loss,
+            }
+        )
+    )
 
+
+def heldout_classes(params, labels: dict, splits: dict) -> list[str]:
+    """Table 2's rule on training + validation documents only."""
+    ev = params.evaluate
+    seen = [c for d, c in labels.items() if splits.get(d) in ("train", "val")]
+    n_classes = len(set(seen))
+    wanted = ev.holdout_classes or max(ev.ways, -(-n_classes // 3))
+    return choose_holdout(seen, max(ev.shots) + ev.queries, wanted, params.seed)
+
+
+def heldout_rows(args, params, split, original, tuned, items, held, splits) -> None:
+    """Nearest-prototype accuracy on the held-out classes' non-test documents, per weight."""
+    all_labels = load_labels(args.project / "data/articles.parquet")[0]
+    pool = [
+        i
+        for i, d in enumerate(items.doc_ids)
+        if all_labels.get(d) in held and splits[d] in ("train", "val")
+    ]
+    y = [all_labels[items.doc_ids[i]] for i in pool]
+    ev = params.evaluate
+    episodes = {
+        k: sample_episodes(y, held, ev.ways, k, ev.queries, ev.episodes, params.seed + k)
+        for k in sorted(ev.shots)
+    }
+    for weight in args.weights:
+        split.load_upper(interpolate(original, tuned, weight))
+        x = split.encode([items.texts[i] for i in pool])
+        row = {"weight": weight, "heldout_docs": len(pool)}
+        for k, ep in episodes.items():
+            row[f"val_{k}_shot"] = round(float(episode_accuracy(x, ep).mean()), 4)
+        print(json.dumps(row), flush=True)
+
+
+def validation_rows(args, split, original, tuned, items, labels, splits) -> None:
+    """kNN accuracy, MAP@R and title -> abstract nDCG@10 of the validation split, per weight."""
     tr = [i for i, d in enumerate(items.doc_ids) if splits[d] == "train" and d in labels]
     va = [i for i, d in enumerate(items.doc_ids) if splits[d] == "val" and d in labels]
     classes = sorted({labels[items.doc_ids[i]] for i in tr})
@@ -99,16 +171,6 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    print(
-        json.dumps(
-            {
-                "tune_seconds": round(seconds, 1),
-                "threads": torch.get_num_threads(),
-                "train": dataclasses.asdict(train),
-                "loss": params.loss,
-            }
-        )
-    )
 
 
 if __name__ == "__main__":

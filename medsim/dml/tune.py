@@ -380,10 +380,10 @@ def _step_record(step: int, total: torch.Tensor, *terms: torch.Tensor) -> dict:
 
 def save_tuned_model(split: SplitEncoder, folder: Path, meta: Mapping[str, object]) -> None:
     """The whole model (frozen and tuned layers) in sentence-transformers layout."""
-    from medsim.encoders.adapt import write_sentence_transformers_config
+    from medsim.encoders.adapt import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
     split.model.save_pretrained(folder)
     split.base.tokenizer.save_pretrained(folder)
-    write_sentence_transformers_config(folder, split.base, split.max_tokens)
+    save_model(split.base, folder, split.max_tokens)
     (folder / "medsim_tune.json").write_text(json.dumps(dict(meta), indent=2) + "\n")

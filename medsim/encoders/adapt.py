@@ -24,7 +24,6 @@ __all__ = [
     "corpus_pairs",
     "fine_tune",
     "save_model",
-    "write_sentence_transformers_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,10 +165,3 @@ def save_model(encoder: TextEncoder, folder: Path, max_tokens: int | None = None
         model.save(str(folder), create_model_card=False)
     finally:
         model.max_seq_length = limit
-
-
-def write_sentence_transformers_config(
-    folder: Path, encoder: TextEncoder, max_tokens: int | None = None
-) -> None:
-    """Old name of :func:`save_model`, kept for :mod:`medsim.dml.tune`."""
-    save_model(encoder, folder, max_tokens)

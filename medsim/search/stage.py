@@ -3,10 +3,11 @@
 
 Memory is one batch of ``BATCH_ROWS`` embeddings, the indexes being filled (codes for
 IVF-PQ, vectors for flat, HNSW and IVF), an IVF/IVF-PQ training sample (``index.train_size``
-rows), and the item metadata that results render (the articles' ids, titles, abstracts and
-labels as Arrow columns, figure and table captions). The figure, caption and table vectors
-are also held, projected, while documents are fused from them: one document's fusion needs
-all its parts, and PubMed's abstracts (most of the corpus) have none.
+rows), a compact doc_id lookup with the articles' short columns (titles and abstracts are
+streamed beside the embeddings, :mod:`medsim.search.articles`), and figure and table
+captions. The figure, caption and table vectors are also held, projected, while documents
+are fused from them: one document's fusion needs all its parts, and PubMed's abstracts (most
+of the corpus) have none.
 
 An index type whose build does not depend on batching (flat, IVF, IVF-PQ; binary flat) gives
 the same files as an in-memory build of the whole kind: batches are a multiple of the
@@ -22,13 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
 from medsim.io import SkipLog, atomic_dir, stream_batches
 from medsim.names import SkipReason
+from medsim.search.articles import ArticleTable
 from medsim.search.index import (
     KIND_SOURCES,
     KindArrays,
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 # rows per batch: a multiple of medsim.dml.project's 4,096-row chunks and of faiss's 65,536-row
 # IVF add chunks, so a batch computes each row as the whole matrix would
 BATCH_ROWS = 65_536
-ARTICLE_COLUMNS = ["pmid", "title", "abstract", "label", "split"]
 
 
 def _lookup(path: Path, key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
@@ -61,10 +61,10 @@ def _lookup(path: Path, key: str, columns: list[str]) -> dict[str, dict[str, Any
 
 @dataclass
 class Metadata:
-    """What an item row needs beside its vector: article fields by doc_id, captions by id."""
+    """What an item row needs beside its vector: article fields by doc_id (streamed, see
+    :mod:`medsim.search.articles`), captions by id."""
 
-    articles: pa.Table  # ARTICLE_COLUMNS, one row per article
-    positions: pd.Series  # doc_id -> row of articles (the last of duplicates, as a dict would)
+    articles: ArticleTable
     figure_captions: dict[str, str]
     table_captions: dict[str, str]
     table_texts: dict[str, str]
@@ -74,15 +74,10 @@ class Metadata:
         path = data / "articles.parquet"
         if not path.is_file():
             raise MedsimError(f"{path} not found (run `dvc repro fetch`)")
-        articles = pq.read_table(path, columns=["doc_id", *ARTICLE_COLUMNS])
-        ids = articles.column("doc_id").to_numpy(zero_copy_only=False)
-        positions = pd.Series(np.arange(len(ids)), index=ids)
-        positions = positions[~positions.index.duplicated(keep="last")]
         figures = _lookup(data / "figures.parquet", "figure_id", ["caption"])
         tables = _lookup(data / "tables.parquet", "table_id", ["caption", "text"])
         return cls(
-            articles.drop_columns(["doc_id"]),
-            positions,
+            ArticleTable(path, BATCH_ROWS),
             {k: v["caption"] for k, v in figures.items()},
             {k: v["caption"] for k, v in tables.items()},
             {k: "\n".join(filter(None, (v["caption"], v["text"]))) for k, v in tables.items()},
@@ -90,21 +85,16 @@ class Metadata:
 
     def article(self, doc_ids: Sequence[str], column: str) -> list[Any]:
         """``column`` of each document's article (None where there is no such article)."""
-        rows = self.positions.reindex(list(doc_ids)).to_numpy()
-        known = ~np.isnan(rows)
-        values: list[Any] = [None] * len(doc_ids)
-        if known.any():
-            taken = self.articles.column(column).take(pa.array(rows[known].astype(np.int64)))
-            for i, value in zip(np.flatnonzero(known), taken.to_pylist(), strict=True):
-                values[i] = value
-        return values
+        return self.articles.columns(doc_ids, [column])[column]
 
     def items(self, kind: str, ids: list[str], doc_ids: list[str]) -> pa.Table:
         """The item rows (KIND_ITEMS) of one batch of ``kind``."""
+        wanted = ["pmid", "title", "label", *(["abstract"] if kind == "documents" else [])]
+        fields = self.articles.columns(doc_ids, wanted)
         if kind == "documents":
             captions: Mapping[str, str] = {}
-            titles, abstracts = self.article(doc_ids, "title"), self.article(doc_ids, "abstract")
-            texts = ["\n".join(filter(None, pair)) for pair in zip(titles, abstracts, strict=True)]
+            pairs = zip(fields["title"], fields["abstract"], strict=True)
+            texts = ["\n".join(filter(None, pair)) for pair in pairs]
         else:
             captions = self.table_captions if kind == "tables" else self.figure_captions
             source = self.table_texts if kind == "tables" else self.figure_captions
@@ -113,10 +103,10 @@ class Metadata:
             {
                 "id": ids,
                 "doc_id": doc_ids,
-                "pmid": self.article(doc_ids, "pmid"),
-                "title": self.article(doc_ids, "title"),
+                "pmid": fields["pmid"],
+                "title": fields["title"],
                 "caption": [captions.get(i) for i in ids],
-                "label": self.article(doc_ids, "label"),
+                "label": fields["label"],
                 "text": texts,
             }
         )
@@ -263,8 +253,9 @@ def _document_stream(
     means.dim = space.dim
     for doc_ids, vectors in _fused(text, parts, space):
         count += len(doc_ids)
-        train = np.asarray([s == "train" for s in meta.article(doc_ids, "split")], dtype=bool)
-        labels = meta.article(doc_ids, "label")
+        fields = meta.articles.columns(doc_ids, ["split", "label"])
+        train = np.asarray([s == "train" for s in fields["split"]], dtype=bool)
+        labels = fields["label"]
         means.add(vectors[train], [label for label, t in zip(labels, train, strict=True) if t])
     if not count:
         return None, means.result()
