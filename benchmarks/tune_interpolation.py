@@ -83,6 +83,7 @@ def main() -> None:
     )
     original = split.upper_state()
     held: list[str] = []
+    all_labels = labels
     if args.heldout:
         held = heldout_classes(params, labels, splits)
         labels = {d: c for d, c in labels.items() if c not in held}
@@ -96,7 +97,7 @@ def main() -> None:
             base, train.tune_layers, tokens or train.max_tokens, args.project / "data/cache/layers"
         )
         if args.heldout:
-            heldout_rows(args, params, reader, original, tuned, items, held, splits)
+            heldout_rows(args, params, reader, original, tuned, items, held, all_labels, splits)
         else:
             validation_rows(args, reader, original, tuned, items, labels, splits)
     print(
@@ -121,9 +122,8 @@ def heldout_classes(params, labels: dict, splits: dict) -> list[str]:
     return choose_holdout(seen, max(ev.shots) + ev.queries, wanted, params.seed)
 
 
-def heldout_rows(args, params, split, original, tuned, items, held, splits) -> None:
+def heldout_rows(args, params, split, original, tuned, items, held, all_labels, splits) -> None:
     """Nearest-prototype accuracy on the held-out classes' non-test documents, per weight."""
-    all_labels = load_labels(args.project / "data/articles.parquet")[0]
     pool = [
         i
         for i, d in enumerate(items.doc_ids)

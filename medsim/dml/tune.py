@@ -383,7 +383,5 @@ def save_tuned_model(split: SplitEncoder, folder: Path, meta: Mapping[str, objec
     from medsim.encoders.adapt import save_model
 
     folder.mkdir(parents=True, exist_ok=True)
-    split.model.save_pretrained(folder)
-    split.base.tokenizer.save_pretrained(folder)
-    save_model(split.base, folder, split.max_tokens)
+    save_model(split.base, folder, split.max_tokens)  # split.model is split.base's model
     (folder / "medsim_tune.json").write_text(json.dumps(dict(meta), indent=2) + "\n")

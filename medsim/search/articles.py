@@ -55,9 +55,6 @@ class ArticleTable:
         self._text_schema = pa.schema([pq.read_schema(path).field(c) for c in TEXT_COLUMNS])
         self._restart()
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def _index_ids(self) -> None:
         """Sorted hashes and rows; repeated hashes (a repeated id, or a 64-bit collision:
         both rare) are resolved through a dict of their ids."""
@@ -110,8 +107,9 @@ class ArticleTable:
         for name in names:
             values: list[Any] = [None] * len(doc_ids)
             if len(known):
-                column = window.column(name) if name in TEXT_COLUMNS else self.short[name]
-                picked = column if name in TEXT_COLUMNS else column.take(taken)
+                picked = (
+                    window.column(name) if name in TEXT_COLUMNS else self.short[name].take(taken)
+                )
                 for i, value in zip(known, picked.to_pylist(), strict=True):
                     values[i] = value
             out[name] = values

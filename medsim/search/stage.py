@@ -83,10 +83,6 @@ class Metadata:
             {k: "\n".join(filter(None, (v["caption"], v["text"]))) for k, v in tables.items()},
         )
 
-    def article(self, doc_ids: Sequence[str], column: str) -> list[Any]:
-        """``column`` of each document's article (None where there is no such article)."""
-        return self.articles.columns(doc_ids, [column])[column]
-
     def items(self, kind: str, ids: list[str], doc_ids: list[str]) -> pa.Table:
         """The item rows (KIND_ITEMS) of one batch of ``kind``."""
         wanted = ["pmid", "title", "label", *(["abstract"] if kind == "documents" else [])]
