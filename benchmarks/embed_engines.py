@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from embed_speed import ohsumed_articles  # noqa: E402
+from peak_memory import peak_rss_mib  # noqa: E402
 
 from medsim.compute import start_ray  # noqa: E402
 from medsim.config import ComputeParams, EmbedParams  # noqa: E402
@@ -190,7 +190,7 @@ def _memory_run(n: int, out) -> None:
         _write_articles(root, pa.Table.from_pylist(rows, schema=schema))
         del rows
         seconds, _ = _embed(root, ComputeParams(), EmbedParams(device="cpu", max_tokens=32))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mib()
     out.put({"texts": n, "seconds": round(seconds, 1), "peak_rss_mib": round(rss)})
 
 

@@ -5,7 +5,7 @@ abstracts: 200 is about a PubMed abstract, 1.4 KB), one 384-d text
 embedding each (MiniLM's size), a caption embedding for one document in ten (so the
 documents are fused from two kinds), and a seeded, untrained SharedSpace (128-d, 64-bit codes).
 Embeddings are written batch by batch. Each size runs ``run_index`` in a fresh process and
-reports that process's peak RSS (``ru_maxrss``: Python, torch and faiss included).
+reports that process's peak RSS (``VmHWM``: Python, torch and faiss included).
 
     python benchmarks/index_memory.py --docs 5000 50000 --exact-below 1000 --batch-rows 4096
     # the same against the whole-table run_index of an older checkout (before it streamed):
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import peak_rss_mib
 
 from medsim.schemas import ARTICLES, embedding_schema
 
@@ -110,9 +112,12 @@ def _run(root: Path, stage: str, batch_rows: int, out) -> None:
     seconds = time.perf_counter() - t0
     out.put(
         {
-            "kinds": {k: [v["count"], v["float_type"]] for k, v in manifest["kinds"].items()},
+            "kinds": {
+                k: [v["count"], v["float_type"], v.get("binary_type")]
+                for k, v in manifest["kinds"].items()
+            },
             "seconds": round(seconds, 1),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mib": peak_rss_mib(),
         }
     )
 

@@ -1,7 +1,8 @@
 """Resident memory of ``run_index`` by phase, on one synthetic project (see index_memory.py).
 
-Wraps the stage's phases (the article lookup, the documents' first pass, each kind's index
-build) and prints VmRSS and the high-water mark VmHWM, in MiB, as each starts and ends::
+Writes the project, then runs the stage in a fresh process that wraps its phases (the article
+lookup and the documents' first pass, each kind's index build) and prints VmRSS and the
+high-water mark VmHWM, in MiB, as each starts and ends::
 
     OMP_NUM_THREADS=1 python benchmarks/index_memory_trace.py --docs 1000000
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import sys
 import tempfile
 import time
@@ -53,22 +55,29 @@ def traced(module, name: str) -> None:
     setattr(module, name, wrapper)
 
 
+def _stage(root: Path) -> None:
+    """The stage, traced, in a process of its own (so the marks are not the writer's)."""
+    for name in ("_document_stream", "_part_stream"):
+        traced(stage_module, name)
+    traced(index_module, "_write_kind")
+    mark("stage process started")
+    stage_module.run_index(load_params(root / "params.yaml"), root)
+    mark("done")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--exact-below", type=int, default=50_000)
     parser.add_argument("--abstract-words", type=int, default=200)
     args = parser.parse_args()
-    for name in ("_document_stream", "_part_stream"):
-        traced(stage_module, name)
-    traced(index_module, "_write_kind")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_synthetic_project(
             Path(tmp), args.docs, exact_below=args.exact_below, abstract_words=args.abstract_words
         )
-        mark("project written")
-        stage_module.run_index(load_params(root / "params.yaml"), root)
-        mark("done")
+        process = mp.get_context("spawn").Process(target=_stage, args=(root,))
+        process.start()
+        process.join()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import peak_rss_mib
 
 DIM, LATENT, CLUSTERS, BATCH, QUERIES, K = 128, 32, 1000, 100_000, 500, 10
 
@@ -51,10 +53,6 @@ def _draw(n: int, seed: int, centres: tuple[np.ndarray, np.ndarray]) -> np.ndarr
 def _batches(n: int, centres: np.ndarray):
     for start in range(0, n, BATCH):
         yield _draw(min(BATCH, n - start), seed=start // BATCH, centres=centres)
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _truth(n: int, queries: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -79,7 +77,7 @@ def _run(kind: str, n: int, pq_bytes: int, out) -> None:
 
     centres = _centres()
     params = IndexParams(approximate="ivfpq", pq_bytes=pq_bytes)
-    base_rss = _rss_mib()
+    base_rss = peak_rss_mib()
     t0 = time.perf_counter()
     if kind == "flat":
         index = faiss.IndexFlatIP(DIM)
@@ -90,7 +88,7 @@ def _run(kind: str, n: int, pq_bytes: int, out) -> None:
         index = build_streaming(train, _batches(n, centres), n, params)
         del train
     build_s = time.perf_counter() - t0
-    rss = _rss_mib()
+    rss = peak_rss_mib()
     queries = _draw(QUERIES, seed=10**6 + 1, centres=centres)
     latencies, found = [], []
     for q in queries:  # one query at a time, as the service asks

@@ -6,8 +6,9 @@ Queries come from the same distribution, not from the database. Per size it meas
 each index that :mod:`medsim.search.index` builds:
 
 - float: exact ``IndexFlatIP`` and the approximate types (``hnsw``, ``ivf``) with the
-  default ``index.*`` params; binary: ``IndexBinaryFlat`` and ``IndexBinaryHNSW`` over
-  ``--bits`` SimHash codes (random hyperplanes, as an untrained hashing head);
+  default ``index.*`` params; binary: ``IndexBinaryFlat``, ``IndexBinaryHNSW`` and
+  ``IndexBinaryIVF`` (``index.binary_nprobe``) over ``--bits`` SimHash codes (random
+  hyperplanes, as an untrained hashing head);
 - build time, queries/s for one batch of ``--queries`` queries, p50/p99 latency of single
   queries (the CLI's case), and recall@10 of each approximate index against its exact
   counterpart (binary: tie-aware, a hit counts when its Hamming distance is within the exact
@@ -140,13 +141,13 @@ def run_size(n: int, args: argparse.Namespace, rng: np.random.Generator) -> list
     btruth_dist, _ = search(bflat_index, query_codes, K)
     bflat["recall_at_10_of_float"] = round(recall(btruth_rows, truth), 4)
     results.append(bflat)
-    bh, bh_index = measure(
-        "binary-hnsw", lambda: build_binary_index(codes, replace(params, exact_below=0))
-    )
-    bh.pop("rows")
-    dist, _ = search(bh_index, query_codes, K)
-    bh["recall_at_10"] = round(recall_ties(dist, btruth_dist), 4)
-    results.append(bh)
+    for kind in args.binary_approximate:
+        p = replace(params, exact_below=0, approximate=kind)
+        row, index = measure(f"binary-{kind}", lambda p=p: build_binary_index(codes, p))
+        row.pop("rows")
+        dist, _ = search(index, query_codes, K)
+        row["recall_at_10"] = round(recall_ties(dist, btruth_dist), 4)
+        results.append(row)
     for row in results:
         extra = {k: v for k, v in row.items() if k.startswith("recall")}
         if extra:
@@ -219,7 +220,8 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--latency-queries", type=int, default=200)
-    parser.add_argument("--approximate", nargs="+", default=["hnsw", "ivf"])
+    parser.add_argument("--approximate", nargs="*", default=["hnsw", "ivf"])
+    parser.add_argument("--binary-approximate", nargs="*", default=["hnsw", "ivf"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

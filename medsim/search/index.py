@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
+from medsim.io import release_unused_memory
 from medsim.names import INDEX_ORDER
 from medsim.schemas import INDEX_ITEMS as ITEMS
 from medsim.schemas import validate
@@ -51,6 +52,7 @@ __all__ = [
     "KindArrays",
     "KindStream",
     "LabelMeans",
+    "binary_index_type",
     "build_binary_index",
     "build_index",
     "empty_binary_index",
@@ -185,20 +187,72 @@ def pack_codes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.packbits(codes.astype(np.uint8, copy=False), axis=1))
 
 
-def empty_binary_index(n: int, bits: int, params: IndexParams) -> faiss.IndexBinary:
-    """The empty Hamming index for ``n`` codes of ``bits``: exact (``IndexBinaryFlat``) under
-    ``params.exact_below`` codes, ``IndexBinaryHNSW`` above."""
+def binary_index_type(n: int, params: IndexParams) -> str:
+    """``"flat"`` (exact Hamming) under ``params.exact_below`` codes; above, ``"hnsw"`` beside a
+    float HNSW index, else ``"ivf"`` (16 bytes a code: the one that fits PubMed)."""
     if n < params.exact_below:
-        return faiss.IndexBinaryFlat(bits)
-    index = faiss.IndexBinaryHNSW(bits, params.hnsw_m)
+        return "flat"
+    return "hnsw" if params.approximate == "hnsw" else "ivf"
+
+
+def _binary_flat(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.IndexBinary:
+    return faiss.IndexBinaryFlat(train.shape[1] * 8)
+
+
+def _binary_hnsw(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.IndexBinary:
+    index = faiss.IndexBinaryHNSW(train.shape[1] * 8, params.hnsw_m)
     index.hnsw.efSearch = params.ef_search
     return index
 
 
-def build_binary_index(codes: np.ndarray, params: IndexParams) -> faiss.IndexBinary:
+def _binary_ivf(train: np.ndarray, n: int, params: IndexParams, seed: int) -> faiss.IndexBinary:
+    from medsim.search.scale import nlist_for
+
+    bits, nlist = train.shape[1] * 8, nlist_for(n, len(train))
+    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
+    index.cp.seed = seed
+    index.train(train)
+    index.nprobe = min(params.binary_nprobe, nlist)
+    index.make_direct_map()  # so a stored item's code can be read back (search --binary --pmid)
+    return index
+
+
+# binary index type -> builder of an empty, trained Hamming index from packed training codes
+# ([0, bits / 8] for the types in no need of them)
+BINARY_BUILDERS: dict[str, Callable[[np.ndarray, int, IndexParams, int], faiss.IndexBinary]] = {
+    "flat": _binary_flat,
+    "hnsw": _binary_hnsw,
+    "ivf": _binary_ivf,
+}
+
+
+def empty_binary_index(
+    n: int,
+    bits: int,
+    params: IndexParams,
+    sample: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+) -> faiss.IndexBinary:
+    """The empty Hamming index that :func:`build_binary_index` would fill with ``n`` codes of
+    ``bits`` (type by :func:`binary_index_type`). ``sample(rows)`` gives those 0/1 codes rows
+    of the corpus, as for :func:`empty_index`; it is called only for IVF."""
+    from medsim.search.scale import sample_rows
+
+    kind = binary_index_type(n, params)
+    if kind in TRAINED:
+        if sample is None:
+            raise ValueError(f"a binary {kind} index over {n} codes needs a training sample")
+        train = pack_codes(sample(sample_rows(n, params.train_size, seed)))
+    else:
+        train = np.zeros((0, bits // 8), dtype=np.uint8)
+    return BINARY_BUILDERS[kind](train, n, params, seed)
+
+
+def build_binary_index(codes: np.ndarray, params: IndexParams, seed: int = 0) -> faiss.IndexBinary:
     """A Hamming index over 0/1 ``codes`` [n, bits] (see :func:`empty_binary_index`)."""
+    codes = np.asarray(codes)
     packed = pack_codes(codes)
-    index = empty_binary_index(len(packed), packed.shape[1] * 8, params)
+    index = empty_binary_index(len(packed), packed.shape[1] * 8, params, codes.__getitem__, seed)
     if len(packed):
         index.add(packed)
     return index
@@ -228,11 +282,11 @@ def search(
 @dataclass
 class KindArrays:
     """What one index kind contributes, or one batch of it: unit vectors, codes per size, and
-    its item rows."""
+    its item rows (None in a pass that reads training rows only)."""
 
     vectors: np.ndarray  # float32 [n, dim]
     codes: dict[int, np.ndarray]  # bits -> uint8 0/1 [n, bits]
-    items: pa.Table  # KIND_ITEMS: n rows in vector order
+    items: pa.Table | None = None  # KIND_ITEMS: n rows in vector order
 
 
 @dataclass
@@ -240,15 +294,16 @@ class KindStream:
     """One index kind read batch by batch, for corpora larger than memory.
 
     ``batches()`` yields the kind's :class:`KindArrays` in row order and may be called more
-    than once: an index type that trains (IVF, IVF-PQ) first reads its training sample through
-    ``vectors()`` (vectors only; by default those of ``batches()``), then adds every batch.
+    than once: the index types that train (IVF, IVF-PQ; binary IVF) first read their training
+    rows through ``samples()`` (the same batches, items left out; by default ``batches()``),
+    then every batch is added.
     """
 
     count: int
     dim: int
     bits: tuple[int, ...]
     batches: Callable[[], Iterator[KindArrays]]
-    vectors: Callable[[], Iterator[np.ndarray]] | None = None
+    samples: Callable[[], Iterator[KindArrays]] | None = None
 
     @classmethod
     def of(cls, arrays: KindArrays) -> KindStream:
@@ -256,8 +311,38 @@ class KindStream:
         n, dim = len(arrays.vectors), int(np.shape(arrays.vectors)[1])
         return cls(n, dim, tuple(sorted(arrays.codes)), lambda: iter([arrays]))
 
-    def vector_batches(self) -> Iterator[np.ndarray]:
-        return self.vectors() if self.vectors else (b.vectors for b in self.batches())
+    def sample(self, rows: np.ndarray) -> KindArrays:
+        """Rows ``rows`` (sorted, as :func:`medsim.search.scale.sample_rows` gives) of the
+        kind's vectors and codes, read in one pass."""
+        vectors = [np.zeros((0, self.dim), dtype=np.float32)]
+        codes = {bits: [np.zeros((0, bits), dtype=np.uint8)] for bits in self.bits}
+        start = 0
+        for batch in (self.samples or self.batches)():
+            end = start + len(batch.vectors)
+            lo, hi = np.searchsorted(rows, [start, end])
+            local = rows[lo:hi] - start
+            vectors.append(np.asarray(batch.vectors, dtype=np.float32)[local])
+            for bits in self.bits:
+                codes[bits].append(np.asarray(batch.codes[bits])[local])
+            start = end
+        return KindArrays(
+            np.concatenate(vectors), {bits: np.concatenate(c) for bits, c in codes.items()}
+        )
+
+
+class _TrainingRows:
+    """A kind's training rows, read from its stream once, when an index first asks for them
+    (the float and binary indexes of a kind train on the same rows)."""
+
+    def __init__(self, stream: KindStream) -> None:
+        self.stream = stream
+        self.rows: np.ndarray | None = None
+        self.arrays: KindArrays | None = None
+
+    def get(self, rows: np.ndarray) -> KindArrays:
+        if self.arrays is None or self.rows is None or not np.array_equal(rows, self.rows):
+            self.rows, self.arrays = rows, self.stream.sample(rows)
+        return self.arrays
 
 
 class _ItemsWriter:
@@ -303,6 +388,7 @@ def _kind_entry(kind: str, stream: KindStream, offset: int, params: IndexParams)
         "float": f"{kind}.faiss",
         "float_type": index_type(stream.count, params),
         "binary": {str(bits): f"{kind}.b{bits}.faiss" for bits in stream.bits},
+        "binary_type": binary_index_type(stream.count, params),
     }
 
 
@@ -316,17 +402,22 @@ def _write_kind(
 ) -> dict[str, Any]:
     """Fill one kind's float and binary indexes batch by batch; write them; its manifest entry.
     Memory: the indexes (codes, graph or vectors, by type), one batch, a training sample."""
-    from medsim.search.scale import gather_rows
-
     entry = _kind_entry(kind, stream, items.rows, params)
-    sample = lambda rows: gather_rows(stream.vector_batches(), rows)  # noqa: E731
-    index = empty_index(stream.count, stream.dim, params, sample, seed)
-    binary = {bits: empty_binary_index(stream.count, bits, params) for bits in stream.bits}
+    train = _TrainingRows(stream)
+    index = empty_index(stream.count, stream.dim, params, lambda r: train.get(r).vectors, seed)
+    binary = {
+        bits: empty_binary_index(
+            stream.count, bits, params, lambda r, b=bits: train.get(r).codes[b], seed
+        )
+        for bits in stream.bits
+    }
+    train.arrays = None  # the sample is not needed once the indexes are trained
     n = 0
     for batch in stream.batches():
         size = len(batch.vectors)
-        if batch.items.num_rows != size:
-            raise ValueError(f"{kind}: {size} vectors but {batch.items.num_rows} items")
+        if batch.items is None or batch.items.num_rows != size:
+            found = "no" if batch.items is None else batch.items.num_rows
+            raise ValueError(f"{kind}: {size} vectors but {found} items")
         if size:
             index.add(_as_matrix(batch.vectors))
             for bits, codes in batch.codes.items():
@@ -367,6 +458,7 @@ def write_index_dir(
         given = kinds[kind]
         stream = given if isinstance(given, KindStream) else KindStream.of(given)
         manifest["kinds"][kind] = _write_kind(directory, kind, stream, params, seed, items)
+        release_unused_memory()  # the next kind's build starts from what this one freed
     items.close()
     manifest["items_row_group"] = ITEMS_ROW_GROUP
     if prototypes is not None and len(prototypes[0]):

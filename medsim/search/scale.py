@@ -16,7 +16,7 @@ import numpy as np
 
 from medsim.config import IndexParams
 
-__all__ = ["build_streaming", "gather_rows", "ivfpq_index", "nlist_for", "sample_rows"]
+__all__ = ["build_streaming", "ivfpq_index", "nlist_for", "sample_rows"]
 
 
 def nlist_for(n: int, train: int) -> int:
@@ -65,17 +65,3 @@ def build_streaming(
     for batch in batches:
         index.add(np.ascontiguousarray(batch, dtype=np.float32))
     return index
-
-
-def gather_rows(batches: Iterable[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows ``rows`` (sorted, as :func:`sample_rows` gives) of the batches laid end to end,
-    read in one pass: the training sample of a corpus that is never held whole."""
-    out, start, dim = [], 0, 0
-    for batch in batches:
-        dim = batch.shape[1]
-        end = start + len(batch)
-        lo, hi = np.searchsorted(rows, [start, end])
-        if hi > lo:
-            out.append(np.asarray(batch, dtype=np.float32)[rows[lo:hi] - start])
-        start = end
-    return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medsim.errors import MedsimError
-from medsim.io import SkipLog, atomic_dir, stream_batches
+from medsim.io import SkipLog, atomic_dir, release_unused_memory, stream_batches
 from medsim.names import SkipReason
 from medsim.search.articles import ArticleTable
 from medsim.search.index import (
@@ -46,9 +46,12 @@ __all__ = ["BATCH_ROWS", "run_index"]
 
 log = logging.getLogger(__name__)
 
-# rows per batch: a multiple of medsim.dml.project's 4,096-row chunks and of faiss's 65,536-row
-# IVF add chunks, so a batch computes each row as the whole matrix would
-BATCH_ROWS = 65_536
+# rows per batch: a multiple of medsim.dml.project's 4,096-row chunks and of faiss's 4,096-row
+# BLAS query blocks (under its 65,536-row add chunks), so a batch computes each row as the whole
+# matrix would. Its fusion and item rows (a PubMed abstract is 1.4 KB) take several times the
+# batch's vectors: 65,536 rows peaked 660 MiB higher at 1M documents (docs/benchmarks.md).
+BATCH_ROWS = 16_384
+READ_ROWS = 4_096  # rows Arrow decodes at a time into a batch (a divisor of BATCH_ROWS)
 
 
 def _lookup(path: Path, key: str, columns: list[str]) -> dict[str, dict[str, Any]]:
@@ -110,31 +113,31 @@ class Metadata:
 
 def _embedding_batches(path: Path) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
     """``(ids, doc_ids, vectors)`` of an embeddings file in batches of exactly BATCH_ROWS rows
-    (the last excepted), whatever its row groups."""
-    pending: list[pa.RecordBatch] = []
-    buffered = 0
-    for batch in stream_batches(path, BATCH_ROWS, ["id", "doc_id", "vector"]):
-        pending.append(batch)
-        buffered += batch.num_rows
-        if buffered >= BATCH_ROWS:
-            table = pa.Table.from_batches(pending)
-            while table.num_rows >= BATCH_ROWS:
-                yield _unpack(table.slice(0, BATCH_ROWS))
-                table = table.slice(BATCH_ROWS)
-            pending, buffered = table.to_batches(), table.num_rows
-    if buffered:
-        yield _unpack(pa.Table.from_batches(pending))
+    (the last excepted), whatever its row groups.
 
-
-def _unpack(table: pa.Table) -> tuple[list[str], list[str], np.ndarray]:
-    flat = table.column("vector").combine_chunks().flatten()
-    # a writable copy: torch warns on (and must not write into) Arrow-owned read-only buffers
-    matrix = np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return (
-        table.column("id").to_pylist(),
-        table.column("doc_id").to_pylist(),
-        matrix.reshape(table.num_rows, -1),
-    )
+    Arrow reads READ_ROWS rows at a time, each copied straight into the batch's matrix: the
+    reader's buffers stay a few MB, where reading whole batches through Arrow held two or
+    three copies of each (combined chunks, a NumPy view, the matrix).
+    """
+    dim = pq.ParquetFile(path).schema_arrow.field("vector").type.list_size
+    ids: list[str] = []
+    doc_ids: list[str] = []
+    matrix = np.empty((BATCH_ROWS, dim), dtype=np.float32)
+    for batch in stream_batches(path, READ_ROWS, ["id", "doc_id", "vector"]):
+        start = 0
+        while start < batch.num_rows:
+            part = batch.slice(start, min(BATCH_ROWS - len(ids), batch.num_rows - start))
+            rows = slice(len(ids), len(ids) + part.num_rows)
+            matrix[rows] = part.column(2).flatten().to_numpy().reshape(part.num_rows, dim)
+            ids += part.column(0).to_pylist()
+            doc_ids += part.column(1).to_pylist()
+            start += part.num_rows
+            if len(ids) == BATCH_ROWS:
+                yield ids, doc_ids, matrix
+                ids, doc_ids = [], []
+                matrix = np.empty((BATCH_ROWS, dim), dtype=np.float32)
+    if ids:
+        yield ids, doc_ids, matrix[: len(ids)]
 
 
 def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path]:
@@ -170,9 +173,10 @@ def _part_stream(kind: str, path: Path, space: SharedSpace, meta: Metadata) -> K
 
     head = KIND_SOURCES[kind][1]
 
-    def vectors() -> Iterator[np.ndarray]:
+    def samples() -> Iterator[KindArrays]:
         for _, _, matrix in _embedding_batches(path):
-            yield project(space, head, matrix)
+            projected = project(space, head, matrix)
+            yield KindArrays(projected, _hashed(space, projected))
 
     def batches() -> Iterator[KindArrays]:
         for ids, doc_ids, matrix in _embedding_batches(path):
@@ -180,7 +184,7 @@ def _part_stream(kind: str, path: Path, space: SharedSpace, meta: Metadata) -> K
             yield KindArrays(projected, _hashed(space, projected), meta.items(kind, ids, doc_ids))
 
     count = pq.ParquetFile(path).metadata.num_rows
-    return KindStream(count, space.dim, tuple(space.bits), batches, vectors)
+    return KindStream(count, space.dim, tuple(space.bits), batches, samples)
 
 
 @dataclass
@@ -229,9 +233,12 @@ def _fused(
     from medsim.dml import project
     from medsim.dml.fusion import fuse_documents
 
+    # only the documents with parts are remembered: PubMed's abstracts (most of the corpus)
+    # have none, and a set of every doc_id would grow with the corpus
+    with_parts = set(parts.doc_ids())
     with_text: set[str] = set()
     for _, doc_ids, matrix in _embedding_batches(text) if text else ():
-        with_text.update(doc_ids)
+        with_text.update(d for d in doc_ids if d in with_parts)
         yield fuse_documents(doc_ids, project(space, "text", matrix), parts.of(doc_ids))
     rest = [d for d in parts.doc_ids() if d not in with_text]
     if rest:
@@ -253,6 +260,7 @@ def _document_stream(
         train = np.asarray([s == "train" for s in fields["split"]], dtype=bool)
         labels = fields["label"]
         means.add(vectors[train], [label for label, t in zip(labels, train, strict=True) if t])
+    release_unused_memory()
     if not count:
         return None, means.result()
 
@@ -261,10 +269,10 @@ def _document_stream(
             items = meta.items("documents", doc_ids, doc_ids)
             yield KindArrays(vectors, _hashed(space, vectors), items)
 
-    def vectors() -> Iterator[np.ndarray]:
-        return (v for _, v in _fused(text, parts, space))
+    def samples() -> Iterator[KindArrays]:
+        return (KindArrays(v, _hashed(space, v)) for _, v in _fused(text, parts, space))
 
-    return KindStream(count, space.dim, tuple(space.bits), batches, vectors), means.result()
+    return KindStream(count, space.dim, tuple(space.bits), batches, samples), means.result()
 
 
 def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:

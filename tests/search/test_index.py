@@ -13,8 +13,11 @@ from medsim.config import IndexParams
 from medsim.errors import MedsimError
 from medsim.search.index import (
     KindArrays,
+    KindStream,
+    binary_index_type,
     build_binary_index,
     build_index,
+    empty_binary_index,
     index_type,
     label_prototypes,
     load_index,
@@ -82,6 +85,57 @@ def test_binary_index_returns_hamming_distances():
     hnsw = build_binary_index(codes, IndexParams(exact_below=2))
     assert isinstance(hnsw, faiss.IndexBinaryHNSW)
     assert search(hnsw, codes[2:], 1)[1][0].tolist() == [2]
+
+
+def test_binary_index_type_follows_the_float_choice():
+    params = IndexParams(exact_below=100)
+    assert binary_index_type(99, params) == "flat"
+    assert binary_index_type(100, params) == "hnsw"
+    for approximate in ("ivf", "ivfpq"):
+        assert (
+            binary_index_type(100, IndexParams(exact_below=100, approximate=approximate)) == "ivf"
+        )
+
+
+def test_binary_ivf_scanning_every_list_is_exact_and_reads_codes_back():
+    codes = np.random.default_rng(0).integers(0, 2, (400, 16), dtype=np.uint8)
+    params = IndexParams(exact_below=100, approximate="ivf", train_size=200)
+    index = build_binary_index(codes, params)
+    assert isinstance(index, faiss.IndexBinaryIVF)
+    assert index.nlist == 5 and index.nprobe == 5  # 200 training codes: 39 a list at least
+    dist, _ = search(index, codes[:20], 10)
+    exact, _ = search(build_binary_index(codes, IndexParams()), codes[:20], 10)
+    np.testing.assert_array_equal(dist, exact)  # every list scanned: the same distances
+    assert dist[:, 0].tolist() == [0] * 20
+    assert np.unpackbits(index.reconstruct(7)).tolist() == codes[7].tolist()
+    with pytest.raises(ValueError, match="needs a training sample"):
+        empty_binary_index(400, 16, params)
+
+
+def test_kind_stream_sample_reads_sorted_rows_across_batches():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    codes = (np.arange(10)[:, None] >> np.arange(8)[::-1] & 1).astype(np.uint8)  # row -> bits
+    batches = [KindArrays(x[a:b], {8: codes[a:b]}) for a, b in ((0, 3), (3, 4), (4, 10))]
+    stream = KindStream(10, 2, (8,), lambda: iter(batches))
+    sample = stream.sample(np.array([0, 3, 4, 9]))
+    np.testing.assert_array_equal(sample.vectors, x[[0, 3, 4, 9]])
+    assert np.packbits(sample.codes[8], axis=1).ravel().tolist() == [0, 3, 4, 9]
+    empty = stream.sample(np.array([], dtype=np.int64))
+    assert empty.vectors.shape == (0, 2) and empty.codes[8].shape == (0, 8)
+
+
+def test_a_written_binary_ivf_is_memory_mapped_and_gives_codes_back(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 4)).astype(np.float32)
+    codes = rng.integers(0, 2, (300, 16), dtype=np.uint8)
+    ids = [f"t{i}" for i in range(300)]
+    kinds = {"tables": KindArrays(vectors, {16: codes}, items_table(ids, ids))}
+    params = IndexParams(exact_below=100, approximate="ivfpq", pq_bytes=2, train_size=300)
+    manifest = write_index_dir(tmp_path, kinds, params, {"dim": 4})
+    assert manifest["kinds"]["tables"]["binary_type"] == "ivf"
+    store = load_index(tmp_path)
+    assert isinstance(store.binary_index("tables", 16), faiss.IndexBinaryIVF)
+    assert store.code("tables", 123, 16).tolist() == [codes[123].tolist()]
 
 
 def test_label_prototypes_are_normalised_means():

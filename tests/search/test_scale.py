@@ -9,7 +9,7 @@ import numpy as np
 
 from medsim.config import IndexParams
 from medsim.search.index import build_index
-from medsim.search.scale import build_streaming, gather_rows, nlist_for, sample_rows
+from medsim.search.scale import build_streaming, nlist_for, sample_rows
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -51,10 +51,3 @@ def test_streamed_ivfpq_equals_whole_matrix_build_and_recalls_exact_neighbours()
     _, exact = flat.search(queries, 10)
     recall = np.mean([len(set(a[i]) & set(exact[i])) / 10 for i in range(len(queries))])
     assert recall > 0.5, recall  # compressed 8x, still finds most true neighbours
-
-
-def test_gather_rows_reads_sorted_rows_across_batches():
-    x = np.arange(20, dtype=np.float32).reshape(10, 2)
-    batches = [x[:3], x[3:4], x[4:10]]
-    np.testing.assert_array_equal(gather_rows(batches, np.array([0, 3, 4, 9])), x[[0, 3, 4, 9]])
-    assert gather_rows(batches, np.array([], dtype=np.int64)).shape == (0, 2)

@@ -18,7 +18,7 @@ from medsim.dml import codes_from_projected, document_vectors, load_shared_space
 from medsim.io import rows_to_table, write_table
 from medsim.names import SkipReason
 from medsim.schemas import ARTICLES, embedding_schema
-from medsim.search.index import build_index, label_prototypes, load_index
+from medsim.search.index import build_binary_index, build_index, label_prototypes, load_index
 from medsim.search.query import search_vector
 from medsim.search.stage import run_index
 from medsim.stage import run_stage
@@ -193,6 +193,7 @@ def test_streamed_index_equals_the_whole_matrix_build(tmp_path, monkeypatch, ind
     out = root / "data" / "index"
     assert manifest["kinds"]["documents"]["count"] == N_DOCS + 1
     assert manifest["kinds"]["documents"]["float_type"] == index
+    assert manifest["kinds"]["documents"]["binary_type"] == ("ivf" if index == "ivfpq" else "flat")
 
     space = load_shared_space(root / "data" / "model")
     emb = {
@@ -209,11 +210,13 @@ def test_streamed_index_equals_the_whole_matrix_build(tmp_path, monkeypatch, ind
     for name, vectors in (("documents", docs), ("captions", captions)):
         expected = faiss.serialize_index(build_index(vectors, params.index, seed=0))
         assert (out / f"{name}.faiss").read_bytes() == expected.tobytes(), name
+        codes = codes_from_projected(space, vectors, 16)
         binary = faiss.read_index_binary(str(out / f"{name}.b16.faiss"))
         stored = np.stack([binary.reconstruct(r) for r in range(binary.ntotal)])
-        np.testing.assert_array_equal(
-            np.unpackbits(stored, axis=1), codes_from_projected(space, vectors, 16)
-        )
+        np.testing.assert_array_equal(np.unpackbits(stored, axis=1), codes)
+        # binary IVF above exact_below: trained on the same sampled rows as the whole build
+        expected = faiss.serialize_index_binary(build_binary_index(codes, params.index, seed=0))
+        assert (out / f"{name}.b16.faiss").read_bytes() == expected.tobytes(), name
 
     items = pq.ParquetFile(out / "items.parquet")
     assert {items.metadata.row_group(g).num_rows for g in range(items.num_row_groups - 1)} == {4096}
@@ -228,3 +231,31 @@ def test_streamed_index_equals_the_whole_matrix_build(tmp_path, monkeypatch, ind
     stored_names = manifest["labels"]
     assert stored_names == names == ["c0", "c1", "c2"]
     np.testing.assert_allclose(np.load(out / "prototypes.npy"), expected, atol=1e-6)
+
+
+def test_embedding_batches_are_exact_whatever_the_row_groups(tmp_path, monkeypatch):
+    """11 rows in row groups of 3, read 2 at a time, come out as batches of 5, 5 and 1 with
+    every row where it was."""
+    monkeypatch.setattr(search_stage, "BATCH_ROWS", 5)
+    monkeypatch.setattr(search_stage, "READ_ROWS", 2)
+    schema = embedding_schema(2)
+    vectors = np.arange(22, dtype=np.float32).reshape(11, 2)
+    table = pa.table(
+        {
+            "id": [f"i{n}" for n in range(11)],
+            "doc_id": [f"d{n}" for n in range(11)],
+            "content_hash": ["h"] * 11,
+            "vector": pa.array(list(vectors), type=schema.field("vector").type),
+        },
+        schema=schema,
+    )
+    path = tmp_path / "text.parquet"
+    pq.write_table(table, path, row_group_size=3)
+
+    batches = list(search_stage._embedding_batches(path))
+
+    assert [len(ids) for ids, _, _ in batches] == [5, 5, 1]
+    assert [i for ids, _, _ in batches for i in ids] == [f"i{n}" for n in range(11)]
+    assert batches[1][1] == ["d5", "d6", "d7", "d8", "d9"]
+    np.testing.assert_array_equal(np.concatenate([m for _, _, m in batches]), vectors)
+    assert batches[2][2].shape == (1, 2) and batches[2][2].flags.writeable
