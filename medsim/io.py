@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +128,22 @@ def stream_batches(
     yield from reader.iter_batches(batch_size=batch_size, columns=columns)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+
+
 def release_unused_memory() -> None:
-    """Hand back to the system the pages Arrow's allocator keeps after frees (mimalloc by
-    default), between the phases of a long stage: until then only Arrow can reuse them."""
+    """Hand back to the system what the allocators keep after frees, between the phases of a
+    long stage: Arrow's pool (mimalloc by default; until then only Arrow can reuse its pages)
+    and, on glibc, the C heap, where faiss's growing inverted lists leave free holes (at 1M
+    documents: 240 MiB returned after the documents' index, so the next kind starts lower)."""
     pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class ParquetSink:

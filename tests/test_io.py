@@ -120,3 +120,15 @@ def test_stream_batches_crosses_row_groups_in_order(tmp_path: Path) -> None:
     assert [b.num_rows for b in batches] == [3, 3, 3, 1]
     assert all(b.schema.names == ["id"] for b in batches)
     assert [v for b in batches for v in b.column(0).to_pylist()] == table.column("id").to_pylist()
+
+
+def test_release_unused_memory_trims_the_c_heap_where_it_can(monkeypatch):
+    import medsim.io as io_module
+
+    calls = []
+    monkeypatch.setattr(io_module, "_malloc_trim", lambda: calls.append)
+    io_module.release_unused_memory()
+    assert calls == [0]  # malloc_trim(0): trim everything above the heap's needs
+    monkeypatch.setattr(io_module, "_malloc_trim", lambda: None)
+    io_module.release_unused_memory()  # musl, macOS: Arrow's pool only, no error
+    assert calls == [0]
