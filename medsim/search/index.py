@@ -189,7 +189,8 @@ def pack_codes(codes: np.ndarray) -> np.ndarray:
 
 def binary_index_type(n: int, params: IndexParams) -> str:
     """``"flat"`` (exact Hamming) under ``params.exact_below`` codes; above, ``"hnsw"`` beside a
-    float HNSW index, else ``"ivf"`` (16 bytes a code: the one that fits PubMed)."""
+    float HNSW index, else ``"ivf"`` (24 bytes a 64-bit code with its id and direct-map entry:
+    the one that fits PubMed)."""
     if n < params.exact_below:
         return "flat"
     return "hnsw" if params.approximate == "hnsw" else "ivf"
