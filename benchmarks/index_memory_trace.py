@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from index_memory import write_synthetic_project
+from peak_memory import status_mib
 
 import medsim.search.index as index_module
 import medsim.search.stage as stage_module
@@ -29,17 +30,8 @@ from medsim.config import load_params
 START = time.perf_counter()
 
 
-def memory() -> dict[str, int]:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            key, value = line.split(":", 1)
-            fields[key] = int(value.split()[0]) // 1024
-    return fields
-
-
 def mark(name: str) -> None:
-    row = {"s": round(time.perf_counter() - START, 1), "at": name, **memory()}
+    row = {"s": round(time.perf_counter() - START, 1), "at": name, **status_mib("VmRSS", "VmHWM")}
     print(json.dumps(row), flush=True)
 
 

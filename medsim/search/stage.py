@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,17 +174,14 @@ def _part_stream(kind: str, path: Path, space: SharedSpace, meta: Metadata) -> K
 
     head = KIND_SOURCES[kind][1]
 
-    def samples() -> Iterator[KindArrays]:
-        for _, _, matrix in _embedding_batches(path):
-            projected = project(space, head, matrix)
-            yield KindArrays(projected, _hashed(space, projected))
-
-    def batches() -> Iterator[KindArrays]:
+    def batches(items: bool = True) -> Iterator[KindArrays]:
         for ids, doc_ids, matrix in _embedding_batches(path):
             projected = project(space, head, matrix)
-            yield KindArrays(projected, _hashed(space, projected), meta.items(kind, ids, doc_ids))
+            rows = meta.items(kind, ids, doc_ids) if items else None
+            yield KindArrays(projected, _hashed(space, projected), rows)
 
     count = pq.ParquetFile(path).metadata.num_rows
+    samples = partial(batches, items=False)  # the training pass reads no article fields
     return KindStream(count, space.dim, tuple(space.bits), batches, samples)
 
 
@@ -235,12 +233,13 @@ def _fused(
 
     # only the documents with parts are remembered: PubMed's abstracts (most of the corpus)
     # have none, and a set of every doc_id would grow with the corpus
-    with_parts = set(parts.doc_ids())
+    with_parts = parts.doc_ids()
+    seen = set(with_parts)
     with_text: set[str] = set()
     for _, doc_ids, matrix in _embedding_batches(text) if text else ():
-        with_text.update(d for d in doc_ids if d in with_parts)
+        with_text.update(d for d in doc_ids if d in seen)
         yield fuse_documents(doc_ids, project(space, "text", matrix), parts.of(doc_ids))
-    rest = [d for d in parts.doc_ids() if d not in with_text]
+    rest = [d for d in with_parts if d not in with_text]
     if rest:
         yield fuse_documents([], np.zeros((0, space.dim), np.float32), parts.of(rest))
 
@@ -264,14 +263,12 @@ def _document_stream(
     if not count:
         return None, means.result()
 
-    def batches() -> Iterator[KindArrays]:
+    def batches(items: bool = True) -> Iterator[KindArrays]:
         for doc_ids, vectors in _fused(text, parts, space):
-            items = meta.items("documents", doc_ids, doc_ids)
-            yield KindArrays(vectors, _hashed(space, vectors), items)
+            rows = meta.items("documents", doc_ids, doc_ids) if items else None
+            yield KindArrays(vectors, _hashed(space, vectors), rows)
 
-    def samples() -> Iterator[KindArrays]:
-        return (KindArrays(v, _hashed(space, v)) for _, v in _fused(text, parts, space))
-
+    samples = partial(batches, items=False)  # the training pass reads no article fields
     return KindStream(count, space.dim, tuple(space.bits), batches, samples), means.result()
 
 
