@@ -37,7 +37,7 @@ test = docs[(docs.split == "test") & docs.label.isin(classes)]
 labelled = docs[docs.label.isin(classes)]
 labels = dict(zip(labelled.doc_id, labelled.label, strict=True))
 splits = dict(zip(labelled.doc_id, labelled.split, strict=True))
-head = ctx.space.refit(labels, splits, tune=False)
+head = ctx.space.refit(labels, splits, choose="head_only")
 cls = {c: i for i, c in enumerate(classes)}
 tr, te = train.doc_id.tolist(), test.doc_id.tolist()
 v = head.documents(head.features, tr + te)
@@ -58,7 +58,7 @@ novel = docs[docs.label.isin(held)].reset_index(drop=True)
 hb = ctx.space.refit(
     dict(zip(base.doc_id, base.label, strict=True)),
     dict(zip(base.doc_id, base.split, strict=True)),
-    tune=False,
+    choose="head_only",
 )
 nid = novel.doc_id.tolist()
 models = {

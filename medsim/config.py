@@ -161,6 +161,10 @@ class EmbedParams:
     text_model: str = "packaged:all-MiniLM-L6-v2"
     image_model: str = "packaged:efficientnet-lite0"
     max_tokens: PosInt = 256
+    # A text longer than max_tokens: "windows" reads it whole (overlapping windows, their
+    # vectors averaged; PubMed abstracts run to 300-500 tokens), "truncate" cuts it.
+    long_text: Literal["windows", "truncate"] = "windows"
+    window_stride: PosInt = 128  # tokens between window starts: half a 256-token window
     batch_size: PosInt = 64
     device: str = "auto"
     instruction: str = ""  # prefix for instruction-tuned (decoder) embedders
@@ -201,6 +205,15 @@ class TrainParams:
     tune_lr: PosFloat = 5e-5
     max_tokens: PosInt = 128  # tokens per text for the tuned encoder: cost is linear in them
     interpolation: UnitFloat = 0.7  # WiSE-FT weight of the tuned encoder (chosen on OHSUMED val)
+    # The space is chosen per corpus on its validation split among candidates (medsim.dml.fit):
+    # "auto", or a candidate's name to pin it (head_only, tuned, head_only+lexical0.3, ...).
+    choose: str = "auto"
+    # Share of the similarity given to the words (TF-IDF, medsim.dml.lexical); each weight is
+    # a candidate, 0 the dense encoder alone. Vocabulary decides some corpora (cancer
+    # hallmarks: gene and pathway names) and not others (OHSUMED): so it is chosen per corpus.
+    lexical_weights: list[UnitFloat] = field(default_factory=lambda: [0.0, 0.3, 0.5])
+    lexical_dim: PosInt = 256  # truncated-SVD dimensions of the lexical part
+    select_budget_s: NonNegFloat = 1200.0  # no candidate starts after this (0: no limit)
     retrieval_weight: NonNegFloat = 1.0  # title <-> own document InfoNCE while tuning
     preserve_weight: NonNegFloat = 30.0  # residual heads: keep the frozen similarities (val-chosen)
 

@@ -22,6 +22,7 @@ from medsim.names import Modality
 __all__ = [
     "CONFIG_FILE",
     "KINDS",
+    "LEXICAL_DIR",
     "TEXT_MODEL_DIR",
     "WEIGHTS_FILE",
     "SharedSpace",
@@ -36,6 +37,7 @@ KINDS = tuple(m.value for m in Modality)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 TEXT_MODEL_DIR = "text_model"  # the tuned text encoder, inside the model folder
+LEXICAL_DIR = "lexical"  # the lexical encoder (medsim.dml.lexical), inside the model folder
 
 
 class SharedSpace(nn.Module):
@@ -56,6 +58,7 @@ class SharedSpace(nn.Module):
         params: Mapping[str, Any] | None = None,
         head_types: Mapping[str, str] | None = None,
         text_model: str | None = None,
+        lexical: str | None = None,
     ) -> None:
         super().__init__()
         unknown = set(input_dims) - set(KINDS)
@@ -75,6 +78,9 @@ class SharedSpace(nn.Module):
         # folder name (inside the model folder) of the tuned text encoder whose vectors the
         # text kinds' heads take; None when the text heads sit on the frozen embed stage
         self.text_model = text_model
+        # folder name (inside the model folder) of the lexical encoder whose vectors sit
+        # beside the dense ones in the text kinds' inputs (medsim.dml.lexical); None: dense only
+        self.lexical = lexical
         self.heads = nn.ModuleDict(
             {
                 kind: make_head(self.head_types[kind], d, dim, hidden, dropout)
@@ -82,6 +88,12 @@ class SharedSpace(nn.Module):
             }
         )
         self.hashers = nn.ModuleDict({str(b): HashingHead(dim, b) for b in self.bits})
+
+    @property
+    def own_text_inputs(self) -> bool:
+        """Its text kinds take vectors of its own (a tuned encoder's, or with the lexical part
+        beside them) rather than the embed stage's."""
+        return bool(self.text_model or self.lexical)
 
     @property
     def kinds(self) -> list[str]:
@@ -112,6 +124,7 @@ class SharedSpace(nn.Module):
             "params": self.params,
             "head_types": self.head_types,
             "text_model": self.text_model,
+            "lexical": self.lexical,
         }
 
     def save(self, directory: str | Path) -> None:
@@ -140,6 +153,7 @@ def load_shared_space(directory: str | Path) -> SharedSpace:
         params=config.get("params"),
         head_types=config.get("head_types"),
         text_model=config.get("text_model"),
+        lexical=config.get("lexical"),
     )
     space.load_state_dict(state)
     return space.eval()

@@ -1,9 +1,10 @@
 """The DVC ``train`` stage: reads ``data/embeddings`` and ``data/articles.parquet``, trains the
-shared space (:func:`medsim.dml.train.fit_space`) and writes ``data/model`` atomically."""
+shared space (:func:`medsim.dml.fit.fit_space`) and writes ``data/model`` atomically."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -14,38 +15,48 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import load_features, load_labels
-from medsim.dml.model import TEXT_MODEL_DIR
-from medsim.dml.train import TEXT_KINDS, FittedSpace, fit_space
+from medsim.dml.fit import TEXT_KINDS, FittedSpace, fit_space
+from medsim.dml.model import LEXICAL_DIR, TEXT_MODEL_DIR
 from medsim.io import atomic_dir
 from medsim.schemas import ARTICLES_PATH
 
-__all__ = ["LIVE_DIR", "MODEL_DIR", "SPACE_EMBEDDINGS", "run_train"]
+__all__ = ["LIVE_DIR", "MODEL_DIR", "SELECTION_FILE", "SPACE_EMBEDDINGS", "run_train"]
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = Path("data/model")
 LIVE_DIR = Path("dvclive/train")
-SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the text kinds re-encoded by the tuned model
+SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the space's own text kinds (tuned, lexical)
+SELECTION_FILE = "selection.json"  # inside data/model: the candidates' validation scores
+
+
+def _inputs_fingerprint(fitted: FittedSpace) -> str:
+    """What made the space's own text vectors: the tuned encoder and the lexical part."""
+    dense = fitted.tuned.fingerprint if fitted.tuned is not None else "embed-stage"
+    lexical = fitted.space.params.get("lexical_weight", 0.0)
+    return hashlib.sha256(f"{dense}/{fitted.candidate}/{lexical}".encode()).hexdigest()
 
 
 def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
-    """The tuned encoder's text kinds as embeddings files (the embed stage's schema)."""
+    """The space's own text kinds (tuned encoder, lexical part) as embeddings files (the embed
+    stage's schema)."""
     from medsim.dml.data import EMBEDDING_FILES
     from medsim.encoders.cache import vectors_to_arrow
     from medsim.schemas import embedding_schema, validate
 
+    fingerprint = _inputs_fingerprint(fitted)
     folder.mkdir(parents=True, exist_ok=True)
     for kind, (ids, doc_ids, matrix) in fitted.features.items():
         if kind not in TEXT_KINDS:
             continue
         schema = embedding_schema(matrix.shape[1]).with_metadata(
-            {"fingerprint": fitted.tuned.fingerprint, "modality": "text", "model": "tuned"}
+            {"fingerprint": fingerprint, "modality": "text", "model": fitted.candidate}
         )
         table = pa.table(
             {
                 "id": pa.array(ids, pa.string()),
                 "doc_id": pa.array(doc_ids, pa.string()),
-                "content_hash": pa.array([fitted.tuned.fingerprint[:16]] * len(ids), pa.string()),
+                "content_hash": pa.array([fingerprint[:16]] * len(ids), pa.string()),
                 "vector": vectors_to_arrow(matrix, matrix.shape[1]),
             }
         )
@@ -56,22 +67,24 @@ def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
 
 
 def run_train(params: Params, root: str | Path = ".") -> Path:
-    """DVC stage: train on ``data/embeddings`` + ``data/articles.parquet``, write ``data/model``
-    (``weights.pt``, ``config.json``, ``history.json``; with ``train.tune_encoder`` also the
-    tuned encoder in ``text_model/`` and the text kinds it re-encoded in ``embeddings/``) and
-    dvclive curves in ``dvclive/train``."""
+    """DVC stage: choose and train the space on ``data/embeddings`` +
+    ``data/articles.parquet`` (:func:`~medsim.dml.fit.fit_space`), write ``data/model``
+    (``weights.pt``, ``config.json``, ``history.json``, ``selection.json``: every candidate's
+    validation scores; a tuned encoder in ``text_model/``, a lexical encoder in ``lexical/``,
+    and the text kinds they make in ``embeddings/``) and dvclive curves in ``dvclive/train``."""
     from medsim.dml.tune import read_text_items, save_tuned_model
 
     root = Path(root)
     features = load_features(root / "data/embeddings")
     labels, splits = load_labels(root / ARTICLES_PATH)
-    items = read_text_items(root) if params.train.tune_encoder else None
+    items = read_text_items(root)
     live_dir = root / LIVE_DIR
     start = time.perf_counter()
     fitted = fit_space(params, root, features, labels, splits, items, log_dir=live_dir)
     with atomic_dir(root / MODEL_DIR) as tmp:
         fitted.space.save(tmp)
         (tmp / "history.json").write_text(json.dumps(fitted.history, indent=2) + "\n")
+        (tmp / SELECTION_FILE).write_text(json.dumps(fitted.selection, indent=2) + "\n")
         if fitted.tuned is not None:
             save_tuned_model(
                 fitted.tuned.split,
@@ -84,6 +97,9 @@ def run_train(params: Params, root: str | Path = ".") -> Path:
                     "tune_history": fitted.tune_history,
                 },
             )
+        if fitted.lexical is not None:
+            fitted.lexical.save(tmp / LEXICAL_DIR)
+        if fitted.space.own_text_inputs:
             _write_space_embeddings(fitted, tmp / SPACE_EMBEDDINGS)
-    log.info("train stage: %.1f s", time.perf_counter() - start)
+    log.info("train stage: %.1f s, space %s", time.perf_counter() - start, fitted.candidate)
     return root / MODEL_DIR

@@ -40,19 +40,17 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from tqdm import tqdm
 
-from medsim.config import Params, TrainParams
+from medsim.config import TrainParams
 from medsim.dml.data import Features
 from medsim.dml.heads import quantization_loss
 from medsim.dml.losses import alignment_loss, build_objective
-from medsim.dml.model import TEXT_MODEL_DIR, SharedSpace
+from medsim.dml.model import SharedSpace
 from medsim.dml.sampling import class_balanced_batches
 from medsim.errors import MedsimError
-from medsim.names import Modality
 
 __all__ = [
-    "FittedSpace",
-    "fit_space",
     "mean_average_precision",
+    "prepare_kinds",
     "train_space",
     "validation_scores",
 ]
@@ -100,9 +98,10 @@ def _reproducible(seed: int) -> Iterator[np.random.RandomState]:
             torch.use_deterministic_algorithms(deterministic)
 
 
-def _prepare(
+def prepare_kinds(
     features: Mapping[str, Features], labels: Mapping[str, str], splits: Mapping[str, str]
 ) -> tuple[dict[str, _Kind], list[str]]:
+    """Each kind's rows as tensors with their split and class index; the class names."""
     classes = sorted({labels[d] for d in splits if d in labels})
     index = {c: i for i, c in enumerate(classes)}
     kinds: dict[str, _Kind] = {}
@@ -336,6 +335,23 @@ class _Live:
         self.live.end()
 
 
+def log_history(log_dir: Path | None, history: list[dict[str, Any]], best_epoch: int) -> None:
+    """dvclive curves and summary of a finished :func:`train_space` run (its ``history``)."""
+    if log_dir is None or not history:
+        return
+    live = _Live(log_dir)
+    for record in history:
+        live.log(_curves(record))
+    _log_best(live, history, best_epoch)
+
+
+def _curves(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What dvclive plots of one epoch's record."""
+    val = record.get("val") or {}
+    curves = {k: v for k, v in record.items() if k not in ("val", "seconds", "frozen_val")}
+    return curves | {f"val/{k}": v for k, v in val.items() if k != "map_at_r"}
+
+
 @dataclass
 class _Pool:
     """The class pool: every labelled training row of every kind (kind index, row, label)."""
@@ -395,7 +411,7 @@ def train_space(
     the "mlp" heads (e.g. images) map into it. ``text_model`` is recorded in the space's
     config: the folder name of the tuned encoder that produced the text features.
     """
-    kinds, classes = _prepare(features, labels, splits)
+    kinds, classes = prepare_kinds(features, labels, splits)
     types = {name: (head_types or {}).get(name, "mlp") for name in kinds}
     kept = {kinds[n].x.shape[1] for n, t in types.items() if t in ("residual", "identity")}
     if len(kept) > 1:
@@ -659,134 +675,3 @@ def _cyclic_slice(order: np.ndarray, step: int, size: int) -> np.ndarray:
         return order
     start = (step * size) % len(order)
     return np.take(order, np.arange(start, start + size), mode="wrap")
-
-
-TEXT_KINDS = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
-LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
-
-
-@dataclass
-class FittedSpace:
-    """A trained space, the tuned text encoder behind it (None: frozen embed stage) and the
-    features its heads take (the tuned encoder's text kinds, the frozen image features)."""
-
-    space: SharedSpace
-    history: list[dict[str, Any]]
-    tuned: Any = None  # medsim.dml.tune.TunedText
-    features: dict[str, Features] = dataclasses.field(default_factory=dict)
-    tune_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Heads this small are bound by per-op overhead, not arithmetic: one thread is as fast on
-    an idle machine and several times faster on a busy one (triplet on OHSUMED, 2 shared
-    cores: 27 s with one thread, 200 s with two). The encoder's layers use every thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def fit_space(
-    params: Params,
-    root: Path,
-    frozen: Mapping[str, Features],
-    labels: Mapping[str, str],
-    splits: Mapping[str, str],
-    items: Any = None,
-    *,
-    loss: str | None = None,
-    tune: bool | None = None,
-    encode_all: bool = True,
-    log_dir: Path | None = None,
-) -> FittedSpace:
-    """Train the space the way ``train.tune_encoder`` says.
-
-    Tuned: the text encoder is tuned on ``items`` (a :class:`~medsim.dml.tune.TextItems`),
-    its text kinds get identity heads, the image kind a ridge-started linear head into its
-    space. Not tuned: residual heads over the frozen text embeddings. ``encode_all`` False
-    encodes only the training and validation documents, and only when a non-text kind needs a
-    head trained against them (evaluation retrains embed a few documents of their own).
-    """
-    from medsim.dml.tune import TunedText, tune_text_encoder
-    from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
-    from medsim.encoders.layers import SplitEncoder
-
-    train, loss = params.train, loss or params.loss
-    tune = train.tune_encoder if tune is None else tune
-    if not tune or items is None or "text" not in frozen:
-        return _fit_head_only(params, frozen, labels, splits, loss, log_dir)
-    # tunes where embed.device puts the encoder: on a GPU when there is one
-    base = text_encoder_from_params(params.embed, root)
-    split = SplitEncoder(base, train.tune_layers, train.max_tokens, root / LAYER_CACHE_DIR)
-    tune_history = tune_text_encoder(split, items, labels, splits, train, loss, params.seed)
-    tuned = TunedText(split, root / CACHE_DIR)
-    others = {k: v for k, v in frozen.items() if k not in TEXT_KINDS}
-    if encode_all:
-        wanted = items
-    elif others:
-        wanted = items.subset({d for d, s in splits.items() if s in ("train", "val")})
-    else:
-        wanted = None
-    features = {**others, **(tuned.features(wanted) if wanted is not None else {})}
-    # images: a linear head started at the ridge map onto their captions, plus a residual MLP
-    types = {k: ("identity" if k in TEXT_KINDS else "linear") for k in features}
-    if wanted is None:  # nothing to train: identity heads, untrained (SimHash) hashers
-        space = _identity_space(split.dim, train, loss)
-        return FittedSpace(space, [], tuned, features, tune_history)
-    with _one_thread():
-        space, history = train_space(
-            features,
-            labels,
-            splits,
-            train,
-            loss,
-            params.seed,
-            log_dir=log_dir,
-            head_types=types,
-            text_model=TEXT_MODEL_DIR,
-        )
-    return FittedSpace(space, history, tuned, features, tune_history)
-
-
-def _fit_head_only(
-    params: Params,
-    frozen: Mapping[str, Features],
-    labels: Mapping[str, str],
-    splits: Mapping[str, str],
-    loss: str,
-    log_dir: Path | None,
-) -> FittedSpace:
-    """Residual heads for the text kinds of the text encoder's dimension (one space) over
-    the frozen features; MLP heads for the rest."""
-    text_dim = frozen["text"][2].shape[1] if "text" in frozen else None
-    types = {k: "residual" for k in frozen if k in TEXT_KINDS and frozen[k][2].shape[1] == text_dim}
-    with _one_thread():
-        space, history = train_space(
-            frozen,
-            labels,
-            splits,
-            params.train,
-            loss,
-            params.seed,
-            log_dir=log_dir,
-            head_types=types,
-        )
-    return FittedSpace(space, history, None, dict(frozen))
-
-
-def _identity_space(dim: int, train: TrainParams, loss: str) -> SharedSpace:
-    """The tuned encoder's text as it is: an identity head, untrained (SimHash) hashers."""
-    return SharedSpace(
-        {"text": dim},
-        dim=dim,
-        hidden=train.hidden,
-        bits=train.hash_bits,
-        loss=loss,
-        params=dataclasses.asdict(train),
-        head_types={"text": "identity"},
-        text_model=TEXT_MODEL_DIR,
-    ).eval()

@@ -146,6 +146,7 @@ class TunedText:
         self.split = split
         self.dim = split.dim
         digest = hashlib.sha256(split.lower_key.encode())
+        digest.update(repr(split.windows).encode())  # how long texts are read
         for key, value in sorted(split.upper_state().items()):
             digest.update(key.encode())
             digest.update(value.cpu().contiguous().numpy().tobytes())
@@ -199,18 +200,40 @@ def _pairs_with_docs(items: TextItems, rows: np.ndarray) -> list[tuple[str, list
 
 @dataclass
 class _TuneInputs:
-    """Lower-layer states of what tuning reads: training documents with their class index,
-    their titles, and each part kind's texts with their documents' positions."""
+    """Lower-layer states of what tuning reads: training documents (each a list of windows)
+    with their class index, their titles, and each part kind's texts (windows too) with their
+    documents' positions. A step reads one window of a long text, drawn by ``pick``, so over
+    the steps tuning sees whole documents at the cost of one window each."""
 
-    doc_states: list[np.ndarray]
+    doc_states: list[list[np.ndarray]]
     y: np.ndarray
     title_states: list[np.ndarray]
     title_of: dict[int, int]  # training-row position -> row of title_states
-    parts: list[tuple[str, list[np.ndarray], np.ndarray]]
+    parts: list[tuple[str, list[list[np.ndarray]], np.ndarray]]
+    pick: np.random.RandomState
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.window(self.doc_states[int(i)])
+
+    def window(self, windows: list[np.ndarray]) -> np.ndarray:
+        return windows[0] if len(windows) == 1 else windows[self.pick.randint(len(windows))]
+
+
+def _window_states(split: SplitEncoder, texts: Sequence[str]) -> list[list[np.ndarray]]:
+    """Lower-layer states of each text's windows."""
+    pieces, owner = split.pieces(texts)
+    out: list[list[np.ndarray]] = [[] for _ in texts]
+    for state, text in zip(split.lower(pieces), owner, strict=True):
+        out[text].append(state)
+    return out
 
 
 def _tune_inputs(
-    split: SplitEncoder, items: TextItems, labels: Mapping[str, str], splits: Mapping[str, str]
+    split: SplitEncoder,
+    items: TextItems,
+    labels: Mapping[str, str],
+    splits: Mapping[str, str],
+    seed: int,
 ) -> tuple[_TuneInputs, list[str]]:
     """The labelled training documents' inputs (lower layers cached) and the class names."""
     rows = np.array(
@@ -225,7 +248,7 @@ def _tune_inputs(
         )
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[labels[items.doc_ids[r]]] for r in rows], dtype=np.int64)
-    doc_states = split.lower([items.texts[r] for r in rows])
+    doc_states = _window_states(split, [items.texts[r] for r in rows])
     titles = [items.titles[r] for r in rows]
     has_title = np.array(
         [bool(t) and t != items.texts[r] for t, r in zip(titles, rows, strict=True)]
@@ -233,10 +256,11 @@ def _tune_inputs(
     title_states = split.lower([t for t, h in zip(titles, has_title, strict=True) if h])
     title_of = {int(i): j for j, i in enumerate(np.flatnonzero(has_title))}
     parts = [
-        (kind, split.lower(texts), doc_pos)
+        (kind, _window_states(split, texts), doc_pos)
         for kind, texts, doc_pos in _pairs_with_docs(items, rows)
     ]
-    return _TuneInputs(doc_states, y, title_states, title_of, parts), classes
+    pick = np.random.RandomState(seed)  # its own stream: the batches stay as they were
+    return _TuneInputs(doc_states, y, title_states, title_of, parts, pick), classes
 
 
 def _optimisers(
@@ -271,7 +295,7 @@ def _step_terms(
     batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(class, retrieval, cross-modal) loss terms of one tuning step."""
-    z = split.upper([inputs.doc_states[i] for i in batch])
+    z = split.upper([inputs.doc(i) for i in batch])
     class_term = objective(z, torch.from_numpy(inputs.y[batch]).to(z.device))
     retrieval_term = torch.zeros((), device=z.device)
     titled = [j for j, i in enumerate(batch) if int(i) in inputs.title_of]
@@ -286,8 +310,8 @@ def _step_terms(
                 order, np.arange(step * batch_size, (step + 1) * batch_size), mode="wrap"
             )
             take = np.unique(take)
-            zp = split.upper([states[i] for i in take])
-            zd = split.upper([inputs.doc_states[i] for i in doc_pos[take]])
+            zp = split.upper([inputs.window(states[i]) for i in take])
+            zd = split.upper([inputs.doc(i) for i in doc_pos[take]])
             keys = torch.from_numpy(doc_pos[take]).to(z.device)
             cross_term = cross_term + align(zp, keys, zd, keys) / len(inputs.parts)
     return class_term, retrieval_term, cross_term
@@ -305,7 +329,7 @@ def tune_text_encoder(
     """Tune ``split``'s upper layers in place (see the module docstring), then interpolate
     them with their original weights. Returns one record per logged step."""
     start = time.perf_counter()
-    inputs, classes = _tune_inputs(split, items, labels, splits)
+    inputs, classes = _tune_inputs(split, items, labels, splits, seed)
     log.info(
         "tuning the top %d layers of %s: %d documents, %d classes, %d titles, parts %s; "
         "lower layers ready in %.1f s",

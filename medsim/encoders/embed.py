@@ -302,4 +302,6 @@ def text_encoder_from_params(
         instruction=params.instruction,
         root=root,
         cache_dir=root / MODELS_CACHE_DIR,
+        long_text=params.long_text,
+        stride=params.window_stride,
     )

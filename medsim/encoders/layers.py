@@ -33,6 +33,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from medsim.encoders.cache import content_hash
 from medsim.encoders.specs import state_dict_hash
 from medsim.encoders.text import TextEncoder
+from medsim.encoders.windows import Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
 from medsim.io import atomic_path
 
@@ -154,6 +155,25 @@ class SplitEncoder:
         self._memory: dict[str, np.ndarray] = {}
 
     @property
+    def windows(self) -> Windows | None:
+        """The base encoder's way with long texts at this encoder's token budget (the stride
+        capped at the window: at 128 tokens, windows side by side); None: texts are cut."""
+        if self.base.long_text != "windows":
+            return None
+        return Windows.for_model(
+            self.base.tokenizer, self.max_tokens, self.base.stride, self.base.instruction
+        )
+
+    def pieces(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """What the model reads of ``texts`` (their windows, or the texts themselves) and the
+        text each piece belongs to."""
+        windows = self.windows
+        if windows is None:
+            return list(texts), np.arange(len(texts), dtype=np.int64)
+        pieces, owner, _ = split_windows(texts, self.base.tokenizer, windows)
+        return pieces, owner
+
+    @property
     def upper_layers(self) -> torch.nn.ModuleList:
         return self.model.encoder.layer[self.cut :]
 
@@ -228,10 +248,15 @@ class SplitEncoder:
         return F.normalize(self.pool(hidden, mask).float(), dim=-1)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Vectors ``[n, dim]`` float32 of ``texts`` with the current upper weights."""
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        """Vectors ``[n, dim]`` float32 of ``texts`` with the current upper weights (a text
+        longer than the window: the mean of its windows' vectors)."""
         if not len(texts):
-            return out
+            return np.empty((0, self.dim), dtype=np.float32)
+        pieces, owner = self.pieces(texts)
+        return pool_windows(self._encode_pieces(pieces, batch_size), owner, len(texts))
+
+    def _encode_pieces(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
         states = self.lower(texts, batch_size)
         order = np.argsort([-len(s) for s in states], kind="stable")
         was_training = self.model.training

@@ -84,6 +84,8 @@ def file_metadata(encoder: Encoder, kind: str) -> dict[str, str]:
             pooling=encoder.pooling,
             max_tokens=str(encoder.max_tokens),
             instruction=encoder.instruction,
+            long_text=encoder.long_text,
+            window_stride=str(encoder.stride),
         )
     return meta
 
@@ -297,6 +299,8 @@ def _load_adapted(folder: str, embed: EmbedParams) -> TextEncoder:
         batch_size=embed.batch_size,
         device=embed.device,
         instruction=embed.instruction,
+        long_text=embed.long_text,
+        stride=embed.window_stride,
     )
     adapted.spec = (EMBEDDINGS_DIR / ADAPTED_MODEL).as_posix()  # where it lives after the run
     return adapted

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from medsim.encoders.specs import resolve_text_model, state_dict_hash
+from medsim.encoders.windows import LONG_TEXT, Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
 
 __all__ = [
@@ -78,13 +79,24 @@ class TextEncoder:
     batch_size: int
     weight_hash: str
     normalize: bool = True
+    long_text: str = "windows"  # embed.long_text: windows (whole text) | truncate
+    stride: int = 128  # embed.window_stride: tokens between the starts of a text's windows
     dim: int = field(init=False)
     pooling: str = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.long_text not in LONG_TEXT:
+            raise MedsimError(f"embed.long_text must be one of {LONG_TEXT}, got {self.long_text}")
         self.dim = int(self.sentence_model.get_embedding_dimension())
         mode = self.pooling_module.pooling_mode
         self.pooling = POOLING_NAMES.get(mode, mode) if isinstance(mode, str) else "+".join(mode)
+
+    @property
+    def windows(self) -> Windows | None:
+        """How a text longer than the window is read; None: cut at ``max_tokens``."""
+        if self.long_text != "windows":
+            return None
+        return Windows.for_model(self.tokenizer, self.max_tokens, self.stride, self.instruction)
 
     @property
     def model(self) -> PreTrainedModel:
@@ -109,6 +121,9 @@ class TextEncoder:
             "max_tokens": self.max_tokens,
             "instruction": self.instruction,
             "normalize": self.normalize,
+            "long_text": self.long_text,
+            # a truncating encoder's vectors do not depend on the stride
+            "stride": self.stride if self.long_text == "windows" else None,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
@@ -118,12 +133,30 @@ class TextEncoder:
         return self.pooling_module(features)["sentence_embedding"]
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors (``len(texts) x dim`` float32), in input order (batched by length)."""
+        """Vectors (``len(texts) x dim`` float32), in input order (batched by length); a text
+        longer than the window is read whole (:mod:`medsim.encoders.windows`) unless
+        ``long_text`` is ``truncate``."""
         if not len(texts):
             return np.empty((0, self.dim), dtype=np.float32)
+        windows = self.windows
+        if windows is None:
+            return self._encode_pieces(list(texts))
+        pieces, owner, longer = split_windows(texts, self.tokenizer, windows)
+        if not longer:
+            return self._encode_pieces(pieces)
+        return pool_windows(self._encode_pieces(pieces), owner, len(texts))
+
+    def longer_than_window(self, texts: list[str]) -> int:
+        """How many of ``texts`` do not fit in one window (read as several, or cut)."""
+        windows = self.windows or Windows.for_model(
+            self.tokenizer, self.max_tokens, self.max_tokens, self.instruction
+        )
+        return split_windows(texts, self.tokenizer, windows)[2]
+
+    def _encode_pieces(self, texts: list[str]) -> np.ndarray:
         with autocast(self.device):
             vectors = self.sentence_model.encode(
-                list(texts),
+                texts,
                 prompt=self.instruction or None,
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
@@ -183,8 +216,11 @@ def load_text_encoder(
     root: str | Path = ".",
     cache_dir: str | Path | None = None,
     endpoint: str | None = None,
+    long_text: str = "windows",
+    stride: int = 128,
 ) -> TextEncoder:
-    """Load the model ``spec`` names (see :func:`medsim.encoders.specs.resolve_text_model`)."""
+    """Load the model ``spec`` names (see :func:`medsim.encoders.specs.resolve_text_model`);
+    ``long_text`` and ``stride`` say how a text longer than ``max_tokens`` is read."""
     folder = resolve_text_model(spec, root=root, cache_dir=cache_dir, endpoint=endpoint)
     target = resolve_device(device)
     model = load_sentence_model(folder, target)
@@ -198,14 +234,17 @@ def load_text_encoder(
         device=target,
         batch_size=batch_size,
         weight_hash=_weight_hash(model),
+        long_text=long_text,
+        stride=stride,
     )
     log.info(
-        "text model %s: %s, %d-d, %s pooling, max %d tokens, on %s",
+        "text model %s: %s, %d-d, %s pooling, %d-token windows (%s), on %s",
         spec,
         encoder.model.config.model_type,
         encoder.dim,
         encoder.pooling,
         encoder.max_tokens,
+        f"whole texts, stride {stride}" if long_text == "windows" else "longer texts cut",
         target,
     )
     return encoder

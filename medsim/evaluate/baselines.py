@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.preprocessing import StandardScaler
+
+from medsim.dml.lexical import LexicalEncoder
+from medsim.dml.neighbours import expand_proba, knn_proba, l2
 
 __all__ = [
     "expand_proba",
@@ -32,18 +32,6 @@ __all__ = [
     "ridge_map",
     "tfidf_features",
 ]
-
-
-def l2(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    return normalize(np.asarray(x, dtype=np.float32))
-
-
-def expand_proba(proba: np.ndarray, fitted: Sequence[int], n_classes: int) -> np.ndarray:
-    """Put the columns of a classifier fitted on ``fitted`` classes into all ``n_classes``."""
-    out = np.zeros((proba.shape[0], n_classes), dtype=float)
-    out[:, np.asarray(fitted, dtype=int)] = proba
-    return out
 
 
 C_GRID = (0.003, 0.01, 0.03, 0.1)
@@ -96,31 +84,14 @@ def mlp_proba(
     return expand_proba(model.predict_proba(x_test), model[-1].classes_, n_classes)
 
 
-def knn_proba(
-    train: np.ndarray, y_train: np.ndarray, test: np.ndarray, n_classes: int, k: int
-) -> np.ndarray:
-    """Distance-weighted kNN votes by cosine similarity, as class probabilities."""
-    k = max(1, min(k, len(y_train)))
-    model = KNeighborsClassifier(n_neighbors=k, weights="distance", metric="cosine")
-    model.fit(train, y_train)
-    return expand_proba(model.predict_proba(test), model.classes_, n_classes)
-
-
 def tfidf_features(
     train_texts: Sequence[str], texts: Sequence[str], dim: int = 256, seed: int = 0
 ) -> np.ndarray:
-    """TF-IDF (uni+bigrams, sublinear tf) fitted on ``train_texts``, reduced by truncated SVD.
-
-    Returns L2-normalised ``dim``-d vectors for ``texts``. Fitting on the training texts only
-    keeps test vocabulary and document frequencies out of the features.
-    """
-    vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=2, max_df=0.9, sublinear_tf=True, stop_words="english"
-    )
-    fitted = vectorizer.fit_transform(train_texts)
-    dim = max(1, min(dim, fitted.shape[1] - 1, fitted.shape[0] - 1))
-    svd = TruncatedSVD(n_components=dim, random_state=seed).fit(fitted)
-    return l2(svd.transform(vectorizer.transform(texts)))
+    """The lexical encoder (:class:`~medsim.dml.lexical.LexicalEncoder`: TF-IDF, truncated SVD)
+    fitted on ``train_texts``, applied to ``texts``: L2-normalised ``dim``-d vectors. Fitting on
+    the training texts only keeps test vocabulary and document frequencies out of the
+    features."""
+    return LexicalEncoder.fit(train_texts, dim, seed).encode(texts)
 
 
 def pool_by_doc(

@@ -338,15 +338,13 @@ def _space_outputs(ctx: EvalContext, s: _Split) -> dict[str, ModelOutput]:
     labels = dict(zip(s.labelled["doc_id"], s.labelled["label"], strict=True))
     splits = dict(zip(s.labelled["doc_id"], s.labelled["split"], strict=True))
     outputs: dict[str, ModelOutput] = {}
-    if ctx.space.is_tuned:  # what the residual heads alone make of the frozen features
-        head = ctx.space.refit(labels, splits, tune=False)
+    if not ctx.space.is_head_only:  # what the residual heads alone make of the frozen features
+        head = ctx.space.refit(labels, splits, choose="head_only")
         ctx.artefacts["head_only_space"] = head
         h_vecs = head.documents(head.features, s.tr_ids + s.te_ids)
         outputs["head_only"] = knn_proba(h_vecs[:n_tr], s.y_tr, h_vecs[n_tr:], s.n_classes, k)
     else:
-        outputs["head_only"] = (
-            "train.tune_encoder is false: the proposed row is the head-only space"
-        )
+        outputs["head_only"] = "the space chosen on validation is head-only: the proposed row"
     vecs = ctx.space.documents(ctx.space_features, s.tr_ids + s.te_ids)
     p_tr, p_te = vecs[:n_tr], vecs[n_tr:]
     outputs["proposed"] = knn_proba(p_tr, s.y_tr, p_te, s.n_classes, k)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import Features
-from medsim.dml.train import TEXT_KINDS
+from medsim.dml.fit import TEXT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ def load_figures_meta(path: Path) -> pd.DataFrame:
 class SpaceOps:
     """The trained shared space, what goes into it, and the train function behind it.
 
-    ``features`` are the space's inputs: the tuned encoder's text kinds (when
-    ``train.tune_encoder`` was on) and the frozen image features; None means the frozen
-    embed stage's features. ``encode`` turns new texts into text-kind inputs (the tuned
-    encoder, else the frozen one). ``frozen`` and ``items`` (the corpus's texts) let
-    :meth:`refit` train the same kind of space again on fewer labels.
+    ``features`` are the space's inputs: its own text kinds (a tuned encoder's vectors, or
+    with the lexical part beside them) and the frozen image features; None means the frozen
+    embed stage's features. ``encode`` turns new texts into text-kind inputs (the space's own
+    way, else the frozen encoder). ``frozen``, ``frozen_encode`` and ``items`` (the corpus's
+    texts) let :meth:`refit` choose and train a space again on fewer labels.
     """
 
     space: object
@@ -62,6 +62,8 @@ class SpaceOps:
     frozen: dict[str, Features] | None = None
     items: object = None
     root: Path = Path(".")
+    lexical: object = None  # medsim.dml.lexical.LexicalEncoder
+    frozen_encode: TextEncoderFn | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -72,8 +74,18 @@ class SpaceOps:
         return [int(b) for b in self.space.bits]
 
     @property
-    def is_tuned(self) -> bool:
-        return self.tuned is not None
+    def candidate(self) -> str:
+        """Which candidate space this is (spaces from before the choice: by their encoder)."""
+        default = "tuned" if self.tuned is not None else "head_only"
+        return str(self.space.params.get("candidate", default))
+
+    @property
+    def is_head_only(self) -> bool:
+        return self.candidate == "head_only"
+
+    @property
+    def lexical_weight(self) -> float:
+        return float(self.space.params.get("lexical_weight", 0.0))
 
     def project(self, kind: str, vectors: np.ndarray) -> np.ndarray:
         from medsim.dml import project
@@ -86,7 +98,8 @@ class SpaceOps:
         return hash_codes(self.space, kind, vectors, bits)
 
     def texts(self, texts: Sequence[str], kind: str = "text") -> np.ndarray:
-        """New texts in the space: encoded (tuned encoder or frozen one), then ``kind``'s head."""
+        """New texts in the space: encoded (its own way, or the frozen one), then ``kind``'s
+        head."""
         if self.encode is None:
             raise ValueError("no text encoder for new texts")
         return self.project(kind, self.encode(list(texts)))
@@ -97,23 +110,31 @@ class SpaceOps:
 
     def features_for(self, doc_ids: Sequence[str]) -> dict[str, Features]:
         """Space inputs of ``doc_ids``'s items, encoding texts the space has not seen."""
+        from medsim.dml.fit import with_lexical
+
         wanted = set(doc_ids)
         frozen = self.frozen if self.frozen is not None else (self.features or {})
         out = {k: _subset(v, wanted) for k, v in frozen.items()}
-        if self.tuned is not None:
+        if self.space.own_text_inputs:
+            items = self.items.subset(wanted)
+            dense = {k: v for k, v in out.items() if k in TEXT_KINDS}
+            if self.tuned is not None:
+                dense = self.tuned.features(items)
             out = {k: v for k, v in out.items() if k not in TEXT_KINDS}
-            out |= self.tuned.features(self.items.subset(wanted))
+            out |= with_lexical(dense, self.lexical, items, self.lexical_weight)
         return {k: v for k, v in out.items() if len(v[0])}
 
     def refit(
-        self, labels: Mapping[str, str], splits: Mapping[str, str], tune: bool | None = None
+        self, labels: Mapping[str, str], splits: Mapping[str, str], choose: str | None = None
     ) -> SpaceOps:
-        """The proposed space trained again, the same way, on these labels and splits only
-        (the encoder is tuned again when this space's was); ``tune=False`` gives the
-        head-only space (residual heads over the frozen features)."""
-        tune = self.is_tuned if tune is None else tune
-        from medsim.dml.train import fit_space
+        """A space chosen and trained again, the way the train stage does (``choose``: None
+        as ``train.choose`` says, or a candidate's name, e.g. ``head_only``), on these labels
+        and splits only. Without validation documents, the candidate this space is."""
+        from medsim.dml.fit import fit_space
+        from medsim.dml.lexical import hybrid_encoder
 
+        if choose is None and "val" not in set(splits.values()):
+            choose = self.candidate  # nothing to choose on: the train stage's choice
         wanted = set(splits)
         frozen = self.frozen if self.frozen is not None else (self.features or {})
         fitted = fit_space(
@@ -122,19 +143,23 @@ class SpaceOps:
             {k: _subset(v, wanted) for k, v in frozen.items()},
             dict(labels),
             dict(splits),
-            self.items.subset(wanted) if self.items is not None and tune else None,
-            tune=tune,
+            self.items.subset(wanted) if self.items is not None else None,
+            choose=choose,
             encode_all=False,
         )
+        dense = fitted.tuned.encode if fitted.tuned is not None else self.frozen_encode
+        weight = float(fitted.space.params.get("lexical_weight", 0.0))
         return SpaceOps(
             fitted.space,
             self.params,
             fitted.features,
-            fitted.tuned.encode if fitted.tuned is not None else self.encode,
+            hybrid_encoder(dense, fitted.lexical, weight),
             fitted.tuned,
             frozen,
             self.items,
             self.root,
+            fitted.lexical,
+            self.frozen_encode,
         )
 
     def retrain(

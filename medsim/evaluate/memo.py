@@ -30,9 +30,13 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = Path("data/cache/evaluate")
 
-# train.* keys that only the encoder tuning reads: heads trained on fixed features (the
-# no-LLM baseline) do not depend on them
+# train.* keys that only the encoder tuning and the choice among candidate spaces read: heads
+# trained on fixed features (the no-LLM baseline) do not depend on them
 HEAD_PARAMS_IGNORED = (
+    "choose",
+    "lexical_weights",
+    "lexical_dim",
+    "select_budget_s",
     "tune_encoder",
     "tune_layers",
     "tune_epochs",

@@ -132,7 +132,7 @@ def _cell(table: Mapping, *keys: str) -> str:
 
 
 def _side_by_side(tables: Mapping[str, Mapping]) -> list[str]:
-    """Frozen encoder, head-only space and the proposed (tuned) space on the same tests."""
+    """Frozen encoder, head-only space and the proposed (chosen) space on the same tests."""
     t1, t2, t3 = tables.get("table1", {}), tables.get("table2", {}), tables.get("table3", {})
     tb = tables.get("textbench", {})
     shots = sorted(int(k.split("_")[0]) for k in t2 if k.endswith("_shot"))
@@ -140,7 +140,7 @@ def _side_by_side(tables: Mapping[str, Mapping]) -> list[str]:
     rows = {
         "frozen encoder": ("frozen_knn", "transformer_prototype", "text_softmax", "before"),
         "head-only (residual heads)": ("head_only", "head_only", None, "head_only"),
-        "proposed (tuned encoder)": ("proposed", "proposed", "proposed", "after"),
+        "proposed (the chosen space)": ("proposed", "proposed", "proposed", "after"),
     }
     body = []
     for name, (r1, r2, r3, rb) in rows.items():
@@ -176,7 +176,7 @@ def render_report(
     """The whole REPORT.md as one string (``design``: how the proposed space is built)."""
     out = _header(corpus_notes)
     if design:
-        out += ["## The proposed space: what tuning buys", "", design, ""]
+        out += ["## The proposed space: how it was chosen", "", design, ""]
         out += _side_by_side(tables)
         out.append("")
     protocol = PROTOCOL_TITLES.get(tables.get("table2", {}).get("protocol"), "")

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medsim.config import Params
-from medsim.dml.train import LAYER_CACHE_DIR
-from medsim.dml.train import TEXT_KINDS as TUNED_KINDS
+from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_KINDS
 from medsim.evaluate.classification import build_table1, confusion
 from medsim.evaluate.context import EvalContext, SpaceOps, TextEncoderFn, load_figures_meta
 from medsim.evaluate.crossdomain import build_table3
@@ -34,6 +33,7 @@ from medsim.evaluate.plots import (
 )
 from medsim.evaluate.report import render_report
 from medsim.evaluate.retrieval import build_retrieval
+from medsim.evaluate.space import build_space, design_note
 from medsim.evaluate.textbench import build_textbench
 from medsim.io import atomic_path, read_table
 from medsim.schemas import ARTICLES, ARTICLES_PATH, FIGURES_PATH
@@ -58,6 +58,7 @@ BUILDERS: dict[str, Callable[[EvalContext], dict]] = {
     "retrieval": build_retrieval,
     "modality": build_modality,
     "textbench": build_textbench,
+    "space": build_space,
 }
 ARTICLE_COLUMNS = ["doc_id", "title", "abstract", "label", "split", "source"]
 
@@ -99,30 +100,51 @@ def load_context(params: Params, root: Path) -> EvalContext:
 def load_space_ops(
     params: Params, root: Path, frozen: dict, frozen_encoder: TextEncoderFn | None
 ) -> SpaceOps:
-    """The trained space of ``data/model`` with its inputs: when it holds a tuned text
-    encoder, the text kinds it re-encoded (``data/model/embeddings``) and that encoder for
-    new texts; else the frozen features and encoder."""
+    """The trained space of ``data/model`` with its inputs: when it makes its own text
+    vectors (a tuned encoder, a lexical part), the text kinds the train stage wrote
+    (``data/model/embeddings``) and its way of encoding new texts; else the frozen features
+    and encoder."""
     from medsim.dml import load_shared_space
     from medsim.dml.data import load_features
+    from medsim.dml.lexical import LexicalEncoder, hybrid_encoder
     from medsim.dml.stage import MODEL_DIR, SPACE_EMBEDDINGS
+    from medsim.dml.tune import read_text_items
 
     model_dir = root / MODEL_DIR
     space = load_shared_space(model_dir)
-    if not space.text_model:
-        return SpaceOps(space, params, None, frozen_encoder, frozen=frozen, root=root)
-    from medsim.dml.tune import TunedText, read_text_items
+    items = read_text_items(root)
+    ops = SpaceOps(space, params, None, frozen_encoder, None, frozen, items, root)
+    ops.frozen_encode = frozen_encoder
+    if not space.own_text_inputs:
+        return ops
+    ops.tuned = _load_tuned(params, root, space) if space.text_model else None
+    ops.lexical = LexicalEncoder.load(model_dir / space.lexical) if space.lexical else None
+    dense = ops.tuned.encode if ops.tuned is not None else frozen_encoder
+    ops.encode = hybrid_encoder(dense, ops.lexical, ops.lexical_weight)
+    ops.features = {k: v for k, v in frozen.items() if k not in TEXT_KINDS}
+    ops.features |= load_features(model_dir / SPACE_EMBEDDINGS)
+    log.info("proposed space %s: its own text kinds (%s)", ops.candidate, model_dir)
+    return ops
+
+
+def _load_tuned(params: Params, root: Path, space: object) -> object:
+    """The tuned text encoder in ``data/model`` as a :class:`~medsim.dml.tune.TunedText`."""
+    from medsim.dml.stage import MODEL_DIR
+    from medsim.dml.tune import TunedText
     from medsim.encoders.embed import CACHE_DIR
     from medsim.encoders.layers import SplitEncoder
     from medsim.encoders.text import load_text_encoder
 
     tuned_params = space.params
     encoder = load_text_encoder(
-        str(model_dir / space.text_model),
+        str(root / MODEL_DIR / space.text_model),
         max_tokens=int(tuned_params.get("max_tokens", params.train.max_tokens)),
         batch_size=params.embed.batch_size,
         device=params.embed.device,
         instruction=params.embed.instruction,
         root=root,
+        long_text=params.embed.long_text,
+        stride=params.embed.window_stride,
     )
     split = SplitEncoder(
         encoder,
@@ -130,11 +152,7 @@ def load_space_ops(
         encoder.max_tokens,
         root / LAYER_CACHE_DIR,
     )
-    tuned = TunedText(split, root / CACHE_DIR)
-    inputs = {k: v for k, v in frozen.items() if k not in TUNED_KINDS}
-    inputs |= load_features(model_dir / SPACE_EMBEDDINGS)
-    log.info("proposed space: text kinds from the tuned encoder %s", model_dir / space.text_model)
-    return SpaceOps(space, params, inputs, tuned.encode, tuned, frozen, read_text_items(root), root)
+    return TunedText(split, root / CACHE_DIR)
 
 
 def _clean(value: object) -> object:
@@ -222,35 +240,6 @@ def corpus_notes(ctx: EvalContext) -> list[str]:
     return notes
 
 
-def design_note(ctx: EvalContext) -> str:
-    """Two sentences on how the proposed space was built in this run."""
-    t = ctx.params.train
-    if ctx.space.is_tuned:
-        layers = (
-            "every transformer layer" if t.tune_layers <= 0 else f"the top {t.tune_layers} layers"
-        )
-        return (
-            f"The proposed space is the text encoder itself, tuned ({layers}, {t.tune_epochs} "
-            f"epoch, {t.max_tokens} tokens) with the `{ctx.params.loss}` metric-learning loss "
-            f"plus a title <-> document InfoNCE term (weight {t.retrieval_weight}) and "
-            f"caption/table <-> document terms, then averaged with the original weights "
-            f"(WiSE-FT, tuned weight {t.interpolation}), so it keeps what the pretrained model "
-            "knew about everything the labels do not name; images enter that space through a "
-            "linear head started at the ridge map onto their captions plus a zero-started MLP, "
-            "trained with the same losses. The head-only row is the fast alternative "
-            "(`train.tune_encoder: false`): residual, zero-initialised heads over the frozen "
-            "embeddings, held near the frozen similarities, which can add little but cannot "
-            "destroy what the encoder knows."
-        )
-    return (
-        "The proposed space is the head-only one (`train.tune_encoder: false`): residual, "
-        "zero-initialised heads over the frozen embeddings, trained with the "
-        f"`{ctx.params.loss}` loss and held near the frozen similarities, so they cannot "
-        "destroy what the encoder knows. Set `train.tune_encoder: true` to tune the encoder "
-        "itself (the side-by-side rows then differ)."
-    )
-
-
 def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> list[str]:
     """Write every figure the run has data for; return their paths relative to the root."""
     written: list[Path] = []
@@ -305,7 +294,8 @@ def write_outputs(ctx: EvalContext, tables: dict[str, dict]) -> None:
         with atomic_path(metrics_dir / "details" / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(details, indent=2) + "\n")
     plots = write_plots(ctx, tables, ctx.root / "plots")
-    report = render_report(_clean(tables), plots, corpus_notes(ctx), design_note(ctx))
+    design = "\n".join(design_note(ctx, _clean(tables.get("space"))))
+    report = render_report(_clean(tables), plots, corpus_notes(ctx), design)
     with atomic_path(metrics_dir / "REPORT.md") as tmp:
         tmp.write_text(report)
     log.info("wrote %d metrics files, %d plots and metrics/REPORT.md", len(tables), len(plots))

@@ -274,14 +274,18 @@ class QueryEncoder:
             hf_logging.disable_progress_bar()  # a weights-loading bar is noise in a CLI answer
 
             manifest = self.store.manifest
-            self._text = load_text_encoder(
+            dense = load_text_encoder(
                 manifest["text_model"],
                 max_tokens=int(manifest.get("max_tokens", 256)),
                 device="cpu",
                 instruction=manifest.get("instruction", ""),
                 root=self.root,
+                # an index from before whole-text reading cut long queries
+                long_text=manifest.get("long_text", "truncate"),
+                stride=int(manifest.get("window_stride", 128)),
             )
-        return self.project(head, self._text.encode(list(texts)))
+            self._text = _with_words(dense.encode, manifest, self.root)
+        return self.project(head, self._text(list(texts)))
 
     def image(self, path: str | Path) -> np.ndarray:
         """Shared-space vector [1, dim] of the image file at ``path``."""
@@ -306,3 +310,14 @@ class QueryEncoder:
         if self._image is None:
             self._image = load_image_encoder(self.store.manifest["image_model"], device="cpu")
         return self.project("image", self._image.encode([picture]))
+
+
+def _with_words(dense: Callable[[list[str]], np.ndarray], manifest: dict, root: Path):
+    """The dense encoder with the space's lexical part beside it, when the index has one."""
+    from medsim.dml.lexical import LexicalEncoder, hybrid_encoder
+
+    folder = manifest.get("lexical")
+    if not folder:
+        return dense
+    lexical = LexicalEncoder.load(root / folder)
+    return hybrid_encoder(dense, lexical, float(manifest.get("lexical_weight", 0.0)))

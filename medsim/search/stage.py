@@ -143,8 +143,9 @@ def _embedding_batches(path: Path) -> Iterator[tuple[list[str], list[str], np.nd
 
 def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path]:
     """Index kind -> its embeddings file, for the kinds with rows and a head in the space."""
-    # a space over a tuned text encoder takes that encoder's text vectors (written by train)
-    tuned_dir = data / "model" / "embeddings" if space.text_model else None
+    # a space that makes its own text vectors (tuned encoder, lexical part) takes those
+    # (written by train)
+    tuned_dir = data / "model" / "embeddings" if space.own_text_inputs else None
     sources = {}
     for kind, (stem, head) in KIND_SOURCES.items():
         folder = tuned_dir if tuned_dir is not None and head != "image" else data / "embeddings"
@@ -284,6 +285,11 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
         ),
         "image_model": params.embed.image_model,
         "instruction": params.embed.instruction,
+        # the words' part of a query's vector (medsim.dml.lexical), when the space has one
+        "lexical": (Path("data/model") / space.lexical).as_posix() if space.lexical else None,
+        "lexical_weight": float(space.params.get("lexical_weight", 0.0)),
+        "long_text": params.embed.long_text,
+        "window_stride": params.embed.window_stride,
         "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))
         if tuned
         else params.embed.max_tokens,

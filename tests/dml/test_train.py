@@ -162,7 +162,16 @@ def test_run_train_writes_a_loadable_model(tiny_corpus, tmp_path):
     _write_project(tmp_path, tiny_corpus)
     out = run_train(_params("multi_similarity"), tmp_path)
     assert out == tmp_path / "data/model"
-    assert {p.name for p in out.iterdir()} == {"weights.pt", "config.json", "history.json"}
+    files = {p.name for p in out.iterdir()}
+    assert files == {"weights.pt", "config.json", "history.json", "selection.json"}
+    # the tiny corpus has too few words for a vocabulary: the lexical candidates say so
+    selection = json.loads((out / "selection.json").read_text())
+    assert [r["candidate"] for r in selection] == [
+        "head_only",
+        "head_only+lexical0.3",
+        "head_only+lexical0.5",
+    ]
+    assert selection[0]["chosen"] and "no terms remain" in selection[1]["skipped"]
     space = load_shared_space(out)
     assert space.kinds == ["text", "caption", "image"] and space.loss == "multi_similarity"
     assert space.bits == [32, 64]

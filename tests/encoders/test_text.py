@@ -23,15 +23,37 @@ TEXTS = [
 
 
 def test_minilm_matches_sentence_transformers(minilm):
+    """Texts within the window: bare sentence-transformers' vectors. The one longer text
+    (280 tokens): the normalised mean of its windows' vectors, which bare
+    sentence-transformers gives for the windows' text."""
     from sentence_transformers import SentenceTransformer
+
+    from medsim.encoders.windows import split_windows
 
     bare = SentenceTransformer(str(minilm.folder), device="cpu")
     bare.max_seq_length = minilm.max_tokens
     expected = bare.encode(TEXTS, batch_size=4)
+    pieces, owner, longer = split_windows(TEXTS, minilm.tokenizer, minilm.windows)
+    assert longer == 1 and list(owner).count(1) == 2
+    windows = bare.encode([p for p, o in zip(pieces, owner, strict=True) if o == 1])
+    expected[1] = windows.mean(axis=0) / np.linalg.norm(windows.mean(axis=0))
     got = minilm.encode(TEXTS)
     assert got.shape == (5, 384) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=2e-5)
     assert minilm.pooling == "mean"
+
+
+def test_truncate_reads_only_the_first_window(minilm):
+    from dataclasses import replace
+
+    from sentence_transformers import SentenceTransformer
+
+    cut = replace(minilm, long_text="truncate")
+    assert cut.fingerprint != minilm.fingerprint
+    bare = SentenceTransformer(str(minilm.folder), device="cpu")
+    bare.max_seq_length = minilm.max_tokens
+    np.testing.assert_allclose(cut.encode(TEXTS), bare.encode(TEXTS, batch_size=4), atol=2e-5)
+    assert cut.longer_than_window(TEXTS) == minilm.longer_than_window(TEXTS) == 1
 
 
 def test_order_is_kept_despite_length_sorting(minilm):

@@ -25,17 +25,17 @@ def test_side_by_side_rows_and_protocol_are_in_the_report():
         },
     }
     report = render_report(tables, [], [], design="Tuned. Head-only.")
-    assert "## The proposed space: what tuning buys" in report and "Tuned. Head-only." in report
+    assert "## The proposed space: how it was chosen" in report and "Tuned. Head-only." in report
     lines = {line.split(" | ")[0]: line for line in report.splitlines() if line.startswith("| ")}
     assert lines["| frozen encoder"] == "| frozen encoder | 0.681 | 0.700 | — | 0.970 |"
     assert lines["| head-only (residual heads)"].startswith(
         "| head-only (residual heads) | 0.699 | 0.710"
     )
     assert (
-        lines["| proposed (tuned encoder)"]
-        == "| proposed (tuned encoder) | 0.723 | 0.720 | — | 0.956 |"
+        lines["| proposed (the chosen space)"]
+        == "| proposed (the chosen space) | 0.723 | 0.720 | — | 0.956 |"
     )
     assert "Table 2 5-shot (low_resource)" in report
     assert "## Table 2: few-shot (low-resource: K labelled training documents per class" in report
     # no design note (an old run): no side-by-side section
-    assert "what tuning buys" not in render_report(tables, [], [])
+    assert "how it was chosen" not in render_report(tables, [], [])

@@ -1,0 +1,108 @@
+"""Choosing the space on the validation split: candidates, scores, pins, and the test split
+never read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medsim.config import params_from_dict
+from medsim.dml.data import Features
+from medsim.dml.fit import candidate_names, fit_space, validation_knn
+from medsim.dml.model import SharedSpace
+from medsim.dml.tune import TextItems
+from medsim.errors import MedsimError
+
+WORDS = {
+    "a": ["brca1", "tamoxifen", "mammography", "lumpectomy", "her2"],
+    "b": ["egfr", "alk", "nodule", "smoking", "bronchoscopy"],
+    "c": ["vegf", "angiogenesis", "endothelial", "bevacizumab", "sprouting"],
+}
+
+
+def _corpus(seed: int = 0):
+    """Texts whose class is in their words; dense vectors that are pure noise."""
+    rng = np.random.default_rng(seed)
+    ids, texts, labels, splits = [], [], {}, {}
+    for label, words in WORDS.items():
+        for i in range(24):
+            doc = f"{label}{i}"
+            ids.append(doc)
+            texts.append(" ".join(rng.choice(words, 6)) + " patients were studied")
+            labels[doc] = label
+            splits[doc] = "val" if i < 5 else "test" if i < 10 else "train"
+    items = TextItems(ids, texts, [t.split()[0] for t in texts])
+    noise = rng.normal(size=(len(ids), 12)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    return {"text": Features(ids, ids, noise)}, labels, splits, items
+
+
+def _params(**train):
+    base = {"dim": 8, "hidden": 16, "epochs": 3, "batch_size": 32, "hash_bits": [32]}
+    return params_from_dict({"train": {"tune_encoder": False, **base, **train}})
+
+
+def test_candidates_cheapest_first_one_per_lexical_weight():
+    train = _params(tune_encoder=True, lexical_weights=[0.0, 0.5]).train
+    assert candidate_names(train) == [
+        "head_only",
+        "head_only+lexical0.5",
+        "tuned",
+        "tuned+lexical0.5",
+    ]
+    assert candidate_names(train, can_tune=False) == ["head_only", "head_only+lexical0.5"]
+
+
+def test_the_candidate_best_on_validation_is_kept(tmp_path):
+    frozen, labels, splits, items = _corpus()
+    fitted = fit_space(_params(), tmp_path, frozen, labels, splits, items)
+    scores = {r["candidate"]: r["val_knn_accuracy"] for r in fitted.selection}
+    assert set(scores) == {"head_only", "head_only+lexical0.3", "head_only+lexical0.5"}
+    # the words decide the class, the dense vectors are noise: a lexical candidate wins
+    assert fitted.candidate != "head_only" and scores["head_only"] < scores[fitted.candidate]
+    assert scores[fitted.candidate] == max(scores.values())
+    assert [r["chosen"] for r in fitted.selection].count(True) == 1
+    assert fitted.space.lexical == "lexical" and fitted.lexical is not None
+    assert fitted.features["text"][2].shape[1] == 12 + fitted.lexical.dim
+    assert all(r["n_val"] == 15 for r in fitted.selection)
+
+
+def test_the_test_split_plays_no_part_in_the_choice(tmp_path):
+    frozen, labels, splits, items = _corpus()
+    first = fit_space(_params(), tmp_path, frozen, labels, splits, items)
+    shuffled = dict(labels)
+    test_docs = [d for d, s in splits.items() if s == "test"]
+    for doc, other in zip(test_docs, test_docs[::-1], strict=True):
+        shuffled[doc] = labels[other]
+    again = fit_space(_params(), tmp_path, frozen, shuffled, splits, items)
+
+    def scores(fitted):  # all but the wall-clock seconds
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in fitted.selection]
+
+    assert scores(again) == scores(first)
+
+
+def test_choose_pins_one_candidate_and_builds_only_it(tmp_path):
+    frozen, labels, splits, items = _corpus()
+    fitted = fit_space(_params(choose="head_only"), tmp_path, frozen, labels, splits, items)
+    assert [r["candidate"] for r in fitted.selection] == ["head_only"]
+    assert fitted.space.lexical is None and fitted.lexical is None
+    with pytest.raises(MedsimError, match="not a candidate here"):
+        fit_space(_params(choose="tuned"), tmp_path, frozen, labels, splits, items)
+
+
+def test_without_texts_only_dense_candidates(tmp_path):
+    frozen, labels, splits, _ = _corpus()
+    fitted = fit_space(_params(), tmp_path, frozen, labels, splits, None)
+    assert [r["candidate"] for r in fitted.selection] == ["head_only"]
+
+
+def test_validation_knn_by_hand():
+    # 2-d identity space: train a=(1,0), b=(0,1); val (0.9,0.1) is a, (0.2,0.8) is b
+    space = SharedSpace({"text": 2}, dim=2, hidden=4, head_types={"text": "identity"}).eval()
+    ids = ["t1", "t2", "v1", "v2"]
+    x = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    labels = {"t1": "a", "t2": "b", "v1": "a", "v2": "a"}
+    splits = {"t1": "train", "t2": "train", "v1": "val", "v2": "val"}
+    accuracy, n = validation_knn(space, {"text": Features(ids, ids, x)}, labels, splits, k=1)
+    assert (accuracy, n) == (0.5, 2)
