@@ -12,7 +12,10 @@ embeddings. One module per concern:
 - :mod:`medsim.dml.sampling`: the M-per-class batch sampler (pml ``MPerClassSampler``).
 - :mod:`medsim.dml.fusion`: the document embedding fused from a document's parts.
 - :mod:`medsim.dml.model`: ``SharedSpace`` plus save/load/project/hash/document_vectors.
-- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices) and ``fit_space``.
+- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices).
+- :mod:`medsim.dml.fit`: ``fit_space``: candidate spaces scored on the validation split, the
+  best kept (:mod:`medsim.dml.tune` tunes the encoder, :mod:`medsim.dml.lexical` adds words).
+- :mod:`medsim.dml.neighbours`: kNN classification, the rule the choice and Table 1 share.
 - :mod:`medsim.dml.stage`: ``run_train``, the DVC ``train`` stage (file I/O at the edges).
 - :mod:`medsim.dml.data`: reading ``data/embeddings/*.parquet`` and labels into arrays.
 

@@ -2,8 +2,9 @@
 
 :func:`train_space` is pure apart from an optional dvclive log: it takes feature matrices and
 labels and returns the trained :class:`~medsim.dml.model.SharedSpace`, so other stages can
-train it on any features (e.g. a TF-IDF baseline); :func:`fit_space` trains the space the way
-``train.tune_encoder`` says. The DVC stage around them is :mod:`medsim.dml.stage`.
+train it on any features (e.g. a TF-IDF baseline); :func:`medsim.dml.fit.fit_space` builds the
+candidate spaces with it and keeps the best on validation. The DVC stage around them is
+:mod:`medsim.dml.stage`.
 
 Each step adds three terms:
 

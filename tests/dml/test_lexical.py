@@ -69,3 +69,18 @@ def test_hybrid_encoder_wraps_a_dense_encoder():
     assert hybrid_encoder(dense, encoder, 0.0) is dense
     out = hybrid_encoder(dense, encoder, 0.5)(TEXTS[:2])
     assert out.shape == (2, 4)
+
+
+def test_search_queries_get_the_words_the_index_was_built_with(tmp_path):
+    from medsim.search.query import _with_words
+
+    encoder = LexicalEncoder.fit(TEXTS, dim=3)
+    encoder.save(tmp_path / "data/model/lexical")
+
+    def dense(texts):
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+    manifest = {"lexical": "data/model/lexical", "lexical_weight": 0.3}
+    words = _with_words(dense, manifest, tmp_path)(["BRCA1 breast"])
+    np.testing.assert_allclose(words, hybrid(dense(["x"]), encoder.encode(["BRCA1 breast"]), 0.3))
+    assert _with_words(dense, {"lexical": None}, tmp_path) is dense

@@ -222,7 +222,7 @@ def _project(root, rows, figures=True):
 def test_train_stage_tunes_the_encoder_and_writes_it_with_its_vectors(bert_folder, tmp_path):
     rows = _corpus()
     _project(tmp_path, rows)
-    params = _params(bert_folder)
+    params = _params(bert_folder, choose="tuned")
     out = run_train(params, tmp_path)
     space = load_shared_space(out)
     assert space.text_model == "text_model" and space.dim == 16  # the encoder's own space
@@ -252,3 +252,20 @@ def test_train_stage_without_tuning_uses_residual_heads(bert_folder, tmp_path):
     assert space.text_model is None
     assert space.head_types == {"text": "residual", "caption": "residual", "image": "mlp"}
     assert not (out / "text_model").exists()
+
+
+def test_train_stage_scores_every_candidate_and_keeps_the_best(bert_folder, tmp_path):
+    import json
+
+    _project(tmp_path, _corpus())
+    out = run_train(_params(bert_folder, lexical_weights=[0.0, 0.5]), tmp_path)
+    selection = json.loads((out / "selection.json").read_text())
+    names = [r["candidate"] for r in selection]
+    assert names == ["head_only", "head_only+lexical0.5", "tuned", "tuned+lexical0.5"]
+    best = max(selection, key=lambda r: (r["val_knn_accuracy"], r["val_map_at_r"]))
+    chosen = [r for r in selection if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["val_knn_accuracy"] == best["val_knn_accuracy"]
+    space = load_shared_space(out)
+    assert space.params["candidate"] == chosen[0]["candidate"]
+    assert (out / "text_model").exists() == chosen[0]["candidate"].startswith("tuned")
+    assert (out / "lexical").exists() == ("lexical" in chosen[0]["candidate"])
