@@ -17,16 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-TABLE1_ROWS = (
-    "text_softmax",
-    "tfidf_softmax",
-    "cnn_softmax",
-    "cnn_mlp_softmax",
-    "late_fusion",
-    "metric_learning_no_llm",
-    "frozen_knn",
-    "head_only",
-)
+from medsim.evaluate.classification import ROWS
+
+# Table 1's rows other than the proposed space's own
+TABLE1_ROWS = tuple(r for r in ROWS if not r.startswith("proposed"))
 
 
 def _load(run: Path, name: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from medsim.dml.losses import alignment_loss, build_objective
 from medsim.dml.sampling import class_balanced_batches
 from medsim.encoders.cache import EmbeddingCache, content_hash
 from medsim.encoders.layers import SplitEncoder
+from medsim.encoders.windows import POOLING
 from medsim.errors import MedsimError
 from medsim.names import Modality
 
@@ -146,7 +147,7 @@ class TunedText:
         self.split = split
         self.dim = split.dim
         digest = hashlib.sha256(split.lower_key.encode())
-        digest.update(repr(split.windows).encode())  # how long texts are read
+        digest.update(f"{split.windows!r}/{POOLING}".encode())  # how long texts are read
         for key, value in sorted(split.upper_state().items()):
             digest.update(key.encode())
             digest.update(value.cpu().contiguous().numpy().tobytes())
@@ -216,7 +217,11 @@ class _TuneInputs:
         return self.window(self.doc_states[int(i)])
 
     def window(self, windows: list[np.ndarray]) -> np.ndarray:
-        return windows[0] if len(windows) == 1 else windows[self.pick.randint(len(windows))]
+        """The opening window half the time, else one of the others: as much as each weighs in
+        the text's vector (:func:`medsim.encoders.windows.pool_windows`)."""
+        if len(windows) == 1 or self.pick.random_sample() < 0.5:
+            return windows[0]
+        return windows[1 + self.pick.randint(len(windows) - 1)]
 
 
 def _window_states(split: SplitEncoder, texts: Sequence[str]) -> list[list[np.ndarray]]:

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from medsim.encoders.specs import resolve_text_model, state_dict_hash
-from medsim.encoders.windows import LONG_TEXT, Windows, pool_windows, split_windows
+from medsim.encoders.windows import LONG_TEXT, POOLING, Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
 
 __all__ = [
@@ -124,6 +124,7 @@ class TextEncoder:
             "long_text": self.long_text,
             # a truncating encoder's vectors do not depend on the stride
             "stride": self.stride if self.long_text == "windows" else None,
+            "window_pooling": POOLING if self.long_text == "windows" else None,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 

@@ -47,8 +47,14 @@ def test_bad_windows_are_one_line_errors():
         Windows(size=10, stride=0)
 
 
-def test_pool_windows_means_then_normalises_and_keeps_single_pieces_exact():
-    vectors = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], dtype=np.float32)
-    pooled = pool_windows(vectors, np.array([0, 1, 1]), 2)
+def test_pool_windows_opening_plus_mean_of_the_rest_and_single_pieces_exact():
+    vectors = np.array(
+        [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
+        dtype=np.float32,
+    )
+    pooled = pool_windows(vectors, np.array([0, 1, 1, 2, 2, 2]), 3)
     np.testing.assert_array_equal(pooled[0], vectors[0])
+    # two windows: opening + the other
     np.testing.assert_allclose(pooled[1], np.array([0.6, 1.8]) / np.hypot(0.6, 1.8), rtol=1e-6)
+    # three: (0, 1) + mean((1, 0), (0, 1)) = (0.5, 1.5), normalised
+    np.testing.assert_allclose(pooled[2], np.array([0.5, 1.5]) / np.hypot(0.5, 1.5), rtol=1e-6)
