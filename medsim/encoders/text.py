@@ -141,11 +141,11 @@ class TextEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         windows = self.windows
         if windows is None:
-            return self._encode_pieces(list(texts))
+            return self.encode_pieces(list(texts))
         pieces, owner, longer = split_windows(texts, self.tokenizer, windows)
         if not longer:
-            return self._encode_pieces(pieces)
-        return pool_windows(self._encode_pieces(pieces), owner, len(texts))
+            return self.encode_pieces(pieces)
+        return pool_windows(self.encode_pieces(pieces), owner, len(texts))
 
     def longer_than_window(self, texts: list[str]) -> int:
         """How many of ``texts`` do not fit in one window (read as several, or cut)."""
@@ -154,7 +154,8 @@ class TextEncoder:
         )
         return split_windows(texts, self.tokenizer, windows)[2]
 
-    def _encode_pieces(self, texts: list[str]) -> np.ndarray:
+    def encode_pieces(self, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``, each read as one window (cut at ``max_tokens``)."""
         with autocast(self.device):
             vectors = self.sentence_model.encode(
                 texts,
