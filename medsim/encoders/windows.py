@@ -31,7 +31,7 @@ LONG_TEXT = ("windows", "truncate")
 # together. An abstract states its topic up front (title, aim); the rest adds what the
 # opening does not name. kNN@10 on validation, frozen MiniLM at 256 tokens: OHSUMED (357
 # documents against 1,000 training ones) opening only 0.619, plain mean 0.602, this 0.613;
-# HoC single-hallmark (152 against 584) 0.776, 0.809, 0.822 (benchmarks/long_text.py).
+# HoC single-hallmark (152 against 584) 0.776, 0.809, 0.822 (benchmarks/window_pooling.py).
 POOLING = "opening+mean(rest)"
 
 
