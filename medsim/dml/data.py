@@ -39,6 +39,13 @@ class Features(NamedTuple):
     doc_ids: list[str]
     vectors: np.ndarray
 
+    def subset(self, wanted: set[str]) -> Features:
+        """Only the items of the documents in ``wanted``, in order."""
+        keep = [i for i, d in enumerate(self.doc_ids) if d in wanted]
+        return Features(
+            [self.ids[i] for i in keep], [self.doc_ids[i] for i in keep], self.vectors[keep]
+        )
+
 
 def vectors_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A fixed-size-list vector column as a float32 ``[n, d]`` matrix."""

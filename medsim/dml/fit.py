@@ -78,6 +78,10 @@ class FittedSpace:
     def candidate(self) -> str:
         return str(self.space.params.get("candidate", ""))
 
+    @property
+    def lexical_weight(self) -> float:
+        return float(self.space.params.get("lexical_weight", 0.0))
+
 
 def _name(base: str, weight: float) -> str:
     return base if weight == 0 else f"{base}+lexical{weight:g}"
@@ -157,15 +161,11 @@ def fit_space(
     if fitted.tuned is not None and encode_all:  # the documents no candidate needed so far
         others = {k: v for k, v in fitted.features.items() if k not in TEXT_KINDS}
         dense = fitted.tuned.features(items)
-        fitted.features = others | with_lexical(dense, fitted.lexical, items, _weight(fitted))
+        fitted.features = others | with_lexical(dense, fitted.lexical, items, fitted.lexical_weight)
     from medsim.dml.train import log_history
 
     log_history(log_dir, fitted.history, int(fitted.space.params.get("best_epoch", 0)))
     return fitted
-
-
-def _weight(fitted: FittedSpace) -> float:
-    return float(fitted.space.params.get("lexical_weight", 0.0))
 
 
 def _select(corpus: _Corpus, names: list[str]) -> FittedSpace:
@@ -223,15 +223,15 @@ def _describe(record: Mapping[str, Any]) -> str:
 def _fit_lexical(corpus: _Corpus) -> LexicalEncoder | str:
     """The lexical encoder, fitted on the training documents' texts only (or why not)."""
     items = corpus.items
-    texts = [t for d, t in zip(items.doc_ids, items.texts, strict=True) if _is_train(corpus, d)]
+    texts = [
+        t
+        for d, t in zip(items.doc_ids, items.texts, strict=True)
+        if corpus.splits.get(d) == "train"
+    ]
     try:
         return LexicalEncoder.fit(texts, corpus.params.train.lexical_dim, corpus.params.seed)
     except MedsimError as exc:
         return str(exc)
-
-
-def _is_train(corpus: _Corpus, doc_id: str) -> bool:
-    return corpus.splits.get(doc_id) == "train"
 
 
 def with_lexical(
@@ -248,14 +248,6 @@ def with_lexical(
         if kind in TEXT_KINDS:
             words = lexical.encode([texts.get(i, "") for i in ids])
             out[kind] = Features(ids, docs, hybrid(matrix, words, weight))
-    return out
-
-
-def _subset(features: Mapping[str, Features], wanted: set[str]) -> dict[str, Features]:
-    out = {}
-    for kind, (ids, docs, matrix) in features.items():
-        keep = [i for i, d in enumerate(docs) if d in wanted]
-        out[kind] = Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
     return out
 
 
@@ -376,7 +368,7 @@ def _identity_space(dim: int, train: TrainParams, loss: str) -> SharedSpace:
 def _scores(fitted: FittedSpace, corpus: _Corpus) -> dict[str, Any]:
     """Validation kNN accuracy and MAP@R of a candidate (None without validation documents)."""
     k = corpus.params.evaluate.knn_k
-    features = _subset(fitted.features, corpus.seen)
+    features = {k: Features(*v).subset(corpus.seen) for k, v in fitted.features.items()}
     accuracy, n_val = validation_knn(fitted.space, features, corpus.labels, corpus.splits, k)
     kinds, _ = prepare_kinds(features, corpus.labels, corpus.splits)
     mapr = validation_scores(fitted.space, kinds).get("map_at_r")

@@ -114,7 +114,7 @@ class SpaceOps:
 
         wanted = set(doc_ids)
         frozen = self.frozen if self.frozen is not None else (self.features or {})
-        out = {k: _subset(v, wanted) for k, v in frozen.items()}
+        out = {k: Features(*v).subset(wanted) for k, v in frozen.items()}
         if self.space.own_text_inputs:
             items = self.items.subset(wanted)
             dense = {k: v for k, v in out.items() if k in TEXT_KINDS}
@@ -140,7 +140,7 @@ class SpaceOps:
         fitted = fit_space(
             self.params,
             self.root,
-            {k: _subset(v, wanted) for k, v in frozen.items()},
+            {k: Features(*v).subset(wanted) for k, v in frozen.items()},
             dict(labels),
             dict(splits),
             self.items.subset(wanted) if self.items is not None else None,
@@ -148,12 +148,11 @@ class SpaceOps:
             encode_all=False,
         )
         dense = fitted.tuned.encode if fitted.tuned is not None else self.frozen_encode
-        weight = float(fitted.space.params.get("lexical_weight", 0.0))
         return SpaceOps(
             fitted.space,
             self.params,
             fitted.features,
-            hybrid_encoder(dense, fitted.lexical, weight),
+            hybrid_encoder(dense, fitted.lexical, fitted.lexical_weight),
             fitted.tuned,
             frozen,
             self.items,
@@ -182,12 +181,6 @@ class SpaceOps:
             self.params.seed,
         )
         return SpaceOps(space, self.params, dict(features))
-
-
-def _subset(features: Features, wanted: set[str]) -> Features:
-    ids, docs, matrix = features
-    keep = [i for i, d in enumerate(docs) if d in wanted]
-    return Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
 
 
 def document_matrix(
@@ -265,13 +258,8 @@ class EvalContext:
 
     def subset_features(self, doc_ids: Sequence[str] | set[str]) -> dict[str, Features]:
         """Every kind's features restricted to items of ``doc_ids``."""
-        wanted = set(doc_ids)
-        out: dict[str, Features] = {}
-        for kind, (ids, docs, matrix) in self.features.items():
-            keep = [i for i, d in enumerate(docs) if d in wanted]
-            if keep:
-                out[kind] = Features([ids[i] for i in keep], [docs[i] for i in keep], matrix[keep])
-        return out
+        subsets = {k: Features(*v).subset(set(doc_ids)) for k, v in self.features.items()}
+        return {k: v for k, v in subsets.items() if v.ids}
 
     @property
     def space_features(self) -> dict[str, Features]:
