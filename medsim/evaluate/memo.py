@@ -16,13 +16,16 @@ import hashlib
 import logging
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
+import medsim
 from medsim.io import atomic_path
+from medsim.sources import PACKAGE_ROOT, source_digest
 
 __all__ = ["CACHE_DIR", "HEAD_PARAMS_IGNORED", "cached", "content_key", "head_params"]
 
@@ -47,14 +50,19 @@ HEAD_PARAMS_IGNORED = (
     "retrieval_weight",
 )
 
-_PACKAGE = Path(__file__).resolve().parents[1]
-# the code behind every cached row: baselines, metrics, and train_space (the no-LLM row)
-_SOURCES = (
-    "evaluate/baselines.py",
-    "evaluate/classification.py",
-    "evaluate/stats.py",
-    "evaluate/textbench.py",
-    "dml",
+# Everything a cached row can run is reachable from this package: its own modules (fewshot,
+# crossdomain and context call into cached() too) and all they import (dml, encoders, ...).
+_CODE = ("medsim.evaluate",)
+_ROOT = PACKAGE_ROOT  # the tree whose source is read (a test points it at an edited copy)
+# Libraries whose upgrade can change a cached number (solvers, kNN, tokenisation).
+_LIBRARIES = (
+    "numpy",
+    "scikit-learn",
+    "torch",
+    "faiss-cpu",
+    "pytorch-metric-learning",
+    "sentence-transformers",
+    "transformers",
 )
 
 T = TypeVar("T")
@@ -96,20 +104,23 @@ def _feed(digest: Any, value: object) -> None:
         raise TypeError(f"cannot hash a {type(value).__name__} for the evaluate cache")
 
 
-def _source_digest() -> str:
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        path = _PACKAGE / name
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(file.relative_to(_PACKAGE).as_posix().encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
+def _code_version() -> str:
+    """medsim's version, the source of every module a cached row can run, its key libraries."""
+    versions = [f"{name}=={_installed(name)}" for name in _LIBRARIES]
+    return f"medsim=={medsim.__version__};{source_digest(_CODE, _ROOT)};{';'.join(versions)}"
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 def content_key(name: str, parts: Sequence[object]) -> str:
-    """sha256 of ``name``, ``parts`` and the source of the code behind cached rows."""
+    """sha256 of ``name``, ``parts`` and the code (and versions) behind cached rows."""
     digest = hashlib.sha256(name.encode())
-    digest.update(_source_digest().encode())
+    digest.update(_code_version().encode())
     _feed(digest, list(parts))
     return digest.hexdigest()
 

@@ -42,3 +42,37 @@ def test_an_unreadable_entry_is_recomputed(tmp_path):
     entry.write_bytes(b"not a pickle")
     assert cached(tmp_path, "rows", [1], lambda: 2) == 2
     assert cached(tmp_path, "rows", [1], lambda: 3) == 2
+
+
+def test_editing_code_a_cached_row_runs_is_a_miss(tmp_path, monkeypatch):
+    """fewshot.py calls cached() but was missing from the hand-kept source list: now any
+    module the evaluate package reaches is part of the key."""
+    import shutil
+
+    from medsim.evaluate import memo
+
+    tree = tmp_path / "medsim"
+    shutil.copytree(memo.PACKAGE_ROOT, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(memo, "_ROOT", tree)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert cached(tmp_path, "rows", [1], compute) == 1
+    assert cached(tmp_path, "rows", [1], compute) == 1  # a hit
+    for edited in ("evaluate/fewshot.py", "evaluate/crossdomain.py", "dml/neighbours.py"):
+        path = tree / edited
+        path.write_text(path.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+        before = len(calls)
+        cached(tmp_path, "rows", [1], compute)
+        assert len(calls) == before + 1, f"editing {edited} served a stale row"
+
+
+def test_the_key_names_medsims_version(monkeypatch):
+    import medsim
+
+    key = content_key("rows", [1])
+    monkeypatch.setattr(medsim, "__version__", "99.0")
+    assert content_key("rows", [1]) != key
