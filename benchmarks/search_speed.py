@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 
 from medsim.config import IndexParams
-from medsim.search.index import build_binary_index, build_index, search
+from medsim.search.builders import build_binary_index, build_index, search
 
 K = 10
 

@@ -1,9 +1,10 @@
 """Search the shared space: FAISS indexes, queries and explanations.
 
-- :mod:`medsim.search.index`: pure index builders (:func:`~medsim.search.index.build_index`,
-  :func:`~medsim.search.index.build_binary_index`, :func:`~medsim.search.index.search`), the
-  ``data/index/`` layout and its reader (:func:`~medsim.search.index.load_index`), and
-  :func:`~medsim.search.index.run_index`, the DVC ``index`` stage.
+- :mod:`medsim.search.builders`: pure FAISS index builders (:func:`~.builders.build_index`,
+  :func:`~.builders.build_binary_index`), one list-size rule (:func:`~.builders.nlist_for`)
+  and :func:`~.builders.search`.
+- :mod:`medsim.search.index`: the ``data/index/`` layout, its writer and its reader
+  (:func:`~medsim.search.index.load_index`); :mod:`medsim.search.stage`: the DVC ``index`` stage.
 - :mod:`medsim.search.query`: top-k across item kinds for a text, an image or a stored item.
 - :mod:`medsim.search.explain`: why two items are close.
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from medsim.errors import MedsimError
-from medsim.search.index import INDEX_KINDS, RESULT_TYPES, IndexStore, search
+from medsim.search.builders import search
+from medsim.search.index import INDEX_KINDS, RESULT_TYPES, IndexStore
 
 __all__ = [
     "TYPE_KINDS",

@@ -11,18 +11,20 @@ import pytest
 
 from medsim.config import IndexParams
 from medsim.errors import MedsimError
-from medsim.search.index import (
-    KindArrays,
-    KindStream,
+from medsim.search.builders import (
     binary_index_type,
     build_binary_index,
     build_index,
     empty_binary_index,
     index_type,
-    label_prototypes,
-    load_index,
     pack_codes,
     search,
+)
+from medsim.search.index import (
+    KindArrays,
+    KindStream,
+    label_prototypes,
+    load_index,
     write_index_dir,
 )
 from tests.search.conftest import VECTORS, items_table

@@ -6,10 +6,11 @@ import dataclasses
 
 import faiss
 import numpy as np
+import pytest
 
 from medsim.config import IndexParams
-from medsim.search.index import build_index
-from medsim.search.scale import build_streaming, nlist_for, sample_rows
+from medsim.search.builders import build_binary_index, build_index, nlist_for, sample_rows
+from medsim.search.scale import build_streaming
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -51,3 +52,17 @@ def test_streamed_ivfpq_equals_whole_matrix_build_and_recalls_exact_neighbours()
     _, exact = flat.search(queries, 10)
     recall = np.mean([len(set(a[i]) & set(exact[i])) / 10 for i in range(len(queries))])
     assert recall > 0.5, recall  # compressed 8x, still finds most true neighbours
+
+
+@pytest.mark.parametrize("approximate", ["ivf", "ivfpq"])
+def test_every_inverted_file_index_follows_the_one_nlist_rule(approximate):
+    """Float IVF sized its lists by n // 39 while training on the sample: 2,000 vectors with a
+    390-vector sample gave 44 lists of ~9 training points each."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    params = IndexParams(exact_below=100, approximate=approximate, train_size=390, pq_bytes=8)
+    index = build_index(vectors, params)
+    assert faiss.extract_index_ivf(index).nlist == nlist_for(2000, 390) == 10
+    binary = build_binary_index(vectors[:, :8] > 0, params)
+    assert binary.nlist == nlist_for(2000, 390)

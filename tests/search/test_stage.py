@@ -18,7 +18,8 @@ from medsim.dml import codes_from_projected, document_vectors, load_shared_space
 from medsim.io import rows_to_table, write_table
 from medsim.names import SkipReason
 from medsim.schemas import ARTICLES, embedding_schema
-from medsim.search.index import build_binary_index, build_index, label_prototypes, load_index
+from medsim.search.builders import build_binary_index, build_index
+from medsim.search.index import label_prototypes, load_index
 from medsim.search.query import search_vector
 from medsim.search.stage import run_index
 from medsim.stage import run_stage
