@@ -12,10 +12,15 @@ embeddings. One module per concern:
 - :mod:`medsim.dml.sampling`: the M-per-class batch sampler (pml ``MPerClassSampler``).
 - :mod:`medsim.dml.fusion`: the document embedding fused from a document's parts.
 - :mod:`medsim.dml.model`: ``SharedSpace`` plus save/load/project/hash/document_vectors.
-- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices).
+- :mod:`medsim.dml.train`: ``train_space`` (pure, any feature matrices): the epochs, their
+  loss terms and early stopping; :mod:`medsim.dml.rows` (each modality's rows, cross-modal
+  pairs, the class pool), :mod:`medsim.dml.validation` (MAP@R on the val split),
+  :mod:`medsim.dml.steps` (the one step loop and seeding, shared with the encoder tuning),
+  :mod:`medsim.dml.live` (dvclive curves).
 - :mod:`medsim.dml.fit`: ``fit_space``: candidate spaces scored on the validation split, the
   best kept (:mod:`medsim.dml.tune` tunes the encoder, :mod:`medsim.dml.lexical` adds words).
-- :mod:`medsim.dml.neighbours`: kNN classification, the rule the choice and Table 1 share.
+- :mod:`medsim.dml.neighbours`: kNN classification, the rule the choice and Table 1 share,
+  and the one mean average precision (validation and evaluate's retrieval rows).
 - :mod:`medsim.dml.stage`: ``run_train``, the DVC ``train`` stage (file I/O at the edges).
 - :mod:`medsim.dml.data`: reading ``data/embeddings/*.parquet`` and labels into arrays.
 

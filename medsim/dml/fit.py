@@ -37,9 +37,12 @@ import torch
 from medsim.config import Params, TrainParams
 from medsim.dml.data import Features
 from medsim.dml.lexical import LexicalEncoder, hybrid
+from medsim.dml.live import log_history
 from medsim.dml.model import LEXICAL_DIR, TEXT_MODEL_DIR, SharedSpace, document_vectors
 from medsim.dml.neighbours import knn_proba
-from medsim.dml.train import prepare_kinds, train_space, validation_scores
+from medsim.dml.rows import prepare_modalities
+from medsim.dml.train import train_space
+from medsim.dml.validation import validation_scores
 from medsim.errors import MedsimError
 from medsim.names import Modality
 
@@ -162,8 +165,6 @@ def fit_space(
         others = {k: v for k, v in fitted.features.items() if k not in TEXT_KINDS}
         dense = fitted.tuned.features(items)
         fitted.features = others | with_lexical(dense, fitted.lexical, items, fitted.lexical_weight)
-    from medsim.dml.train import log_history
-
     log_history(log_dir, fitted.history, int(fitted.space.params.get("best_epoch", 0)))
     return fitted
 
@@ -370,8 +371,8 @@ def _scores(fitted: FittedSpace, corpus: _Corpus) -> dict[str, Any]:
     k = corpus.params.evaluate.knn_k
     features = {k: Features(*v).subset(corpus.seen) for k, v in fitted.features.items()}
     accuracy, n_val = validation_knn(fitted.space, features, corpus.labels, corpus.splits, k)
-    kinds, _ = prepare_kinds(features, corpus.labels, corpus.splits)
-    mapr = validation_scores(fitted.space, kinds).get("map_at_r")
+    modalities, _ = prepare_modalities(features, corpus.labels, corpus.splits)
+    mapr = validation_scores(fitted.space, modalities).get("map_at_r")
     return {
         "val_knn_accuracy": None if accuracy is None else round(accuracy, 6),
         "val_map_at_r": None if mapr is None else round(float(mapr), 6),

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from medsim.config import TrainParams
 from medsim.dml.data import Features
 from medsim.dml.losses import alignment_loss, build_objective
 from medsim.dml.sampling import class_balanced_batches
+from medsim.dml.steps import Optimisers, loss_optimiser, reproducible, run_steps
 from medsim.encoders.cache import EmbeddingCache, content_hash
 from medsim.encoders.layers import SplitEncoder
 from medsim.encoders.windows import POOLING
@@ -270,9 +270,9 @@ def _tune_inputs(
 
 def _optimisers(
     split: SplitEncoder, objective: Any, params: TrainParams, n_steps: int
-) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any, torch.optim.Optimizer | None]:
-    """AdamW over the tuned layers with linear warm-up (a tenth of the steps) and decay; Adam
-    for the loss's own parameters (proxies), when it has any."""
+) -> Optimisers:
+    """AdamW over the tuned layers with linear warm-up (a tenth of the steps) and decay, their
+    gradient clipped to norm 1; Adam for the loss's own parameters (proxies), when it has any."""
     weights = [p for p in split.upper_layers.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weights, lr=params.tune_lr, weight_decay=0.01)
     warmup = max(1, n_steps // 10)
@@ -280,12 +280,7 @@ def _optimisers(
         optimizer,
         lambda s: min((s + 1) / warmup, max(0.0, (n_steps - s) / (n_steps - warmup + 1))),
     )
-    loss_optimizer = (
-        torch.optim.Adam(objective.loss.parameters(), lr=params.proxy_lr)
-        if objective.has_parameters
-        else None
-    )
-    return weights, optimizer, schedule, loss_optimizer
+    return Optimisers(optimizer, loss_optimiser(objective, params), schedule, clip=weights)
 
 
 def _step_terms(
@@ -343,32 +338,25 @@ def tune_text_encoder(
         time.perf_counter() - start,
     )
     original = split.upper_state()
-    rng = np.random.RandomState(seed)
-    torch.manual_seed(seed)
-    objective = build_objective(loss, params, len(classes), split.dim)
-    objective.loss.to(split.device)  # proxies, where the loss has them
-    align = alignment_loss(params.temperature)
-    batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
-    epoch_size = max(len(inputs.y) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)
-    batches = class_balanced_batches(inputs.y, params.m_per_class, batch_size, epoch_size, rng)
-    weights, optimizer, schedule, loss_optimizer = _optimisers(
-        split, objective, params, len(batches)
-    )
-    part_orders = [rng.permutation(len(pos)) for _, _, pos in inputs.parts]
-    history: list[dict] = []
-    split.model.train()
-    for step, batch in enumerate(tqdm(batches, desc=f"tune encoder ({loss})", unit="step")):
-        terms = _step_terms(
-            split, inputs, batch, step, part_orders, objective, align, params, batch_size
-        )
-        class_term, retrieval_term, cross_term = terms
-        total = (
-            class_term
-            + params.retrieval_weight * retrieval_term
-            + params.cross_modal_weight * cross_term
-        )
-        _apply(total, weights, optimizer, schedule, loss_optimizer)
-        history.append(_step_record(step, total, *terms))
+    with reproducible(seed) as rng:
+        objective = build_objective(loss, params, len(classes), split.dim)
+        objective.loss.to(split.device)  # proxies, where the loss has them
+        align = alignment_loss(params.temperature)
+        batch_size = min(params.tune_batch_size, objective.max_batch or params.tune_batch_size)
+        epoch_size = max(len(inputs.y) * params.tune_epochs, MIN_TUNE_STEPS * batch_size)
+        batches = class_balanced_batches(inputs.y, params.m_per_class, batch_size, epoch_size, rng)
+        optimisers = _optimisers(split, objective, params, len(batches))
+        part_orders = [rng.permutation(len(pos)) for _, _, pos in inputs.parts]
+
+        def terms(step: int, batch: np.ndarray) -> dict[str, torch.Tensor]:
+            parts = _step_terms(
+                split, inputs, batch, step, part_orders, objective, align, params, batch_size
+            )
+            return _weighted(params, *parts)
+
+        split.model.train()
+        steps = run_steps(batches, terms, optimisers, progress=f"tune encoder ({loss})")
+    history = [{"step": step, **record} for step, record in enumerate(steps)]
     split.model.eval()
     split.load_upper(interpolate(original, split.upper_state(), params.interpolation))
     log.info(
@@ -382,29 +370,17 @@ def tune_text_encoder(
     return history
 
 
-def _apply(
-    total: torch.Tensor,
-    weights: list[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    schedule: Any,
-    loss_optimizer: torch.optim.Optimizer | None,
-) -> None:
-    """Backward pass, gradient clipping (norm 1), optimiser and schedule steps."""
-    optimizer.zero_grad(set_to_none=True)
-    if loss_optimizer is not None:
-        loss_optimizer.zero_grad()
-    total.backward()
-    torch.nn.utils.clip_grad_norm_(weights, 1.0)
-    optimizer.step()
-    schedule.step()
-    if loss_optimizer is not None:
-        loss_optimizer.step()
-
-
-def _step_record(step: int, total: torch.Tensor, *terms: torch.Tensor) -> dict:
-    names = ("class_loss", "retrieval_loss", "cross_modal_loss")
-    record = {"step": step, "loss": float(total.detach())}
-    return record | {name: float(t.detach()) for name, t in zip(names, terms, strict=True)}
+def _weighted(
+    params: TrainParams, class_term: torch.Tensor, retrieval: torch.Tensor, cross: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One step's terms and their total as the step loop records them."""
+    total = class_term + params.retrieval_weight * retrieval + params.cross_modal_weight * cross
+    return {
+        "loss": total,
+        "class_loss": class_term,
+        "retrieval_loss": retrieval,
+        "cross_modal_loss": cross,
+    }
 
 
 def save_tuned_model(split: SplitEncoder, folder: Path, meta: Mapping[str, object]) -> None:

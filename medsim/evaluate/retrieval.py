@@ -3,8 +3,9 @@
 Relevance always comes from keys (a caption's text, a document id), never from row positions:
 several MedPix images share one caption, so an image's positives are every gallery item with
 its key. Ties (frequent under Hamming distance) are broken by a seeded random order so that
-no model gains from the gallery's storage order; mAP uses scikit-learn's tie-aware
-``average_precision_score``.
+no model gains from the gallery's storage order; mAP is
+:func:`medsim.dml.neighbours.average_precisions` (scikit-learn's tie-aware average precision),
+the one training's validation reports too.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
+from medsim.dml.neighbours import average_precisions
 from medsim.evaluate.baselines import lsh_codes, ridge_map
 from medsim.evaluate.crossdomain import normalise_text
 from medsim.evaluate.stats import null_row
@@ -71,7 +72,7 @@ def rank_metrics(
     n = len(scores)
     if n == 0:
         return {"map": None, **{f"recall_at_{k}": None for k in ks}, "n_queries": 0}
-    aps = np.array([average_precision_score(relevant[i], scores[i]) for i in range(n)])
+    aps = average_precisions(scores, relevant)
     tiebreak = np.random.default_rng(seed).random(scores.shape)
     order = np.lexsort((tiebreak, -scores), axis=1)
     hits = np.take_along_axis(relevant, order, axis=1)

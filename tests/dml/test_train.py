@@ -199,18 +199,6 @@ def test_stage_script_fails_cleanly_without_inputs(tmp_path, repo_root):
     assert "medsim train:" in result.stderr and "embed" in result.stderr
 
 
-def test_mean_average_precision_hand_values():
-    from medsim.dml.train import mean_average_precision
-
-    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
-    gallery_keys = np.array(["a", "b", "a"])
-    query = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    # q0 (a): a, b, a -> (1/1 + 2/3) / 2; q1 (b): a, b, a -> 1/2; q2 (c): no relevant, skipped
-    got = mean_average_precision(query, np.array(["a", "b", "c"]), gallery, gallery_keys)
-    assert got == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
-    assert mean_average_precision(query[2:], np.array(["c"]), gallery, gallery_keys) is None
-
-
 def test_linear_image_head_starts_at_the_ridge_map_onto_captions(tiny_corpus, fast_params):
     # identity text kinds (one 16-d space) and a linear image head: before any step the image
     # head is the ridge map onto the captions, so val image -> own caption is far above chance
