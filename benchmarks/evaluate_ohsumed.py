@@ -111,9 +111,10 @@ def main() -> None:
         root=out,
     )
     start = time.perf_counter()
-    tables = evaluate_tables(ctx)
+    built = evaluate_tables(ctx)
     print(f"evaluated in {time.perf_counter() - start:.1f} s")
-    write_outputs(ctx, tables)
+    write_outputs(ctx, built)
+    tables = {name: b.table for name, b in built.items()}
     print(json.dumps({k: v for k, v in tables.items() if k != "retrieval"}, indent=1)[:20000])
 
 

@@ -23,6 +23,7 @@ from medsim.evaluate.baselines import (
     pool_by_doc,
     tfidf_features,
 )
+from medsim.evaluate.context import Built, SpaceOps
 from medsim.evaluate.memo import cached, head_params
 from medsim.evaluate.stats import bootstrap_indices, null_row, percentile_ci, with_ci
 
@@ -212,7 +213,7 @@ ROWS = (
 )
 
 
-def build_table1(ctx: EvalContext) -> dict:
+def build_table1(ctx: EvalContext) -> Built:
     """Every Table 1 row on the corpus's test split; models fitted on its training split.
 
     Rows that read neither ``loss`` nor the tuned encoder (frozen, TF-IDF, CNN and no-LLM
@@ -224,7 +225,7 @@ def build_table1(ctx: EvalContext) -> dict:
     test = docs[(docs["split"] == "test") & docs["label"].isin(classes)]
     if train.empty or test.empty:
         reason = f"no labelled train ({len(train)}) or test ({len(test)}) documents"
-        return {"meta": {"n_test": len(test)}, "proposed": null_row(reason, METRICS)}
+        return Built({"meta": {"n_test": len(test)}, "proposed": null_row(reason, METRICS)})
     split = _table1_split(docs, classes)
     ev = ctx.params.evaluate
     key = [
@@ -236,12 +237,10 @@ def build_table1(ctx: EvalContext) -> dict:
         ev.bootstrap,
         head_params(ctx.params.train),
     ]
-    frozen_table, frozen_proba, with_images = cached(
+    frozen_table, frozen_proba, _ = cached(
         ctx.cache_root, "table1_frozen", key, lambda: _frozen_rows(ctx, split)
     )
-    if with_images is not None:
-        ctx.artefacts["table1_test_with_images"] = with_images
-    outputs = _space_outputs(ctx, split)
+    outputs, test_vectors, head_only = _space_outputs(ctx, split)
     table = frozen_table | classification_table(outputs, split.y_te, ev.bootstrap, ctx.seed)
     table = {name: table[name] for name in ROWS if name in table}
     table["meta"] = {
@@ -252,13 +251,14 @@ def build_table1(ctx: EvalContext) -> dict:
         "bootstrap": ev.bootstrap,
     }
     proba = frozen_proba | {k: v for k, v in outputs.items() if not isinstance(v, str)}
-    ctx.artefacts["table1"] = {
+    products = {
         "classes": classes,
         "y_test": split.y_te,
         "proba": {name: proba[name] for name in ROWS if name in proba},
-        "test_vectors": ctx.artefacts.pop("table1_test_vectors"),
+        "test_vectors": test_vectors,
+        "head_only_space": head_only,  # the residual heads refitted beside a tuned space
     }
-    return table
+    return Built(table, products)
 
 
 def _table1_split(docs: pd.DataFrame, classes: list[str]) -> _Split:
@@ -331,16 +331,19 @@ def _image_rows(ctx: EvalContext, s: _Split, outputs: dict[str, ModelOutput]) ->
     return int(has.sum())
 
 
-def _space_outputs(ctx: EvalContext, s: _Split) -> dict[str, ModelOutput]:
+def _space_outputs(
+    ctx: EvalContext, s: _Split
+) -> tuple[dict[str, ModelOutput], np.ndarray, SpaceOps | None]:
     """The rows of this run's spaces: head-only (refitted when the encoder was tuned),
-    proposed (kNN) and proposed_prototype."""
+    proposed (kNN) and proposed_prototype; the proposed test vectors; the refitted head-only
+    space (None when the chosen space is head-only itself)."""
     n_tr, k = len(s.tr_ids), ctx.params.evaluate.knn_k
     labels = dict(zip(s.labelled["doc_id"], s.labelled["label"], strict=True))
     splits = dict(zip(s.labelled["doc_id"], s.labelled["split"], strict=True))
     outputs: dict[str, ModelOutput] = {}
+    head = None
     if not ctx.space.is_head_only:  # what the residual heads alone make of the frozen features
         head = ctx.space.refit(labels, splits, choose="head_only")
-        ctx.artefacts["head_only_space"] = head
         h_vecs = head.documents(head.features, s.tr_ids + s.te_ids)
         outputs["head_only"] = knn_proba(h_vecs[:n_tr], s.y_tr, h_vecs[n_tr:], s.n_classes, k)
     else:
@@ -351,5 +354,4 @@ def _space_outputs(ctx: EvalContext, s: _Split) -> dict[str, ModelOutput]:
     outputs["proposed_prototype"] = prototype_proba(
         p_tr, s.y_tr, p_te, s.n_classes, ctx.params.train.temperature
     )
-    ctx.artefacts["table1_test_vectors"] = p_te
-    return outputs
+    return outputs, p_te, head

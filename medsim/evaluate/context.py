@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from medsim.dml.fit import TEXT_KINDS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalContext", "SpaceOps", "TextEncoderFn", "frame", "load_figures_meta"]
+__all__ = ["Built", "EvalContext", "SpaceOps", "TextEncoderFn", "frame", "load_figures_meta"]
 
 # texts -> float32 [n, d] vectors from the same text encoder the embed stage used
 TextEncoderFn = Callable[[list[str]], np.ndarray]
@@ -207,6 +208,18 @@ def document_matrix(
     return out
 
 
+@dataclass(frozen=True)
+class Built:
+    """What one table builder returns: its metrics file, and what it made that a later
+    builder or a plot reads (test vectors, probabilities, a refitted space), read-only."""
+
+    table: dict
+    products: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "products", MappingProxyType(dict(self.products)))
+
+
 @dataclass
 class EvalContext:
     """One evaluation run's inputs.
@@ -224,7 +237,6 @@ class EvalContext:
     encode_text: TextEncoderFn | None = None
     encoder_note: str = ""
     root: Path = Path(".")
-    artefacts: dict[str, object] = field(default_factory=dict)
     # where rows that no loss or tuning experiment changes are cached (medsim.evaluate.memo);
     # None: always computed
     cache_root: Path | None = None

@@ -215,7 +215,6 @@ def build_heldout(ctx: EvalContext) -> dict:
     table = fewshot_table(models, episodes)
     table["protocol"] = "heldout_classes"
     table["meta"] = meta
-    ctx.artefacts["table2"] = {"shots": shots, "table": table}
     return table
 
 
@@ -312,7 +311,6 @@ def build_low_resource(ctx: EvalContext) -> dict:
         meta[f"smallest_class_{k}_shot"] = min(got.values())
     table["protocol"] = "low_resource"
     table["meta"] = meta
-    ctx.artefacts["table2"] = {"shots": shots, "table": table}
     return table
 
 

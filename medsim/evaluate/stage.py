@@ -12,15 +12,23 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from medsim.config import Params
 from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_KINDS
+from medsim.errors import MedsimError
 from medsim.evaluate.classification import build_table1, confusion
-from medsim.evaluate.context import EvalContext, SpaceOps, TextEncoderFn, load_figures_meta
+from medsim.evaluate.context import (
+    Built,
+    EvalContext,
+    SpaceOps,
+    TextEncoderFn,
+    load_figures_meta,
+)
 from medsim.evaluate.crossdomain import build_table3
 from medsim.evaluate.fewshot import build_table2
 from medsim.evaluate.modality import build_modality
@@ -40,6 +48,7 @@ from medsim.schemas import ARTICLES, ARTICLES_PATH, FIGURES_PATH
 
 __all__ = [
     "BUILDERS",
+    "Builder",
     "corpus_notes",
     "evaluate_tables",
     "load_context",
@@ -50,27 +59,48 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class Builder:
+    """One metrics file's builder, and the earlier builders whose products it reads (passed
+    to it by name, read-only: the registry's order cannot silently decide a number)."""
+
+    build: Callable[..., Built]
+    reads: tuple[str, ...] = ()
+
+
+def _table_only(build: Callable[..., dict]) -> Callable[..., Built]:
+    """A builder that makes its metrics table and nothing a later builder reads."""
+    return lambda ctx, **products: Built(build(ctx, **products))
+
+
 # metrics file stem -> builder; the files dvc.yaml declares as metrics
-BUILDERS: dict[str, Callable[[EvalContext], dict]] = {
-    "table1": build_table1,
-    "table2": build_table2,
-    "table3": build_table3,
-    "retrieval": build_retrieval,
-    "modality": build_modality,
-    "textbench": build_textbench,
-    "space": build_space,
+BUILDERS: dict[str, Builder] = {
+    "table1": Builder(build_table1),
+    "table2": Builder(_table_only(build_table2)),
+    "table3": Builder(_table_only(build_table3)),
+    "retrieval": Builder(_table_only(build_retrieval)),
+    "modality": Builder(_table_only(build_modality)),
+    "textbench": Builder(_table_only(build_textbench), reads=("table1",)),
+    "space": Builder(_table_only(build_space)),
 }
 ARTICLE_COLUMNS = ["doc_id", "title", "abstract", "label", "split", "source"]
 
 
-def evaluate_tables(ctx: EvalContext) -> dict[str, dict]:
-    """Every table in :data:`BUILDERS` order (later builders may reuse earlier artefacts)."""
-    tables = {}
-    for name, build in BUILDERS.items():
+def evaluate_tables(
+    ctx: EvalContext, builders: Mapping[str, Builder] | None = None
+) -> dict[str, Built]:
+    """Every table of ``builders`` (default :data:`BUILDERS`), in order; each gets the
+    products of the earlier ones it reads, and reading a later one is an error."""
+    built: dict[str, Built] = {}
+    for name, builder in (BUILDERS if builders is None else builders).items():
+        missing = [n for n in builder.reads if n not in built]
+        if missing:
+            raise MedsimError(f"evaluate: {name} reads {missing}, which are not built before it")
         start = time.perf_counter()
-        tables[name] = build(ctx)
+        built[name] = builder.build(ctx, **{n: built[n].products for n in builder.reads})
         log.info("%s done in %.1f s", name, time.perf_counter() - start)
-    return tables
+    return built
 
 
 def load_context(params: Params, root: Path) -> EvalContext:
@@ -240,11 +270,12 @@ def corpus_notes(ctx: EvalContext) -> list[str]:
     return notes
 
 
-def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> list[str]:
+def write_plots(ctx: EvalContext, built: Mapping[str, Built], plots_dir: Path) -> list[str]:
     """Write every figure the run has data for; return their paths relative to the root."""
     written: list[Path] = []
-    t1 = ctx.artefacts.get("table1")
-    if isinstance(t1, dict):
+    tables = {name: b.table for name, b in built.items()}
+    t1 = built["table1"].products if "table1" in built else {}
+    if "proba" in t1:
         for model in ("proposed", "text_softmax"):
             proba = t1["proba"].get(model)
             if proba is not None:
@@ -264,7 +295,7 @@ def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> l
     if any(k.endswith("_shot") for k in tables.get("table2", {})):
         written.append(fewshot_png(tables["table2"], shots, plots_dir / "fewshot_accuracy.png"))
     panels: dict[str, tuple[np.ndarray, list[str]]] = {}
-    if isinstance(t1, dict) and len(t1["test_vectors"]):
+    if "test_vectors" in t1 and len(t1["test_vectors"]):
         labels = [t1["classes"][i] for i in t1["y_test"]]
         panels["test documents by class (shared space)"] = (t1["test_vectors"], labels)
     if (
@@ -284,16 +315,17 @@ def write_plots(ctx: EvalContext, tables: dict[str, dict], plots_dir: Path) -> l
     return [p.relative_to(ctx.root).as_posix() for p in written]
 
 
-def write_outputs(ctx: EvalContext, tables: dict[str, dict]) -> None:
+def write_outputs(ctx: EvalContext, built: Mapping[str, Built]) -> None:
     """metrics/<table>.json, plots/*.png and metrics/REPORT.md under the context's root."""
     metrics_dir = ctx.root / "metrics"
+    tables = {name: b.table for name, b in built.items()}
     for name, table in tables.items():
         metrics, details = split_details(_clean(table))
         with atomic_path(metrics_dir / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2) + "\n")
         with atomic_path(metrics_dir / "details" / f"{name}.json") as tmp:
             tmp.write_text(json.dumps(details, indent=2) + "\n")
-    plots = write_plots(ctx, tables, ctx.root / "plots")
+    plots = write_plots(ctx, built, ctx.root / "plots")
     design = "\n".join(design_note(ctx, _clean(tables.get("space"))))
     report = render_report(_clean(tables), plots, corpus_notes(ctx), design)
     with atomic_path(metrics_dir / "REPORT.md") as tmp:
@@ -305,6 +337,6 @@ def run_evaluate(params: Params, root: str | Path = ".") -> dict[str, dict]:
     """The DVC ``evaluate`` stage: read the pipeline's outputs, write metrics, plots, report."""
     root = Path(root)
     ctx = load_context(params, root)
-    tables = evaluate_tables(ctx)
-    write_outputs(ctx, tables)
-    return tables
+    built = evaluate_tables(ctx)
+    write_outputs(ctx, built)
+    return {name: b.table for name, b in built.items()}

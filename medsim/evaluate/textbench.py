@@ -14,6 +14,7 @@ task types are computed the same way with scikit-learn:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -115,9 +116,10 @@ def _tasks(
     return out
 
 
-def build_textbench(ctx: EvalContext) -> dict:
+def build_textbench(ctx: EvalContext, table1: Mapping[str, object]) -> dict:
     """The four task types for the frozen text encoder (``before``) and the trained space
-    (``after``: the tuned encoder's vectors, or frozen vectors through the text head)."""
+    (``after``: the tuned encoder's vectors, or frozen vectors through the text head).
+    ``table1``: Table 1's products, for the head-only space it refitted (if any)."""
     ev, seed = ctx.params.evaluate, ctx.seed
     docs = ctx.docs
     train = docs[docs["split"] == "train"]
@@ -153,7 +155,7 @@ def build_textbench(ctx: EvalContext) -> dict:
     table["after"]["retrieval_ndcg_at_10"] = retrieval_task(
         ctx.space_texts(titled["title"].tolist()), ctx.space_texts(titled["abstract"].tolist())
     )["ndcg_at_10"]
-    head = ctx.artefacts.get("head_only_space")  # Table 1's residual heads, when it made one
+    head = table1.get("head_only_space")  # Table 1's residual heads, when it refitted them
     if head is not None:
         table["head_only"] = {
             "retrieval_ndcg_at_10": retrieval_task(

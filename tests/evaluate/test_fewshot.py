@@ -78,7 +78,7 @@ def test_prototype_accuracy_by_hand():
 
 def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
     four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
-    ctx = dataclasses.replace(synthetic, articles=four.reset_index(drop=True), artefacts={})
+    ctx = dataclasses.replace(synthetic, articles=four.reset_index(drop=True))
     table = build_table2(ctx)
     assert table["protocol"] == "low_resource"
     assert table["meta"]["n_classes"] == 4
@@ -96,7 +96,6 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
             evaluate=dataclasses.replace(synthetic.params.evaluate, fewshot_protocol="heldout"),
         ),
         articles=four.reset_index(drop=True),
-        artefacts={},
     )
     table = build_table2(forced)
     assert table["protocol"] == "none" and table["2_shot"]["proposed"]["accuracy"] is None

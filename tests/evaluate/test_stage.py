@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import yaml
 
 import medsim.evaluate.encode as encode
+from medsim.errors import MedsimError
 from medsim.evaluate.context import EvalContext
 from medsim.evaluate.stage import evaluate_tables, run_evaluate, split_details, write_outputs
 from medsim.io import rows_to_table, write_table
@@ -32,9 +34,10 @@ def _numbers(tree, path=""):
 
 
 def test_every_table_on_a_multimodal_corpus(synthetic: EvalContext, tmp_path):
-    ctx = dataclasses.replace(synthetic, root=tmp_path, artefacts={})
-    tables = evaluate_tables(ctx)
-    write_outputs(ctx, tables)
+    ctx = dataclasses.replace(synthetic, root=tmp_path)
+    built = evaluate_tables(ctx)
+    write_outputs(ctx, built)
+    tables = {name: b.table for name, b in built.items()}
     for name in FILES:
         metrics = json.loads((tmp_path / "metrics" / f"{name}.json").read_text())
         numbers = list(_numbers(metrics))
@@ -152,3 +155,36 @@ def test_stage_on_text_only_pipeline_files_gives_null_image_rows(tmp_path, monke
     assert not [s for table in tables.values() for s in strings(table)]  # numbers only
     report = (tmp_path / "metrics/REPORT.md").read_text()
     assert "Text-only corpus" in report
+
+
+def test_a_builder_gets_only_the_products_it_reads_and_never_a_later_ones(synthetic):
+    """The trap: builders passed results through one shared mutable dict, so the order of
+    BUILDERS decided a number without an error."""
+    from medsim.evaluate.context import Built
+    from medsim.evaluate.stage import Builder
+
+    seen = {}
+
+    def first(ctx):
+        return Built({"n": 1}, {"vectors": [1, 2]})
+
+    def second(ctx, first):
+        seen.update(first)
+        with pytest.raises(TypeError):
+            first["vectors"] = []  # read-only
+        return Built({"n": 2})
+
+    built = evaluate_tables(
+        synthetic, {"first": Builder(first), "second": Builder(second, ("first",))}
+    )
+    assert seen == {"vectors": [1, 2]} and built["second"].table == {"n": 2}
+    with pytest.raises(MedsimError, match="second reads"):
+        evaluate_tables(synthetic, {"second": Builder(second, ("first",)), "first": Builder(first)})
+
+
+def test_every_registered_builder_reads_only_earlier_ones():
+    from medsim.evaluate.stage import BUILDERS
+
+    names = list(BUILDERS)
+    for i, builder in enumerate(BUILDERS.values()):
+        assert set(builder.reads) <= set(names[:i])
