@@ -3,7 +3,8 @@
 A synthetic project: ``--docs`` articles (six-word titles, ``--abstract-words`` word
 abstracts: 200 is about a PubMed abstract, 1.4 KB), one 384-d text
 embedding each (MiniLM's size), a caption embedding for one document in ten (so the
-documents are fused from two kinds), and a seeded, untrained SharedSpace (128-d, 64-bit codes).
+documents are fused from two collections), and a seeded, untrained SharedSpace (128-d,
+64-bit codes).
 Embeddings are written batch by batch. Each size runs ``run_index`` in a fresh process and
 reports that process's peak RSS (``VmHWM``: Python, torch and faiss included).
 
@@ -112,9 +113,9 @@ def _run(root: Path, stage: str, batch_rows: int, out) -> None:
     seconds = time.perf_counter() - t0
     out.put(
         {
-            "kinds": {
+            "collections": {
                 k: [v["count"], v["float_type"], v.get("binary_type")]
-                for k, v in manifest["kinds"].items()
+                for k, v in manifest["collections"].items()
             },
             "seconds": round(seconds, 1),
             "peak_rss_mib": peak_rss_mib(),

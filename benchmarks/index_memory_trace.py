@@ -1,7 +1,7 @@
 """Resident memory of ``run_index`` by phase, on one synthetic project (see index_memory.py).
 
 Writes the project, then runs the stage in a fresh process that wraps its phases (the article
-lookup and the documents' first pass, each kind's index build) and prints VmRSS and the
+lookup and the documents' first pass, each collection's index build) and prints VmRSS and the
 high-water mark VmHWM, in MiB, as each starts and ends::
 
     OMP_NUM_THREADS=1 python benchmarks/index_memory_trace.py --docs 1000000
@@ -51,7 +51,7 @@ def _stage(root: Path) -> None:
     """The stage, traced, in a process of its own (so the marks are not the writer's)."""
     for name in ("_document_stream", "_part_stream"):
         traced(stage_module, name)
-    traced(index_module, "_write_kind")
+    traced(index_module, "_write_collection")
     mark("stage process started")
     stage_module.run_index(load_params(root / "params.yaml"), root)
     mark("done")

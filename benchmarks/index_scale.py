@@ -69,7 +69,7 @@ def _truth(n: int, queries: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return best_i
 
 
-def _run(kind: str, n: int, pq_bytes: int, out) -> None:
+def _run(index_type: str, n: int, pq_bytes: int, out) -> None:
     import faiss
 
     from medsim.config import IndexParams
@@ -79,7 +79,7 @@ def _run(kind: str, n: int, pq_bytes: int, out) -> None:
     params = IndexParams(approximate="ivfpq", pq_bytes=pq_bytes)
     base_rss = peak_rss_mib()
     t0 = time.perf_counter()
-    if kind == "flat":
+    if index_type == "flat":
         index = faiss.IndexFlatIP(DIM)
         for batch in _batches(n, centres):
             index.add(batch)
@@ -100,7 +100,9 @@ def _run(kind: str, n: int, pq_bytes: int, out) -> None:
     recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)]))
     out.put(
         {
-            "index": kind if kind == "flat" else f"ivfpq(nlist={index.nlist},M={index.pq.M})",
+            "index": index_type
+            if index_type == "flat"
+            else f"ivfpq(nlist={index.nlist},M={index.pq.M})",
             "n": n,
             "build_s": round(build_s, 1),
             "peak_rss_mib": round(rss),
@@ -121,11 +123,11 @@ def main() -> None:
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     for n in args.sizes:
-        kinds = [("ivfpq", b) for b in args.pq_bytes]
-        kinds += [("flat", 0)] if n <= args.flat_max else []
-        for kind, pq_bytes in kinds:
+        index_types = [("ivfpq", b) for b in args.pq_bytes]
+        index_types += [("flat", 0)] if n <= args.flat_max else []
+        for index_type, pq_bytes in index_types:
             queue = ctx.Queue()
-            proc = ctx.Process(target=_run, args=(kind, n, pq_bytes, queue))
+            proc = ctx.Process(target=_run, args=(index_type, n, pq_bytes, queue))
             proc.start()
             result = queue.get()
             proc.join()

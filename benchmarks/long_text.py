@@ -22,8 +22,9 @@ import pandas as pd
 
 from medsim.config import load_params
 from medsim.encoders import EmbeddingCache, encode_with_cache
-from medsim.encoders.embed import CACHE_DIR, SOURCES, text_encoder_from_params
+from medsim.encoders.embed import SOURCES, text_encoder_from_params
 from medsim.evaluate.baselines import knn_proba, logistic_proba
+from medsim.paths import EMBEDDINGS_CACHE_DIR
 
 
 def _accuracy(proba: np.ndarray, y: np.ndarray) -> float:
@@ -47,7 +48,7 @@ def main() -> None:
     for mode in ("truncate", "windows"):
         embed = dataclasses.replace(params.embed, long_text=mode, device="cpu")
         encoder = text_encoder_from_params(embed, root)
-        cache = EmbeddingCache(root / CACHE_DIR, encoder.fingerprint, encoder.dim)
+        cache = EmbeddingCache(root / EMBEDDINGS_CACHE_DIR, encoder.fingerprint, encoder.dim)
         start = time.perf_counter()
         x = encode_with_cache(texts.tolist(), encoder, cache)
         seconds = time.perf_counter() - start

@@ -16,8 +16,8 @@ each index that :mod:`medsim.search.index` builds:
   hashing itself costs.
 
 With ``--cli-sizes``, also the wall time of a whole ``medsim search --pmid`` process (import,
-open the memory-mapped index, look the PMID up, search every kind, print JSON) on a synthetic
-``data/index/`` of that many items per kind, after one run that warms the file cache.
+open the memory-mapped index, look the PMID up, search every collection, print JSON) on a synthetic
+``data/index/`` of that many items per collection, after one run that warms the file cache.
 
 Run from the repo root (the 1M float matrix is 512 MB; the whole run needs ~3 GB)::
 
@@ -127,9 +127,9 @@ def run_size(n: int, args: argparse.Namespace, rng: np.random.Generator) -> list
     exact, _ = measure("float-flat", lambda: build_index(base, replace(params, exact_below=n + 1)))
     truth = exact.pop("rows")
     results.append(exact)
-    for kind in args.approximate:
-        p = replace(params, exact_below=0, approximate=kind)
-        row, _ = measure(f"float-{kind}", lambda p=p: build_index(base, p, seed=0))
+    for collection in args.approximate:
+        p = replace(params, exact_below=0, approximate=collection)
+        row, _ = measure(f"float-{collection}", lambda p=p: build_index(base, p, seed=0))
         row["recall_at_10"] = round(recall(row.pop("rows"), truth), 4)
         results.append(row)
 
@@ -141,9 +141,9 @@ def run_size(n: int, args: argparse.Namespace, rng: np.random.Generator) -> list
     btruth_dist, _ = search(bflat_index, query_codes, K)
     bflat["recall_at_10_of_float"] = round(recall(btruth_rows, truth), 4)
     results.append(bflat)
-    for kind in args.binary_approximate:
-        p = replace(params, exact_below=0, approximate=kind)
-        row, index = measure(f"binary-{kind}", lambda p=p: build_binary_index(codes, p))
+    for collection in args.binary_approximate:
+        p = replace(params, exact_below=0, approximate=collection)
+        row, index = measure(f"binary-{collection}", lambda p=p: build_binary_index(codes, p))
         row.pop("rows")
         dist, _ = search(index, query_codes, K)
         row["recall_at_10"] = round(recall_ties(dist, btruth_dist), 4)
@@ -160,15 +160,15 @@ def cli_startup(n: int, args: argparse.Namespace, rng: np.random.Generator) -> d
     ``data/index/`` of ``n`` documents, ``n`` figures and ``n`` captions with titles."""
     import pyarrow as pa
 
-    from medsim.search.index import KindArrays, write_index_dir
+    from medsim.search.index import CollectionArrays, write_index_dir
 
     centres = rng.standard_normal((1000, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     planes = rng.standard_normal((args.dim, args.bits), dtype=np.float32)
-    kinds = {}
-    for kind in ("documents", "figures", "captions"):
+    collections = {}
+    for collection in ("documents", "figures", "captions"):
         vectors = clustered(n, args.dim, rng, centres)
-        ids = [f"{kind[0]}{i}" for i in range(n)]
+        ids = [f"{collection[0]}{i}" for i in range(n)]
         items = pa.table(
             {
                 "id": ids,
@@ -178,17 +178,20 @@ def cli_startup(n: int, args: argparse.Namespace, rng: np.random.Generator) -> d
                     f"A synthetic title of about sixty characters, number {i}" for i in range(n)
                 ],
                 "caption": [
-                    None if kind == "documents" else f"Figure {i}: a caption" for i in range(n)
+                    None if collection == "documents" else f"Figure {i}: a caption"
+                    for i in range(n)
                 ],
                 "label": [None] * n,
                 "text": [f"Sentence one of item {i}. Sentence two." for i in range(n)],
             }
         )
-        kinds[kind] = KindArrays(vectors, {args.bits: simhash(vectors, planes)}, items)
+        collections[collection] = CollectionArrays(
+            vectors, {args.bits: simhash(vectors, planes)}, items
+        )
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
         index_dir.mkdir()
-        write_index_dir(index_dir, kinds, IndexParams(), {"dim": args.dim})
+        write_index_dir(index_dir, collections, IndexParams(), {"dim": args.dim})
         argv = [sys.executable, "-m", "medsim.cli", "search", "--index", str(index_dir)]
         times = {}
         for mode, extra in (("float", []), ("binary", ["--binary"])):
@@ -209,7 +212,7 @@ def cli_startup(n: int, args: argparse.Namespace, rng: np.random.Generator) -> d
     for mode, runs in times.items():
         row[f"{mode}_wall_median_s"] = round(float(np.median(runs[:, 0])), 3)
         row[f"{mode}_cpu_median_s"] = round(float(np.median(runs[:, 1])), 3)
-    print(f"  medsim search --pmid, {n:,} items per kind: {row}", flush=True)
+    print(f"  medsim search --pmid, {n:,} items per collection: {row}", flush=True)
     return row
 
 
@@ -225,7 +228,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--cli-sizes", type=int, nargs="*", default=[], help="items per kind for CLI timing"
+        "--cli-sizes", type=int, nargs="*", default=[], help="items per collection for CLI timing"
     )
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--json", help="also write the results here")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_speed import clustered
 
 from medsim.config import IndexParams
-from medsim.search.index import KindArrays, load_index, write_index_dir
+from medsim.search.index import CollectionArrays, load_index, write_index_dir
 
 
 def query_texts(index_dir: Path) -> list[str]:
@@ -81,7 +81,7 @@ def synthetic_index(directory: Path, n: int, like: Path, seed: int = 0) -> Path:
             "text": [f"Sentence one of item {i}. Sentence two." for i in range(n)],
         }
     )
-    meta = {k: v for k, v in manifest.items() if k not in ("kinds", "labels", "version")}
+    meta = {k: v for k, v in manifest.items() if k not in ("collections", "labels", "version")}
     meta["bits"] = []
     tmp = directory / "index.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def synthetic_index(directory: Path, n: int, like: Path, seed: int = 0) -> Path:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    write_index_dir(tmp, {"documents": KindArrays(vectors, {}, items)}, IndexParams(), meta)
+    write_index_dir(tmp, {"documents": CollectionArrays(vectors, {}, items)}, IndexParams(), meta)
     tmp.rename(index_dir)
     print(f"built a synthetic {n:,}-item index in {time.perf_counter() - start:.0f} s")
     return index_dir
@@ -207,7 +207,7 @@ def main() -> None:
         sys.exit(f"{real_index} has {len(texts)} distinct captions/titles; {need} are needed")
     argv = ["--root", str(root)]
     store = load_index(real_index)
-    name = f"{root.name} ({sum(store.count(k) for k in store.kinds):,} items)"
+    name = f"{root.name} ({sum(store.count(k) for k in store.collections):,} items)"
     tmp = None
     if args.synthetic:
         if args.synthetic_dir:

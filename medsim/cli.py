@@ -20,6 +20,7 @@ from typing import Any
 from medsim import __version__
 from medsim.errors import MedsimError
 from medsim.names import INDEX_ORDER
+from medsim.paths import INDEX_DIR, MODEL_DIR
 
 __all__ = ["build_parser", "main"]
 
@@ -28,8 +29,8 @@ RESULT_TYPES = tuple(m.result_type for m in INDEX_ORDER)
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     root = Path(args.root)
-    index = Path(args.index) if args.index else root / "data" / "index"
-    model = Path(args.model) if args.model else root / "data" / "model"
+    index = Path(args.index) if args.index else root / INDEX_DIR
+    model = Path(args.model) if args.model else root / MODEL_DIR
     return root, index, model
 
 
@@ -58,8 +59,8 @@ def _render_hit(hit: dict[str, Any]) -> str:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Nearest items across modalities. Give a query text, --image, --pmid or --id."""
+    from medsim.search import query
     from medsim.search.index import load_index
-    from medsim.search.query import QueryEncoder, bits_for, find_item, find_pmid, kinds_for, nearest
 
     sources = [s for s in (args.query is not None, args.image, args.pmid, args.id) if s]
     if len(sources) != 1:
@@ -81,15 +82,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     faiss.omp_set_num_threads(1)
     root, index_dir, model_dir = _paths(args)
     store = load_index(index_dir)
-    kinds = kinds_for(store, _modalities(args.modality))
-    bits = bits_for(store, args.bits, args.binary)
-    ref, encoder = None, QueryEncoder(store, model_dir, root)
+    collections = query.collections_for(store, _modalities(args.modality))
+    bits = query.bits_for(store, args.bits, args.binary)
+    ref, encoder = None, query.QueryEncoder(store, model_dir, root)
     if args.pmid or args.id:
-        ref = find_pmid(store, args.pmid) if args.pmid else find_item(store, args.id)
-        vector = store.vector(ref.kind, ref.row)
+        ref = query.find_pmid(store, args.pmid) if args.pmid else query.find_item(store, args.id)
+        vector = store.vector(ref.collection, ref.row)
     else:
         vector = encoder.image(args.image) if args.image else encoder.text([args.query])
-    hits = nearest(store, vector, args.k, kinds, ref=ref, bits=bits, codes=encoder.codes)
+    hits = query.nearest(
+        store, vector, args.k, collections, ref=ref, bits=bits, codes=encoder.codes
+    )
     _print_hits([h.to_dict() for h in hits], args.json)
     return 0
 

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medsim.paths import SKIPPED_DIR
 from medsim.schemas import SKIPPED, validate
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SKIPPED_DIR = Path("data/skipped.parquet")
 READ_BUFFER = 1 << 20  # bytes a streaming Parquet read fetches at a time
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -18,7 +18,8 @@ __all__ = ["INDEX_ORDER", "Modality", "SkipReason"]
 
 
 class Modality(StrEnum):
-    """A kind of content; the value is the name of its head in the trained space."""
+    """What an item is (text, caption, table, image); the value is the name of its head in
+    the trained space. Each is held in one collection of the search index."""
 
     TEXT = "text"  # a document's title and abstract
     CAPTION = "caption"  # a figure's caption
@@ -31,7 +32,7 @@ class Modality(StrEnum):
         return _SPELLINGS[self][0]
 
     @property
-    def index_kind(self) -> str:
+    def collection(self) -> str:
         """The search index's part that holds this modality's items."""
         return _SPELLINGS[self][1]
 
@@ -41,15 +42,17 @@ class Modality(StrEnum):
         return _SPELLINGS[self][2]
 
     @classmethod
-    def of_index_kind(cls, kind: str) -> Modality:
+    def of_collection(cls, collection: str) -> Modality:
         """The modality whose items an index part (``documents``, ``figures``, ...) holds."""
         for modality, spelling in _SPELLINGS.items():
-            if spelling[1] == kind:
+            if spelling[1] == collection:
                 return modality
-        raise ValueError(f"no index kind {kind!r}; known: {[s[1] for s in _SPELLINGS.values()]}")
+        raise ValueError(
+            f"no index collection {collection!r}; known: {[s[1] for s in _SPELLINGS.values()]}"
+        )
 
 
-# modality -> (embeddings file stem, index kind, search hit type), in the search index's order.
+# modality -> (embeddings file stem, index collection, search hit type), in the index's order.
 _SPELLINGS: dict[Modality, tuple[str, str, str]] = {
     Modality.TEXT: ("text", "documents", "document"),
     Modality.IMAGE: ("images", "figures", "figure"),

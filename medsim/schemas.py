@@ -6,21 +6,16 @@ changes type or goes missing fails at the stage that produced it, not three stag
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
 __all__ = [
     "ARTICLES",
-    "ARTICLES_PATH",
     "FIGURES",
-    "FIGURES_PATH",
     "IMAGES",
     "INDEX_ITEMS",
     "SKIPPED",
     "SPLITS",
     "TABLES",
-    "TABLES_PATH",
     "SchemaError",
     "embedding_schema",
     "validate",
@@ -29,9 +24,6 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 
 # Where the stages write the tables below, relative to the project root.
-ARTICLES_PATH = Path("data/articles.parquet")
-FIGURES_PATH = Path("data/figures.parquet")
-TABLES_PATH = Path("data/tables.parquet")
 
 
 class SchemaError(ValueError):
@@ -130,11 +122,11 @@ SKIPPED = pa.schema(
 )
 
 
-# index: one row per indexed item (data/index/items.parquet), in vector order per kind, so
+# index: one row per indexed item (data/index/items.parquet), in vector order per collection, so
 # search results render without reading the big tables.
 INDEX_ITEMS = pa.schema(
     [
-        _f("kind", pa.string(), nullable=False),
+        _f("collection", pa.string(), nullable=False),
         _f("row", pa.int64(), nullable=False),
         _f("id", pa.string(), nullable=False),
         _f("doc_id", pa.string(), nullable=False),
@@ -148,7 +140,7 @@ INDEX_ITEMS = pa.schema(
 
 
 def embedding_schema(dim: int) -> pa.Schema:
-    """Schema of one ``data/embeddings/<kind>.parquet`` file with ``dim``-d float32 vectors."""
+    """Schema of one ``data/embeddings/<modality>.parquet`` file with ``dim``-d float32 vectors."""
     return pa.schema(
         [
             _f("id", pa.string(), nullable=False),  # doc_id, figure_id or table_id

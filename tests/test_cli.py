@@ -35,10 +35,10 @@ def search_json(capsys, project, *argv):
 def all_vectors(store):
     """Every stored item as (type, id) -> unit vector."""
     out = {}
-    for kind in store.kinds:
-        rows = store.rows(kind, list(range(store.count(kind))), ("id",))
+    for collection in store.collections:
+        rows = store.rows(collection, list(range(store.count(collection))), ("id",))
         for row, record in enumerate(rows):
-            out[(kind.rstrip("s"), record["id"])] = store.vector(kind, row)[0]
+            out[(collection.rstrip("s"), record["id"])] = store.vector(collection, row)[0]
     return out
 
 

@@ -6,7 +6,7 @@ from medsim.names import INDEX_ORDER, Modality, SkipReason
 
 
 def test_each_modality_has_its_on_disk_and_user_facing_spellings() -> None:
-    spellings = {m.value: (m.embeddings, m.index_kind, m.result_type) for m in Modality}
+    spellings = {m.value: (m.embeddings, m.collection, m.result_type) for m in Modality}
     assert spellings == {
         "text": ("text", "documents", "document"),
         "caption": ("captions", "captions", "caption"),
@@ -16,10 +16,10 @@ def test_each_modality_has_its_on_disk_and_user_facing_spellings() -> None:
 
 
 def test_the_index_order_and_the_reverse_lookup() -> None:
-    assert [m.index_kind for m in INDEX_ORDER] == ["documents", "figures", "captions", "tables"]
-    assert Modality.of_index_kind("figures") is Modality.IMAGE
-    with pytest.raises(ValueError, match="no index kind 'pictures'"):
-        Modality.of_index_kind("pictures")
+    assert [m.collection for m in INDEX_ORDER] == ["documents", "figures", "captions", "tables"]
+    assert Modality.of_collection("figures") is Modality.IMAGE
+    with pytest.raises(ValueError, match="no index collection 'pictures'"):
+        Modality.of_collection("pictures")
 
 
 def test_names_are_plain_strings_where_they_are_written() -> None:

@@ -5,7 +5,7 @@ MAP@R accuracy calculator are pml's; this package only wires them to medsim's fr
 embeddings. One module per concern:
 
 - :mod:`medsim.dml.heads`: ``ProjectionHead`` (MLP -> L2-normalised ``dim``-d vector, one
-  per modality kind) and ``HashingHead`` (tanh-relaxed codes of 32/64/128 bits).
+  per modality) and ``HashingHead`` (tanh-relaxed codes of 32/64/128 bits).
 - :mod:`medsim.dml.losses`: ``LOSSES`` registry keyed by the top-level ``loss`` param
   (triplet, contrastive, multi_similarity, ntxent, proxy_anchor, ...), each with its miner
   and hyperparameters from ``train.*``.
@@ -27,39 +27,39 @@ embeddings. One module per concern:
 Stable API (the evaluate and index stages rely on it)::
 
     from medsim.dml import (SharedSpace, load_shared_space, project, hash_codes,
-                            document_vectors, train_space, run_train, KINDS)
+                            document_vectors, train_space, run_train, MODALITIES)
 
-    KINDS = ("text", "caption", "table", "image")
+    MODALITIES = ("text", "caption", "table", "image")
 
     class SharedSpace(torch.nn.Module):
-        heads: ModuleDict[kind -> ProjectionHead]      # only the kinds it was trained on
-        hashers: ModuleDict[str(bits) -> HashingHead]  # shared by every kind
-        dim: int; input_dims: dict[kind, int]; bits: list[int]; loss: str; params: dict
+        heads: ModuleDict[modality -> ProjectionHead]      # only the modalities it was trained on
+        hashers: ModuleDict[str(bits) -> HashingHead]  # shared by every modality
+        dim: int; input_dims: dict[modality, int]; bits: list[int]; loss: str; params: dict
         def save(self, directory: Path) -> None        # weights.pt + config.json
     load_shared_space(directory: Path) -> SharedSpace   # eval mode, CPU
 
-    project(space, kind, vectors: np.ndarray, batch_size=4096) -> np.ndarray
+    project(space, modality, vectors: np.ndarray, batch_size=4096) -> np.ndarray
         # float32 [n, dim], each row L2-normalised. KeyError-like MedsimError for an
-        # unknown kind. n == 0 gives an empty [0, dim] array.
-    hash_codes(space, kind, vectors: np.ndarray, bits: int) -> np.ndarray
+        # unknown modality. n == 0 gives an empty [0, dim] array.
+    hash_codes(space, modality, vectors: np.ndarray, bits: int) -> np.ndarray
         # uint8 0/1 [n, bits]: sign of the hashing head over the projected vector.
     document_vectors(space, text, parts) -> (doc_ids: list[str], np.ndarray [n, dim])
         # text: DataFrame or pa.Table with columns doc_id, vector (the text embeddings);
-        # parts: {kind: table of (doc_id, vector)} for "caption", "table", "image".
-        # Fusion rule: each part is projected by its kind's head; a document's vector is
-        # the L2-normalised mean of its projected text and the mean of each part kind it has
+        # parts: {modality: table of (doc_id, vector)} for "caption", "table", "image".
+        # Fusion rule: each part is projected by its modality's head; a document's vector is
+        # the L2-normalised mean of its projected text and the mean of each part modality it has
         # (text weighs as much as all figures together, not as one figure among twenty);
-        # kinds the space has no head for are ignored. Documents without text are kept
+        # modalities the space has no head for are ignored. Documents without text are kept
         # when they have parts. Order follows the text table, then part-only documents.
 
     train_space(features, labels, splits, params: TrainParams, loss: str, seed: int,
                 log_dir: Path | None = None) -> (SharedSpace, history: list[dict])
-        # features: {kind: (ids, doc_ids, matrix float32 [n, d_kind])}; "text" (or any one
-        #   kind) carries class labels through its doc_id; other kinds are aligned
+        # features: {modality: (ids, doc_ids, matrix float32 [n, d_modality])}; "text" (or any one
+        #   modality) carries class labels through its doc_id; other modalities are aligned
         #   cross-modally to the parts sharing their doc_id.
         # labels: {doc_id: label}; splits: {doc_id: "train"|"val"|"test"}.
         # Trains on split == "train", early-stops on validation MAP@R (pml
-        # AccuracyCalculator, same-label = relevant) of the text kind (or the first kind
+        # AccuracyCalculator, same-label = relevant) of the text modality (or the first modality
         # present), restores the best epoch. Pure apart from the optional dvclive log_dir.
         # history: one dict per epoch: epoch, loss, val_map_at_r (+ epoch 0 = untrained).
         # Any feature matrices work (e.g. TF-IDF for a baseline): dims are read from them.

@@ -25,12 +25,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# kind -> file written by the embed stage under data/embeddings/
+# modality -> file written by the embed stage under data/embeddings/
 EMBEDDING_FILES = {m.value: f"{m.embeddings}.parquet" for m in Modality}
 
 
 class Features(NamedTuple):
-    """One kind's embeddings: item ids, the document of each item, float32 ``[n, d]``.
+    """One modality's embeddings: item ids, the document of each item, float32 ``[n, d]``.
 
     A tuple, so ``ids, doc_ids, vectors = features`` works, and so do plain 3-tuples
     wherever a function takes features."""
@@ -60,13 +60,13 @@ def vectors_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def load_features(directory: str | Path) -> dict[str, Features]:
-    """Every non-empty ``data/embeddings/<kind>.parquet`` as (ids, doc_ids, matrix).
+    """Every non-empty ``data/embeddings/<modality>.parquet`` as (ids, doc_ids, matrix).
 
     Missing or empty files (a text-only corpus has no captions, tables or images) are left out.
     """
     directory = Path(directory)
     features: dict[str, Features] = {}
-    for kind, name in EMBEDDING_FILES.items():
+    for modality, name in EMBEDDING_FILES.items():
         path = directory / name
         if not path.exists():
             continue
@@ -75,12 +75,12 @@ def load_features(directory: str | Path) -> dict[str, Features]:
             continue
         dim = raw.schema.field("vector").type.list_size
         table = read_table(path, embedding_schema(dim))
-        features[kind] = Features(
+        features[modality] = Features(
             table.column("id").to_pylist(),
             table.column("doc_id").to_pylist(),
             vectors_to_numpy(table.column("vector")),
         )
-        log.info("%s: %d vectors of %d-d from %s", kind, table.num_rows, dim, path)
+        log.info("%s: %d vectors of %d-d from %s", modality, table.num_rows, dim, path)
     if not features:
         raise MedsimError(f"no embeddings in {directory} (run `dvc repro embed` first)")
     return features

@@ -45,10 +45,11 @@ from medsim.dml.train import train_space
 from medsim.dml.validation import validation_scores
 from medsim.errors import MedsimError
 from medsim.names import Modality
+from medsim.paths import EMBEDDINGS_CACHE_DIR, LAYER_CACHE_DIR
 
 __all__ = [
     "LAYER_CACHE_DIR",
-    "TEXT_KINDS",
+    "TEXT_MODALITIES",
     "FittedSpace",
     "candidate_names",
     "fit_space",
@@ -58,8 +59,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEXT_KINDS = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
-LAYER_CACHE_DIR = Path("data/cache/layers")  # lower-layer token states of the base encoder
+TEXT_MODALITIES = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
 HEAD_ONLY, TUNED = "head_only", "tuned"
 
 
@@ -162,7 +162,7 @@ def fit_space(
         names = [choose]
     fitted = _select(corpus, names)
     if fitted.tuned is not None and encode_all:  # the documents no candidate needed so far
-        others = {k: v for k, v in fitted.features.items() if k not in TEXT_KINDS}
+        others = {k: v for k, v in fitted.features.items() if k not in TEXT_MODALITIES}
         dense = fitted.tuned.features(items)
         fitted.features = others | with_lexical(dense, fitted.lexical, items, fitted.lexical_weight)
     log_history(log_dir, fitted.history, int(fitted.space.params.get("best_epoch", 0)))
@@ -238,17 +238,18 @@ def _fit_lexical(corpus: _Corpus) -> LexicalEncoder | str:
 def with_lexical(
     dense: Mapping[str, Features], lexical: LexicalEncoder | None, items: Any, weight: float
 ) -> dict[str, Features]:
-    """The text kinds of ``dense`` with the lexical part beside them (unchanged at weight 0)."""
+    """The text modalities of ``dense`` with the lexical part beside them (unchanged at
+    weight 0)."""
     if lexical is None or weight == 0:
         return dict(dense)
     texts = {d: t for d, t in zip(items.doc_ids, items.texts, strict=True)}
     for ids, _, part_texts in items.parts.values():
         texts |= dict(zip(ids, part_texts, strict=True))
     out = dict(dense)
-    for kind, (ids, docs, matrix) in dense.items():
-        if kind in TEXT_KINDS:
+    for modality, (ids, docs, matrix) in dense.items():
+        if modality in TEXT_MODALITIES:
             words = lexical.encode([texts.get(i, "") for i in ids])
-            out[kind] = Features(ids, docs, hybrid(matrix, words, weight))
+            out[modality] = Features(ids, docs, hybrid(matrix, words, weight))
     return out
 
 
@@ -271,7 +272,7 @@ class _Tuning:
 def _tune(corpus: _Corpus) -> tuple[Any, list]:
     """The tuned text encoder (:mod:`medsim.dml.tune`) and its step history."""
     from medsim.dml.tune import TunedText, tune_text_encoder
-    from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
+    from medsim.encoders.embed import text_encoder_from_params
     from medsim.encoders.layers import SplitEncoder
 
     params, train = corpus.params, corpus.params.train
@@ -281,7 +282,7 @@ def _tune(corpus: _Corpus) -> tuple[Any, list]:
     history = tune_text_encoder(
         split, corpus.items, corpus.labels, corpus.splits, train, corpus.loss, params.seed
     )
-    return TunedText(split, corpus.root / CACHE_DIR), history
+    return TunedText(split, corpus.root / EMBEDDINGS_CACHE_DIR), history
 
 
 def _candidate(
@@ -299,9 +300,9 @@ def _candidate(
     else:
         assert tuned is not None
         encoder, tune_history = tuned
-        # every text kind of the documents the choice reads; the rest once one is chosen
+        # every text modality of the documents the choice reads; the rest once one is chosen
         dense = encoder.features(corpus.items.subset(corpus.seen))
-        others = {k: v for k, v in corpus.frozen.items() if k not in TEXT_KINDS}
+        others = {k: v for k, v in corpus.frozen.items() if k not in TEXT_MODALITIES}
         features = others | with_lexical(dense, lexical, corpus.items, weight)
         fitted = _fit_tuned_heads(corpus, features)
         fitted.tuned, fitted.tune_history = encoder, tune_history
@@ -312,20 +313,22 @@ def _candidate(
 
 
 def _fit_head_only(corpus: _Corpus, features: Mapping[str, Features]) -> FittedSpace:
-    """Residual heads for the text kinds of the text vectors' dimension (one space) over
+    """Residual heads for the text modalities of the text vectors' dimension (one space) over
     the given features; MLP heads for the rest."""
     text_dim = features["text"][2].shape[1] if "text" in features else None
     types = {
-        k: "residual" for k in features if k in TEXT_KINDS and features[k][2].shape[1] == text_dim
+        k: "residual"
+        for k in features
+        if k in TEXT_MODALITIES and features[k][2].shape[1] == text_dim
     }
     return FittedSpace(*_train(corpus, dict(features), types, None), features=dict(features))
 
 
 def _fit_tuned_heads(corpus: _Corpus, features: dict[str, Features]) -> FittedSpace:
-    """Identity heads on the tuned encoder's text kinds; the image kind a linear head started
-    at the ridge map into that space. Without other kinds and documents to encode, the
+    """Identity heads on the tuned encoder's text modalities; the image modality a linear head
+    started at the ridge map into that space. Without other modalities and documents to encode, the
     tuned vectors as they are (untrained SimHash hashers)."""
-    types = {k: ("identity" if k in TEXT_KINDS else "linear") for k in features}
+    types = {k: ("identity" if k in TEXT_MODALITIES else "linear") for k in features}
     if not corpus.encode_all and set(types.values()) == {"identity"}:
         dim = features["text"][2].shape[1]
         space = _identity_space(dim, corpus.params.train, corpus.loss)
@@ -390,8 +393,8 @@ def validation_knn(
     """kNN@``k`` accuracy of the validation documents (fused document vectors) against the
     training documents, and how many validation documents were scored (None when none)."""
     frames = {
-        kind: pd.DataFrame({"doc_id": docs, "vector": list(matrix)})
-        for kind, (_, docs, matrix) in features.items()
+        modality: pd.DataFrame({"doc_id": docs, "vector": list(matrix)})
+        for modality, (_, docs, matrix) in features.items()
     }
     text = frames.pop("text", pd.DataFrame({"doc_id": [], "vector": []}))
     ids, vectors = document_vectors(space, text, frames)

@@ -1,7 +1,7 @@
 """The document embedding: one vector per document fused from its projected parts.
 
-Rule: the L2-normalised mean of (a) the document's projected text and (b) for each other kind
-it has (caption, table, image), the mean of that kind's projected parts. So the text weighs as
+Rule: the L2-normalised mean of (a) the document's projected text and (b) for each other modality
+it has (caption, table, image), the mean of that modality's projected parts. So the text weighs as
 much as all of a document's figures together, not as one part among twenty, and a document
 without text (or without figures) is the mean of what it has.
 """
@@ -23,7 +23,7 @@ def fuse_documents(
 ) -> tuple[list[str], np.ndarray]:
     """Fuse projected vectors into document vectors by the module's rule.
 
-    ``text_ids``/``text_vectors``: one projected text vector per document. ``parts``: kind ->
+    ``text_ids``/``text_vectors``: one projected text vector per document. ``parts``: modality ->
     (doc_id per row, projected vectors). Returns document ids (text order first, then documents
     that have parts only, in order of appearance) and unit vectors ``[n_docs, dim]``.
     """
@@ -41,7 +41,7 @@ def fuse_documents(
     if not groups:
         return [], np.zeros((0, dim), dtype=np.float32)
     order = pd.Index(pd.concat([g.index.to_series() for g in groups]).unique(), name="doc_id")
-    # mean over the kinds each document has: sum of per-kind means / number of kinds present
+    # mean over the modalities each document has: sum of per-modality means / number present
     total = sum(g.reindex(order).fillna(0.0).to_numpy() for g in groups)
     present = sum(g.reindex(order).notna().all(axis=1).to_numpy()[:, None] for g in groups)
     fused = total / np.maximum(present, 1)

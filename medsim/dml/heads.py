@@ -1,4 +1,4 @@
-"""Projection heads (one per modality kind) and hashing heads (one per code length)."""
+"""Projection heads (one per modality) and hashing heads (one per code length)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class ResidualHead(nn.Module):
     At initialisation it *is* the frozen encoder (up to normalisation), so it starts from what
     the encoder knows and training can only add to it; the train stage also keeps the
     batch's cosine similarities near the frozen ones (``train.preserve_weight``). Input and
-    output share the encoder's dimension, so every text kind stays in one space.
+    output share the encoder's dimension, so every text modality stays in one space.
     """
 
     def __init__(self, in_dim: int, dim: int, hidden: int, dropout: float = 0.0) -> None:
@@ -80,7 +80,7 @@ class ResidualHead(nn.Module):
 
 
 class IdentityHead(nn.Module):
-    """The encoder's vector itself, L2-normalised: for kinds whose encoder was tuned."""
+    """The encoder's vector itself, L2-normalised: for modalities whose encoder was tuned."""
 
     def __init__(self, in_dim: int, dim: int, hidden: int = 0, dropout: float = 0.0) -> None:
         super().__init__()
@@ -136,9 +136,9 @@ HEAD_TYPES: dict[str, type[nn.Module]] = {
 }
 
 
-def make_head(kind: str, in_dim: int, dim: int, hidden: int, dropout: float) -> nn.Module:
-    """A head of type ``kind`` (see :data:`HEAD_TYPES`)."""
-    return HEAD_TYPES[kind](in_dim, dim, hidden, dropout)
+def make_head(head_type: str, in_dim: int, dim: int, hidden: int, dropout: float) -> nn.Module:
+    """A head of type ``head_type`` (see :data:`HEAD_TYPES`)."""
+    return HEAD_TYPES[head_type](in_dim, dim, hidden, dropout)
 
 
 class HashingHead(nn.Module):

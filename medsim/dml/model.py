@@ -21,8 +21,8 @@ from medsim.names import Modality
 
 __all__ = [
     "CONFIG_FILE",
-    "KINDS",
     "LEXICAL_DIR",
+    "MODALITIES",
     "TEXT_MODEL_DIR",
     "WEIGHTS_FILE",
     "SharedSpace",
@@ -33,7 +33,7 @@ __all__ = [
     "project",
 ]
 
-KINDS = tuple(m.value for m in Modality)
+MODALITIES = tuple(m.value for m in Modality)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 TEXT_MODEL_DIR = "text_model"  # the tuned text encoder, inside the model folder
@@ -41,9 +41,9 @@ LEXICAL_DIR = "lexical"  # the lexical encoder (medsim.dml.lexical), inside the 
 
 
 class SharedSpace(nn.Module):
-    """One projection head per modality kind into a ``dim``-d space, one hashing head per size.
+    """One projection head per modality into a ``dim``-d space, one hashing head per size.
 
-    The hashing heads act on the shared space, so every kind hashes with the same hyperplanes
+    The hashing heads act on the shared space, so every modality hashes with the same hyperplanes
     and codes of an image and of a text are comparable in Hamming distance.
     """
 
@@ -61,9 +61,9 @@ class SharedSpace(nn.Module):
         lexical: str | None = None,
     ) -> None:
         super().__init__()
-        unknown = set(input_dims) - set(KINDS)
+        unknown = set(input_dims) - set(MODALITIES)
         if unknown:
-            raise MedsimError(f"unknown modality kinds {sorted(unknown)}; known: {KINDS}")
+            raise MedsimError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
         self.input_dims = dict(input_dims)
         self.dim = dim
         self.hidden = hidden
@@ -76,41 +76,43 @@ class SharedSpace(nn.Module):
         # recorded are all "mlp"
         self.head_types = {k: (head_types or {}).get(k, "mlp") for k in self.input_dims}
         # folder name (inside the model folder) of the tuned text encoder whose vectors the
-        # text kinds' heads take; None when the text heads sit on the frozen embed stage
+        # text modalities' heads take; None when the text heads sit on the frozen embed stage
         self.text_model = text_model
         # folder name (inside the model folder) of the lexical encoder whose vectors sit
-        # beside the dense ones in the text kinds' inputs (medsim.dml.lexical); None: dense only
+        # beside the dense ones in the text modalities' inputs (medsim.dml.lexical); None: dense
         self.lexical = lexical
         self.heads = nn.ModuleDict(
             {
-                kind: make_head(self.head_types[kind], d, dim, hidden, dropout)
-                for kind, d in self.input_dims.items()
+                modality: make_head(self.head_types[modality], d, dim, hidden, dropout)
+                for modality, d in self.input_dims.items()
             }
         )
         self.hashers = nn.ModuleDict({str(b): HashingHead(dim, b) for b in self.bits})
 
     @property
     def own_text_inputs(self) -> bool:
-        """Its text kinds take vectors of its own (a tuned encoder's, or with the lexical part
+        """Its text modalities take vectors of its own (a tuned encoder's, or with the lexical part
         beside them) rather than the embed stage's."""
         return bool(self.text_model or self.lexical)
 
     @property
-    def kinds(self) -> list[str]:
+    def modalities(self) -> list[str]:
         return list(self.heads.keys())
 
-    def head(self, kind: str) -> ProjectionHead | nn.Module:
-        if kind not in self.heads:
-            raise MedsimError(f"this shared space has no head for '{kind}' (it has {self.kinds})")
-        return self.heads[kind]
+    def head(self, modality: str) -> ProjectionHead | nn.Module:
+        if modality not in self.heads:
+            raise MedsimError(
+                f"this shared space has no head for '{modality}' (it has {self.modalities})"
+            )
+        return self.heads[modality]
 
     def hasher(self, bits: int) -> HashingHead:
         if str(bits) not in self.hashers:
             raise MedsimError(f"this shared space has no {bits}-bit codes (it has {self.bits})")
         return self.hashers[str(bits)]
 
-    def forward(self, kind: str, x: torch.Tensor) -> torch.Tensor:
-        return self.head(kind)(x)
+    def forward(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        return self.head(modality)(x)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -119,7 +121,7 @@ class SharedSpace(nn.Module):
             "hidden": self.hidden,
             "bits": self.bits,
             "dropout": self.dropout,
-            "kinds": self.kinds,
+            "modalities": self.modalities,
             "loss": self.loss,
             "params": self.params,
             "head_types": self.head_types,
@@ -159,11 +161,11 @@ def load_shared_space(directory: str | Path) -> SharedSpace:
     return space.eval()
 
 
-def _as_tensor(vectors: np.ndarray, in_dim: int, kind: str) -> torch.Tensor:
+def _as_tensor(vectors: np.ndarray, in_dim: int, modality: str) -> torch.Tensor:
     array = np.require(vectors, dtype=np.float32, requirements=["C", "W"])
     if array.ndim != 2 or array.shape[1] != in_dim:
         raise MedsimError(
-            f"{kind} vectors have shape {array.shape}; this space expects [n, {in_dim}] "
+            f"{modality} vectors have shape {array.shape}; this space expects [n, {in_dim}] "
             "(were the embeddings made with another model than the one it was trained on?)"
         )
     return torch.from_numpy(array)
@@ -171,14 +173,14 @@ def _as_tensor(vectors: np.ndarray, in_dim: int, kind: str) -> torch.Tensor:
 
 @torch.no_grad()
 def project(
-    space: SharedSpace, kind: str, vectors: np.ndarray, batch_size: int = 4096
+    space: SharedSpace, modality: str, vectors: np.ndarray, batch_size: int = 4096
 ) -> np.ndarray:
-    """Project frozen ``kind`` embeddings ``[n, d_kind]`` into the space: float32 ``[n, dim]``,
-    every row of unit length."""
-    head = space.head(kind)
+    """Project frozen ``modality`` embeddings ``[n, d_modality]`` into the space: float32
+    ``[n, dim]``, every row of unit length."""
+    head = space.head(modality)
     was_training = head.training
     head.eval()
-    x = _as_tensor(vectors, head.in_dim, kind)
+    x = _as_tensor(vectors, head.in_dim, modality)
     out = [head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     head.train(was_training)
     if not out:
@@ -195,10 +197,10 @@ def codes_from_projected(space: SharedSpace, projected: np.ndarray, bits: int) -
     return hasher.codes(z).numpy()
 
 
-def hash_codes(space: SharedSpace, kind: str, vectors: np.ndarray, bits: int) -> np.ndarray:
-    """Binary codes (uint8 0/1, ``[n, bits]``) of frozen ``kind`` embeddings."""
+def hash_codes(space: SharedSpace, modality: str, vectors: np.ndarray, bits: int) -> np.ndarray:
+    """Binary codes (uint8 0/1, ``[n, bits]``) of frozen ``modality`` embeddings."""
     space.hasher(bits)  # fail on an unknown size before projecting
-    return codes_from_projected(space, project(space, kind, vectors), bits)
+    return codes_from_projected(space, project(space, modality, vectors), bits)
 
 
 def _ids_and_matrix(table: pd.DataFrame | pa.Table) -> tuple[list[str], np.ndarray]:
@@ -217,8 +219,8 @@ def document_vectors(
 ) -> tuple[list[str], np.ndarray]:
     """Document embeddings by the fusion rule of :mod:`medsim.dml.fusion`.
 
-    ``text``: (doc_id, vector) frozen text embeddings; ``parts``: kind -> (doc_id, vector)
-    tables of captions, tables and images. Kinds without a head in ``space`` are ignored.
+    ``text``: (doc_id, vector) frozen text embeddings; ``parts``: modality -> (doc_id, vector)
+    tables of captions, tables and images. Modalities without a head in ``space`` are ignored.
     """
     text_ids, text_matrix = _ids_and_matrix(text)
     text_projected = (
@@ -229,10 +231,10 @@ def document_vectors(
     if "text" not in space.heads:
         text_ids = []
     projected_parts = {}
-    for kind, table in parts.items():
-        if kind not in space.heads:
+    for modality, table in parts.items():
+        if modality not in space.heads:
             continue
         ids, matrix = _ids_and_matrix(table)
         if ids:
-            projected_parts[kind] = (ids, project(space, kind, matrix))
+            projected_parts[modality] = (ids, project(space, modality, matrix))
     return fuse_documents(text_ids, text_projected, projected_parts)

@@ -15,19 +15,22 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import load_features, load_labels
-from medsim.dml.fit import TEXT_KINDS, FittedSpace, fit_space
+from medsim.dml.fit import TEXT_MODALITIES, FittedSpace, fit_space
 from medsim.dml.model import LEXICAL_DIR, TEXT_MODEL_DIR
 from medsim.io import atomic_dir
-from medsim.schemas import ARTICLES_PATH
+from medsim.paths import (
+    ARTICLES_PATH,
+    EMBEDDINGS_DIR,
+    LIVE_DIR,
+    MODEL_DIR,
+    SELECTION_PATH,
+    SPACE_EMBEDDINGS,
+    TRAINING_HISTORY_PATH,
+)
 
-__all__ = ["LIVE_DIR", "MODEL_DIR", "SELECTION_FILE", "SPACE_EMBEDDINGS", "run_train"]
+__all__ = ["run_train"]
 
 log = logging.getLogger(__name__)
-
-MODEL_DIR = Path("data/model")
-LIVE_DIR = Path("dvclive/train")
-SPACE_EMBEDDINGS = "embeddings"  # inside data/model: the space's own text kinds (tuned, lexical)
-SELECTION_FILE = "selection.json"  # inside data/model: the candidates' validation scores
 
 
 def _inputs_fingerprint(fitted: FittedSpace) -> str:
@@ -38,7 +41,7 @@ def _inputs_fingerprint(fitted: FittedSpace) -> str:
 
 
 def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
-    """The space's own text kinds (tuned encoder, lexical part) as embeddings files (the embed
+    """The space's own text modalities (tuned encoder, lexical part) as embeddings files (the embed
     stage's schema)."""
     from medsim.dml.data import EMBEDDING_FILES
     from medsim.encoders.cache import vectors_to_arrow
@@ -46,8 +49,8 @@ def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
 
     fingerprint = _inputs_fingerprint(fitted)
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, (ids, doc_ids, matrix) in fitted.features.items():
-        if kind not in TEXT_KINDS:
+    for modality, (ids, doc_ids, matrix) in fitted.features.items():
+        if modality not in TEXT_MODALITIES:
             continue
         schema = embedding_schema(matrix.shape[1]).with_metadata(
             {"fingerprint": fingerprint, "modality": "text", "model": fitted.candidate}
@@ -60,9 +63,9 @@ def _write_space_embeddings(fitted: FittedSpace, folder: Path) -> None:
                 "vector": vectors_to_arrow(matrix, matrix.shape[1]),
             }
         )
-        table = validate(table, embedding_schema(matrix.shape[1]), name=f"model/{kind}")
+        table = validate(table, embedding_schema(matrix.shape[1]), name=f"model/{modality}")
         pq.write_table(
-            table.replace_schema_metadata(schema.metadata), folder / EMBEDDING_FILES[kind]
+            table.replace_schema_metadata(schema.metadata), folder / EMBEDDING_FILES[modality]
         )
 
 
@@ -71,11 +74,12 @@ def run_train(params: Params, root: str | Path = ".") -> Path:
     ``data/articles.parquet`` (:func:`~medsim.dml.fit.fit_space`), write ``data/model``
     (``weights.pt``, ``config.json``, ``history.json``, ``selection.json``: every candidate's
     validation scores; a tuned encoder in ``text_model/``, a lexical encoder in ``lexical/``,
-    and the text kinds they make in ``embeddings/``) and dvclive curves in ``dvclive/train``."""
+    and the text modalities they make in ``embeddings/``) and dvclive curves in
+    ``dvclive/train``."""
     from medsim.dml.tune import read_text_items, save_tuned_model
 
     root = Path(root)
-    features = load_features(root / "data/embeddings")
+    features = load_features(root / EMBEDDINGS_DIR)
     labels, splits = load_labels(root / ARTICLES_PATH)
     items = read_text_items(root)
     live_dir = root / LIVE_DIR
@@ -83,8 +87,8 @@ def run_train(params: Params, root: str | Path = ".") -> Path:
     fitted = fit_space(params, root, features, labels, splits, items, log_dir=live_dir)
     with atomic_dir(root / MODEL_DIR) as tmp:
         fitted.space.save(tmp)
-        (tmp / "history.json").write_text(json.dumps(fitted.history, indent=2) + "\n")
-        (tmp / SELECTION_FILE).write_text(json.dumps(fitted.selection, indent=2) + "\n")
+        (tmp / TRAINING_HISTORY_PATH.name).write_text(json.dumps(fitted.history, indent=2) + "\n")
+        (tmp / SELECTION_PATH.name).write_text(json.dumps(fitted.selection, indent=2) + "\n")
         if fitted.tuned is not None:
             save_tuned_model(
                 fitted.tuned.split,

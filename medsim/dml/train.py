@@ -92,7 +92,7 @@ def train_space(
 ) -> tuple[SharedSpace, list[dict[str, Any]]]:
     """Train projection and hashing heads on frozen ``features``; see the module docstring.
 
-    ``features``: modality -> (ids, doc_ids, matrix [n, d_kind]); ``labels``: doc_id -> class;
+    ``features``: modality -> (ids, doc_ids, matrix [n, d_modality]); ``labels``: doc_id -> class;
     ``splits``: doc_id -> train/val/test. Only ``train`` rows are learned from; ``val`` rows
     drive early stopping. Returns the space at its best validation epoch and one history dict
     per epoch (epoch 0 = untrained heads, with the frozen embeddings' scores beside them).

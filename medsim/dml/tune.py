@@ -44,7 +44,7 @@ from medsim.errors import MedsimError
 from medsim.names import Modality
 
 __all__ = [
-    "PART_KINDS",
+    "PART_MODALITIES",
     "TextItems",
     "TunedText",
     "interpolate",
@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 # then draws batches from them again until it has taken this many steps.
 MIN_TUNE_STEPS = 20
 
-# text kinds besides documents: kind in the space -> (input table, id column, content)
-PART_KINDS = {m.value: m.embeddings for m in (Modality.CAPTION, Modality.TABLE)}
+# text modalities besides documents: modality in the space -> (input table, id column, content)
+PART_MODALITIES = {m.value: m.embeddings for m in (Modality.CAPTION, Modality.TABLE)}
 
 
 @dataclass
@@ -69,16 +69,16 @@ class TextItems:
     doc_ids: list[str]
     texts: list[str]  # title + main text
     titles: list[str]
-    # kind ("caption", "table") -> (item ids, doc_ids, texts)
+    # modality ("caption", "table") -> (item ids, doc_ids, texts)
     parts: dict[str, tuple[list[str], list[str], list[str]]] = field(default_factory=dict)
 
     def subset(self, doc_ids: set[str]) -> TextItems:
         """Only the documents in ``doc_ids`` and their parts."""
         keep = [i for i, d in enumerate(self.doc_ids) if d in doc_ids]
         parts = {}
-        for kind, (ids, docs, texts) in self.parts.items():
+        for modality, (ids, docs, texts) in self.parts.items():
             rows = [i for i, d in enumerate(docs) if d in doc_ids]
-            parts[kind] = (
+            parts[modality] = (
                 [ids[i] for i in rows],
                 [docs[i] for i in rows],
                 [texts[i] for i in rows],
@@ -108,12 +108,12 @@ def read_text_items(root: Path) -> TextItems:
         [text for _, text in docs],
         [(r["title"] or "").strip() for r, _ in docs],
     )
-    for kind, name in PART_KINDS.items():
+    for modality, name in PART_MODALITIES.items():
         source = SOURCES[name]
         found = [(r, source.content(r)) for r in rows(source)]
         found = [(r, text) for r, text in found if text]
         if found:
-            items.parts[kind] = (
+            items.parts[modality] = (
                 [r[source.id_column] for r, _ in found],
                 [r["doc_id"] for r, _ in found],
                 [text for _, text in found],
@@ -174,27 +174,27 @@ class TunedText:
         return np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
 
     def features(self, items: TextItems) -> dict[str, Features]:
-        """``text`` (one row per document) and each part kind, embedded by this encoder."""
+        """``text`` (one row per document) and each part modality, embedded by this encoder."""
         out: dict[str, Features] = {}
         if items.doc_ids:
             out["text"] = Features(
                 list(items.doc_ids), list(items.doc_ids), self.encode(items.texts)
             )
-        for kind, (ids, docs, texts) in items.parts.items():
+        for modality, (ids, docs, texts) in items.parts.items():
             if ids:
-                out[kind] = Features(list(ids), list(docs), self.encode(texts))
+                out[modality] = Features(list(ids), list(docs), self.encode(texts))
         return out
 
 
 def _pairs_with_docs(items: TextItems, rows: np.ndarray) -> list[tuple[str, list[str], np.ndarray]]:
-    """(kind, part texts, training-row position of the part's document) per part kind."""
+    """(modality, part texts, training-row position of the part's document) per part modality."""
     position = {items.doc_ids[r]: i for i, r in enumerate(rows)}
     found = []
-    for kind, (_, docs, texts) in items.parts.items():
+    for modality, (_, docs, texts) in items.parts.items():
         keep = [i for i, d in enumerate(docs) if d in position]
         if keep:
             found.append(
-                (kind, [texts[i] for i in keep], np.array([position[docs[i]] for i in keep]))
+                (modality, [texts[i] for i in keep], np.array([position[docs[i]] for i in keep]))
             )
     return found
 
@@ -202,7 +202,7 @@ def _pairs_with_docs(items: TextItems, rows: np.ndarray) -> list[tuple[str, list
 @dataclass
 class _TuneInputs:
     """Lower-layer states of what tuning reads: training documents (each a list of windows)
-    with their class index, their titles, and each part kind's texts (windows too) with their
+    with their class index, their titles, and each part modality's texts (windows too) with their
     documents' positions. A step reads one window of a long text, drawn by ``pick``, so over
     the steps tuning sees whole documents at the cost of one window each."""
 
@@ -261,8 +261,8 @@ def _tune_inputs(
     title_states = split.lower([t for t, h in zip(titles, has_title, strict=True) if h])
     title_of = {int(i): j for j, i in enumerate(np.flatnonzero(has_title))}
     parts = [
-        (kind, _window_states(split, texts), doc_pos)
-        for kind, texts, doc_pos in _pairs_with_docs(items, rows)
+        (modality, _window_states(split, texts), doc_pos)
+        for modality, texts, doc_pos in _pairs_with_docs(items, rows)
     ]
     pick = np.random.RandomState(seed)  # its own stream: the batches stay as they were
     return _TuneInputs(doc_states, y, title_states, title_of, parts, pick), classes

@@ -27,21 +27,10 @@ from medsim.encoders.image import (
 from medsim.encoders.text import TextEncoder, load_text_encoder
 from medsim.io import SkipLog
 from medsim.names import Modality, SkipReason
-from medsim.schemas import (
-    ARTICLES,
-    ARTICLES_PATH,
-    FIGURES,
-    FIGURES_PATH,
-    TABLES,
-    TABLES_PATH,
-    embedding_schema,
-    validate,
-)
+from medsim.paths import ARTICLES_PATH, FIGURES_PATH, MODELS_CACHE_DIR, TABLES_PATH
+from medsim.schemas import ARTICLES, FIGURES, TABLES, embedding_schema, validate
 
 __all__ = [
-    "CACHE_DIR",
-    "EMBEDDINGS_DIR",
-    "MODELS_CACHE_DIR",
     "SOURCES",
     "Encoder",
     "Source",
@@ -55,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-EMBEDDINGS_DIR = Path("data/embeddings")
-CACHE_DIR = Path("data/cache/embeddings")  # not a DVC output: survives `dvc repro`
-MODELS_CACHE_DIR = Path("data/cache/models")
 
 
 class Encoder(Protocol):

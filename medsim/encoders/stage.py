@@ -31,12 +31,13 @@ from medsim.compute import map_batches
 from medsim.config import ComputeParams, EmbedParams, Params
 from medsim.encoders import embed as core
 from medsim.encoders.cache import EmbeddingCache
-from medsim.encoders.embed import CACHE_DIR, EMBEDDINGS_DIR, MODELS_CACHE_DIR, SOURCES, Encoder
+from medsim.encoders.embed import SOURCES, Encoder
 from medsim.encoders.image import image_model_dim, load_image_encoder
 from medsim.encoders.text import TextEncoder, load_text_encoder
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir
 from medsim.names import Modality
+from medsim.paths import EMBEDDINGS_CACHE_DIR, EMBEDDINGS_DIR, MODELS_CACHE_DIR
 from medsim.schemas import embedding_schema, validate
 
 __all__ = ["ADAPTED_MODEL", "EmbedSummary", "embed_file", "file_metadata", "run_embed"]
@@ -224,7 +225,7 @@ def _embed_texts(
     if embed.adapt:
         text = _adapted(text, params, root, staging)
         load_text = partial(_load_adapted, str((staging / ADAPTED_MODEL).resolve()), embed)
-    cache = EmbeddingCache(root / CACHE_DIR, text.fingerprint, text.dim)
+    cache = EmbeddingCache(root / EMBEDDINGS_CACHE_DIR, text.fingerprint, text.dim)
     for name in (Modality.TEXT.embeddings, Modality.CAPTION.embeddings, Modality.TABLE.embeddings):
         embed_file(
             SOURCES[name],
@@ -251,7 +252,7 @@ def _embed_images(
     )
     if _num_rows(root / images.input):
         image = load_image()
-        cache = EmbeddingCache(root / CACHE_DIR, image.fingerprint, image.dim)
+        cache = EmbeddingCache(root / EMBEDDINGS_CACHE_DIR, image.fingerprint, image.dim)
     else:
         image = _NoWeights(embed.image_model, image_model_dim(embed.image_model))
         cache = None

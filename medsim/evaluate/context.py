@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import Features
-from medsim.dml.fit import TEXT_KINDS
+from medsim.dml.fit import TEXT_MODALITIES
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def load_figures_meta(path: Path) -> pd.DataFrame:
 class SpaceOps:
     """The trained shared space, what goes into it, and the train function behind it.
 
-    ``features`` are the space's inputs: its own text kinds (a tuned encoder's vectors, or
+    ``features`` are the space's inputs: its own text modalities (a tuned encoder's vectors, or
     with the lexical part beside them) and the frozen image features; None means the frozen
-    embed stage's features. ``encode`` turns new texts into text-kind inputs (the space's own
+    embed stage's features. ``encode`` turns new texts into text-modality inputs (the space's own
     way, else the frozen encoder). ``frozen``, ``frozen_encode`` and ``items`` (the corpus's
     texts) let :meth:`refit` choose and train a space again on fewer labels.
     """
@@ -67,7 +67,7 @@ class SpaceOps:
     frozen_encode: TextEncoderFn | None = None
 
     @property
-    def kinds(self) -> list[str]:
+    def modalities(self) -> list[str]:
         return list(self.space.heads.keys())
 
     @property
@@ -88,22 +88,22 @@ class SpaceOps:
     def lexical_weight(self) -> float:
         return float(self.space.params.get("lexical_weight", 0.0))
 
-    def project(self, kind: str, vectors: np.ndarray) -> np.ndarray:
+    def project(self, modality: str, vectors: np.ndarray) -> np.ndarray:
         from medsim.dml import project
 
-        return project(self.space, kind, vectors)
+        return project(self.space, modality, vectors)
 
-    def hash(self, kind: str, vectors: np.ndarray, bits: int) -> np.ndarray:
+    def hash(self, modality: str, vectors: np.ndarray, bits: int) -> np.ndarray:
         from medsim.dml import hash_codes
 
-        return hash_codes(self.space, kind, vectors, bits)
+        return hash_codes(self.space, modality, vectors, bits)
 
-    def texts(self, texts: Sequence[str], kind: str = "text") -> np.ndarray:
-        """New texts in the space: encoded (its own way, or the frozen one), then ``kind``'s
+    def texts(self, texts: Sequence[str], modality: str = "text") -> np.ndarray:
+        """New texts in the space: encoded (its own way, or the frozen one), then ``modality``'s
         head."""
         if self.encode is None:
             raise ValueError("no text encoder for new texts")
-        return self.project(kind, self.encode(list(texts)))
+        return self.project(modality, self.encode(list(texts)))
 
     def documents(self, features: Mapping[str, Features], doc_ids: Sequence[str]) -> np.ndarray:
         """Fused document vectors for ``doc_ids`` (zero rows for documents with nothing)."""
@@ -118,10 +118,10 @@ class SpaceOps:
         out = {k: Features(*v).subset(wanted) for k, v in frozen.items()}
         if self.space.own_text_inputs:
             items = self.items.subset(wanted)
-            dense = {k: v for k, v in out.items() if k in TEXT_KINDS}
+            dense = {k: v for k, v in out.items() if k in TEXT_MODALITIES}
             if self.tuned is not None:
                 dense = self.tuned.features(items)
-            out = {k: v for k, v in out.items() if k not in TEXT_KINDS}
+            out = {k: v for k, v in out.items() if k not in TEXT_MODALITIES}
             out |= with_lexical(dense, self.lexical, items, self.lexical_weight)
         return {k: v for k, v in out.items() if len(v[0])}
 
@@ -192,8 +192,8 @@ def document_matrix(
 
     wanted = set(doc_ids)
 
-    def part(kind: str) -> pd.DataFrame:
-        _, docs, matrix = features[kind]
+    def part(modality: str) -> pd.DataFrame:
+        _, docs, matrix = features[modality]
         keep = [i for i, d in enumerate(docs) if d in wanted]
         return frame([docs[i] for i in keep], matrix[keep])
 
@@ -225,7 +225,7 @@ class EvalContext:
     """One evaluation run's inputs.
 
     ``articles``: doc_id, title, abstract, label, split (labelled or not);
-    ``features``: kind -> (ids, doc_ids, matrix) from data/embeddings;
+    ``features``: modality -> (ids, doc_ids, matrix) from data/embeddings;
     ``figures``: figure metadata (figure_id, doc_id, caption, modality, plane, body_region).
     """
 
@@ -269,29 +269,29 @@ class EvalContext:
         return (docs["title"].fillna("") + " " + docs["abstract"].fillna("")).tolist()
 
     def subset_features(self, doc_ids: Sequence[str] | set[str]) -> dict[str, Features]:
-        """Every kind's features restricted to items of ``doc_ids``."""
+        """Every modality's features restricted to items of ``doc_ids``."""
         subsets = {k: Features(*v).subset(set(doc_ids)) for k, v in self.features.items()}
         return {k: v for k, v in subsets.items() if v.ids}
 
     @property
     def space_features(self) -> dict[str, Features]:
-        """The proposed space's inputs (tuned text kinds when the encoder was tuned)."""
+        """The proposed space's inputs (tuned text modalities when the encoder was tuned)."""
         return self.space.features if self.space.features is not None else self.features
 
-    def space_inputs(self, kind: str, ids: Sequence[str]) -> np.ndarray:
-        """The proposed space's input vectors of ``kind`` for item ids (text: doc ids)."""
-        item_ids, _, matrix = self.space_features[kind]
+    def space_inputs(self, modality: str, ids: Sequence[str]) -> np.ndarray:
+        """The proposed space's input vectors of ``modality`` for item ids (text: doc ids)."""
+        item_ids, _, matrix = self.space_features[modality]
         row = {item: i for i, item in enumerate(item_ids)}
         return matrix[[row[i] for i in ids]]
 
-    def space_texts(self, texts: Sequence[str], kind: str = "text") -> np.ndarray | None:
+    def space_texts(self, texts: Sequence[str], modality: str = "text") -> np.ndarray | None:
         """New texts in the proposed space (its own encoder, else the frozen one, then the
-        ``kind`` head); None when no encoder could be loaded."""
+        ``modality`` head); None when no encoder could be loaded."""
         if self.space.encode is not None:
-            return self.space.texts(texts, kind)
+            return self.space.texts(texts, modality)
         if self.encode_text is None:
             return None
-        return self.space.project(kind, self.encode_text(list(texts)))
+        return self.space.project(modality, self.encode_text(list(texts)))
 
     @property
     def has_images(self) -> bool:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 from medsim.config import EmbedParams
 from medsim.evaluate.context import TextEncoderFn
+from medsim.paths import ADAPTED_MODEL_DIR, EMBEDDINGS_CACHE_DIR
 
 __all__ = ["load_encoder"]
 
 log = logging.getLogger(__name__)
-
-ADAPTED_MODEL_DIR = Path("data/embeddings/text_model")  # the embed stage's adapted encoder
 
 
 def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None, str]:
@@ -28,11 +27,11 @@ def load_encoder(params: EmbedParams, root: Path) -> tuple[TextEncoderFn | None,
         spec = str(root / ADAPTED_MODEL_DIR)
     try:
         from medsim.encoders import EmbeddingCache, encode_with_cache
-        from medsim.encoders.embed import CACHE_DIR, text_encoder_from_params
+        from medsim.encoders.embed import text_encoder_from_params
 
         encoder = text_encoder_from_params(params, root, spec)
         # The embed stage's cache: a loss experiment re-runs evaluate without re-encoding.
-        cache = EmbeddingCache(root / CACHE_DIR, encoder.fingerprint, encoder.dim)
+        cache = EmbeddingCache(root / EMBEDDINGS_CACHE_DIR, encoder.fingerprint, encoder.dim)
         return (
             lambda texts: encode_with_cache(list(texts), encoder, cache),
             f"medsim.encoders {spec}",

@@ -25,13 +25,13 @@ import pandas as pd
 
 import medsim
 from medsim.io import atomic_path
+from medsim.paths import EVALUATE_CACHE_DIR
 from medsim.sources import PACKAGE_ROOT, source_digest
 
-__all__ = ["CACHE_DIR", "HEAD_PARAMS_IGNORED", "cached", "content_key", "head_params"]
+__all__ = ["HEAD_PARAMS_IGNORED", "cached", "content_key", "head_params"]
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = Path("data/cache/evaluate")
 
 # train.* keys that only the encoder tuning and the choice among candidate spaces read: heads
 # trained on fixed features (the no-LLM baseline) do not depend on them
@@ -133,7 +133,7 @@ def cached(root: Path | None, name: str, parts: Sequence[object], compute: Calla
     """
     if root is None:
         return compute()
-    path = Path(root) / CACHE_DIR / f"{name}-{content_key(name, parts)[:32]}.pkl"
+    path = Path(root) / EVALUATE_CACHE_DIR / f"{name}-{content_key(name, parts)[:32]}.pkl"
     if path.is_file():
         try:
             with path.open("rb") as handle:

@@ -208,7 +208,11 @@ def _zero_shot(
 ) -> dict:
     """Each test image's nearest class prompt (through the caption head) in the space."""
     space = ctx.space
-    if ctx.encode_text is None or "image" not in space.kinds or "caption" not in space.kinds:
+    if (
+        ctx.encode_text is None
+        or "image" not in space.modalities
+        or "caption" not in space.modalities
+    ):
         return null_row(
             "zero-shot needs the text encoder and the space's image and caption heads",
             ["accuracy"],

@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from medsim.io import atomic_path
+from medsim.paths import TRAINING_HISTORY_PATH
 
 __all__ = [
     "confusion_png",
@@ -67,7 +68,7 @@ def read_training_history(root: Path) -> dict[str, list[tuple[float, float]]]:
         key = next((k for k in (rows[0] if rows else {}) if k not in ("step", "timestamp")), None)
         if key:
             curves[name] = [(float(r["step"]), float(r[key])) for r in rows if r.get(key)]
-    history = root / "data" / "model" / "history.json"
+    history = root / TRAINING_HISTORY_PATH
     if not curves and history.is_file():
         for row in json.loads(history.read_text()):
             for key, value in row.items():

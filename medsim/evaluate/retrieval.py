@@ -110,7 +110,7 @@ def build_retrieval(ctx: EvalContext) -> dict:
         reason = f"{len(train)} train and {len(test)} test figures with image, caption and text"
         return {t: {"proposed_float": null_row(reason, RANK_METRICS)} for t in TASKS}
     g = _galleries(ctx, test)
-    # side -> (raw vectors, space kind); tasks pair a query side with a gallery side
+    # side -> (raw vectors, space modality); tasks pair a query side with a gallery side
     sides = {
         "image": (g.images, "image"),
         "caption": (g.captions, "caption"),
@@ -221,7 +221,7 @@ ScoreFn = Callable[[], np.ndarray] | str  # a score matrix, or why the row is nu
 
 def _proposed_scores(space, sides: dict, q_side: str, g_side: str) -> dict[str, ScoreFn]:
     """The proposed space's float (cosine) and hash-code (Hamming) rows of one task."""
-    missing = [s for s in (q_side, g_side) if sides[s][1] not in space.kinds]
+    missing = [s for s in (q_side, g_side) if sides[s][1] not in space.modalities]
     fns: dict[str, ScoreFn] = {}
     if missing:
         fns["proposed_float"] = f"the trained space has no head for {missing}"

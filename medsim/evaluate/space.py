@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from medsim.errors import MedsimError
+from medsim.paths import SELECTION_PATH
 
 if TYPE_CHECKING:
     from medsim.evaluate.context import EvalContext
@@ -20,9 +21,8 @@ __all__ = ["build_space", "design_note", "read_selection"]
 
 def read_selection(ctx: EvalContext) -> list[dict[str, Any]]:
     """The candidates the train stage scored (empty for a model from before the choice)."""
-    from medsim.dml.stage import MODEL_DIR, SELECTION_FILE
 
-    path = ctx.root / MODEL_DIR / SELECTION_FILE
+    path = ctx.root / SELECTION_PATH
     try:
         return json.loads(path.read_text()) if path.is_file() else []
     except (OSError, ValueError) as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medsim.config import Params
-from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_KINDS
+from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_MODALITIES
 from medsim.errors import MedsimError
 from medsim.evaluate.classification import build_table1, confusion
 from medsim.evaluate.context import (
@@ -44,7 +44,15 @@ from medsim.evaluate.retrieval import build_retrieval
 from medsim.evaluate.space import build_space, design_note
 from medsim.evaluate.textbench import build_textbench
 from medsim.io import atomic_path, read_table
-from medsim.schemas import ARTICLES, ARTICLES_PATH, FIGURES_PATH
+from medsim.paths import (
+    ARTICLES_PATH,
+    EMBEDDINGS_CACHE_DIR,
+    EMBEDDINGS_DIR,
+    FIGURES_PATH,
+    MODEL_DIR,
+    SPACE_EMBEDDINGS,
+)
+from medsim.schemas import ARTICLES
 
 __all__ = [
     "BUILDERS",
@@ -109,7 +117,7 @@ def load_context(params: Params, root: Path) -> EvalContext:
     from medsim.evaluate.encode import load_encoder
 
     articles = read_table(root / ARTICLES_PATH, ARTICLES, ARTICLE_COLUMNS).to_pandas()
-    features = load_features(root / "data/embeddings")
+    features = load_features(root / EMBEDDINGS_DIR)
     figures = load_figures_meta(root / FIGURES_PATH)
     encoder, note = load_encoder(params.embed, root)
     log.info("text encoder for new texts: %s", note)
@@ -131,13 +139,12 @@ def load_space_ops(
     params: Params, root: Path, frozen: dict, frozen_encoder: TextEncoderFn | None
 ) -> SpaceOps:
     """The trained space of ``data/model`` with its inputs: when it makes its own text
-    vectors (a tuned encoder, a lexical part), the text kinds the train stage wrote
+    vectors (a tuned encoder, a lexical part), the text modalities the train stage wrote
     (``data/model/embeddings``) and its way of encoding new texts; else the frozen features
     and encoder."""
     from medsim.dml import load_shared_space
     from medsim.dml.data import load_features
     from medsim.dml.lexical import LexicalEncoder, hybrid_encoder
-    from medsim.dml.stage import MODEL_DIR, SPACE_EMBEDDINGS
     from medsim.dml.tune import read_text_items
 
     model_dir = root / MODEL_DIR
@@ -151,17 +158,15 @@ def load_space_ops(
     ops.lexical = LexicalEncoder.load(model_dir / space.lexical) if space.lexical else None
     dense = ops.tuned.encode if ops.tuned is not None else frozen_encoder
     ops.encode = hybrid_encoder(dense, ops.lexical, ops.lexical_weight)
-    ops.features = {k: v for k, v in frozen.items() if k not in TEXT_KINDS}
+    ops.features = {k: v for k, v in frozen.items() if k not in TEXT_MODALITIES}
     ops.features |= load_features(model_dir / SPACE_EMBEDDINGS)
-    log.info("proposed space %s: its own text kinds (%s)", ops.candidate, model_dir)
+    log.info("proposed space %s: its own text modalities (%s)", ops.candidate, model_dir)
     return ops
 
 
 def _load_tuned(params: Params, root: Path, space: object) -> object:
     """The tuned text encoder in ``data/model`` as a :class:`~medsim.dml.tune.TunedText`."""
-    from medsim.dml.stage import MODEL_DIR
     from medsim.dml.tune import TunedText
-    from medsim.encoders.embed import CACHE_DIR
     from medsim.encoders.layers import SplitEncoder
     from medsim.encoders.text import load_text_encoder
 
@@ -182,7 +187,7 @@ def _load_tuned(params: Params, root: Path, space: object) -> object:
         encoder.max_tokens,
         root / LAYER_CACHE_DIR,
     )
-    return TunedText(split, root / CACHE_DIR)
+    return TunedText(split, root / EMBEDDINGS_CACHE_DIR)
 
 
 def _clean(value: object) -> object:
@@ -300,7 +305,7 @@ def write_plots(ctx: EvalContext, built: Mapping[str, Built], plots_dir: Path) -
         panels["test documents by class (shared space)"] = (t1["test_vectors"], labels)
     if (
         ctx.has_images
-        and {"image", "caption"} <= set(ctx.space.kinds)
+        and {"image", "caption"} <= set(ctx.space.modalities)
         and "caption" in ctx.space_features
     ):
         modality = dict(zip(ctx.figures["figure_id"], ctx.figures["modality"], strict=True))
@@ -309,7 +314,7 @@ def write_plots(ctx: EvalContext, built: Mapping[str, Built], plots_dir: Path) -
         vecs = np.vstack([ctx.space.project("image", images), ctx.space.project("caption", caps)])
         tags = [f"image {modality.get(i) or '?'}" for i in ids]
         tags += [f"caption {modality.get(i) or '?'}" for i in cap_ids]
-        panels["figures by kind and modality (shared space)"] = (vecs, tags)
+        panels["figures: image or caption, and imaging modality (shared space)"] = (vecs, tags)
     if panels:
         written.append(space_map_png(panels, plots_dir / "space_map.png", seed=ctx.seed))
     return [p.relative_to(ctx.root).as_posix() for p in written]

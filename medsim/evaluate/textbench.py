@@ -124,7 +124,7 @@ def build_textbench(ctx: EvalContext, table1: Mapping[str, object]) -> dict:
     docs = ctx.docs
     train = docs[docs["split"] == "train"]
     test = docs[(docs["split"] == "test") & docs["label"].isin(set(train["label"]))]
-    if train.empty or test.empty or "text" not in ctx.space.kinds:
+    if train.empty or test.empty or "text" not in ctx.space.modalities:
         reason = "needs labelled train and test documents and a text head in the space"
         return {"before": {"reason": reason}, "after": {"reason": reason}}
     y_tr, y_te = train["label"].to_numpy(), test["label"].to_numpy()

@@ -21,16 +21,8 @@ from PIL import Image, UnidentifiedImageError
 from medsim.config import ExtractParams
 from medsim.names import SkipReason
 from medsim.pdf.captions import Caption, find_captions
-from medsim.pdf.figures import (
-    Figure,
-    PageFigures,
-    find_figures,
-    is_formula,
-    opening_caption,
-    orphan_reason,
-    page_graphic,
-    render_png,
-)
+from medsim.pdf.figures import Figure, PageFigures, find_figures, opening_caption, page_graphic
+from medsim.pdf.graphics import is_formula, orphan_reason, render_png
 from medsim.pdf.layout import LayoutRegions, detect_layout, page_bounds, ruling_lines, union
 from medsim.pdf.tables import cells_json, is_candidate_page, linearize, parse_region, table_regions
 

@@ -16,7 +16,6 @@ labelled only by a compound number) is kept without a caption.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,49 +23,36 @@ import pymupdf
 
 from medsim.names import SkipReason
 from medsim.pdf.captions import Caption, caption_gap
+from medsim.pdf.graphics import (
+    Candidate,
+    candidate_origin,
+    merge_candidates,
+    raster_candidates,
+    vector_candidates,
+)
 from medsim.pdf.layout import (
     area_fraction,
     grow,
-    merge_rects,
     page_bounds,
-    to_display,
-    union,
 )
 
 __all__ = [
     "Figure",
     "PageFigures",
     "find_figures",
-    "is_formula",
     "opening_caption",
-    "orphan_reason",
     "page_graphic",
-    "raster_candidates",
-    "render_png",
-    "vector_candidates",
 ]
 
 MARGIN = 0.06  # top and bottom bands of the page: running heads, footers, licence strips
 MIN_FRAGMENT_PT = 10.0  # rules, underlines and bullets are no fragments of a figure
 FRAGMENT_GAP = 8.0  # points between tiles, panels and drawing clusters of one figure
 TEXT_BOX_COVER = 0.3  # text boxes measured 0.38-0.58 on real PDFs, figures at most 0.15
-MAX_DRAWINGS = 20_000  # a page with more paths (a map, a scatter of 1e5 points) is one cluster
 NEAR_GAP = 60.0  # points from a figure to its caption; the next paragraph is further off
 FAR_GAP = 150.0  # a caption's figure past a key or legend, with no body text in between
 PANEL_GAP = 40.0  # between panels of one figure: gutters with panel letters and titles
 BODY_LINE_PT = 100.0  # text lines at least this wide, two or more, separate figures
 PAGE_FIGURE_COVER = 0.3  # uncaptioned graphics this much of a page: a figure page
-
-
-@dataclass
-class Candidate:
-    rect: pymupdf.Rect
-    raster: bool
-    vector: bool
-    line_drawing: bool = False  # mostly oblique strokes: a structure formula, a line plot
-    weak: bool = False  # a lone box or rule: joins a figure next to it, is none alone
-    text_box: bool = False  # text covers much of it: an abstract or advertisement box
-    members: list[pymupdf.Rect] = field(default_factory=list)
 
 
 @dataclass
@@ -77,66 +63,6 @@ class Figure:
     caption: Caption | None
     origin: str  # "raster", "vector" or "mixed"
     panels: list[pymupdf.Rect] = field(default_factory=list)  # the graphics it unites
-
-
-def raster_candidates(page: pymupdf.Page) -> list[Candidate]:
-    """Where the page's images are placed, clipped to the page."""
-    bounds = page_bounds(page)
-    out = []
-    for info in page.get_image_info():
-        r = pymupdf.Rect(info["bbox"]) & bounds
-        if not r.is_empty:
-            out.append(Candidate(r, raster=True, vector=False, members=[r]))
-    return out
-
-
-def _is_line_drawing(items: Sequence[tuple]) -> bool:
-    """Mostly oblique straight strokes: not a logo (curves), a box or a table (axis-parallel)."""
-    oblique = curves = 0
-    for item in items:
-        if item[0] == "l":
-            a, b = item[1], item[2]
-            oblique += abs(a.x - b.x) > 1 and abs(a.y - b.y) > 1
-        elif item[0] == "c":
-            curves += 1
-    return oblique >= 10 and oblique >= 0.3 * len(items) and curves < 0.3 * len(items)
-
-
-def vector_candidates(page: pymupdf.Page, drawings: Sequence[dict]) -> list[Candidate]:
-    """Clusters of the page's vector graphics that can be figures (charts, diagrams).
-
-    A lone box or rule (fewer than 3 path items) is marked weak: it may belong to a figure
-    beside it (a flow chart's last box) but is no figure alone. A cluster of straight
-    rules only may still be a flow chart: a caption or the layout model decides that later.
-    """
-    bounds = page_bounds(page)
-    drawings = [
-        d
-        for d in drawings
-        if pymupdf.Rect(d["rect"]).get_area() < 0.9 * bounds.get_area()  # page backgrounds
-        and not (d.get("fill") == (1.0, 1.0, 1.0) and not d.get("color"))  # white-outs
-    ]
-    if not drawings:
-        return []
-    if len(drawings) > MAX_DRAWINGS:
-        rect = union([pymupdf.Rect(d["rect"]) for d in drawings]) & bounds
-        return [Candidate(rect, raster=False, vector=True, members=[rect])]
-    out = []
-    for cluster in page.cluster_drawings(drawings=drawings):
-        rect = pymupdf.Rect(cluster) & bounds
-        grown = grow(rect, 1.0)
-        items = [i for d in drawings if pymupdf.Rect(d["rect"]) in grown for i in d["items"]]
-        out.append(
-            Candidate(
-                rect,
-                raster=False,
-                vector=True,
-                line_drawing=_is_line_drawing(items),
-                weak=len(items) < 3,
-                members=[rect],
-            )
-        )
-    return out
 
 
 def _text_cover(rect: pymupdf.Rect, lines: Sequence[pymupdf.Rect]) -> float:
@@ -276,7 +202,7 @@ def _kept_candidates(
                 dropped.append((c.rect, SkipReason.UNCAPTIONED_IN_MARGIN))
             continue
         kept.append(c)
-    return [c for c in _merge(kept, FRAGMENT_GAP) if not c.weak]
+    return [c for c in merge_candidates(kept, FRAGMENT_GAP) if not c.weak]
 
 
 def _caption_side(rect: pymupdf.Rect, caption: Caption) -> tuple[float, str | None]:
@@ -428,35 +354,19 @@ def find_figures(
         if caption is not None:
             groups.setdefault(id(caption), (caption, []))[1].append(cand)
     for caption, group in groups.values():
-        merged = _merge(group, gap=float("inf"))[0]
+        merged = merge_candidates(group, gap=float("inf"))[0]
         rect = _without_caption(_with_panel_labels(merged.rect, text_lines, captions), caption)
         if max(rect.width, rect.height) >= min_size_pt and min(rect.width, rect.height) >= (
             min_size_pt / 4
         ):
             panels = [c.rect for c in group]
-            out.figures.append(Figure(rect, caption, _origin(merged), panels))
+            out.figures.append(Figure(rect, caption, candidate_origin(merged), panels))
         else:
             out.dropped.append((rect, f"{SkipReason.CAPTIONED_TOO_SMALL} ({caption.label})"))
     out.free_captions = [c for c in captions if c.kind == "figure" and id(c) not in groups]
     out.orphans = [cand for cand, caption in zip(cands, owner, strict=True) if caption is None]
     out.figures.sort(key=lambda f: (round(f.rect.y0 / 20), f.rect.x0))
     return out
-
-
-def is_formula(cand: Candidate, min_size_pt: float) -> bool:
-    """An uncaptioned graphic kept as a figure: a vector line drawing (a structure formula,
-    labelled by a compound number only) at least ``min_size_pt`` on both sides."""
-    big = min(cand.rect.width, cand.rect.height) >= min_size_pt
-    return big and cand.line_drawing and not cand.raster and not cand.text_box
-
-
-def orphan_reason(cand: Candidate, min_size_pt: float) -> str:
-    """Why an uncaptioned graphic is no figure, for the skip log."""
-    if min(cand.rect.width, cand.rect.height) < min_size_pt:
-        return SkipReason.UNCAPTIONED_SMALL
-    if cand.text_box:
-        return SkipReason.UNCAPTIONED_TEXT_BOX
-    return SkipReason.UNCAPTIONED_NO_CAPTION
 
 
 def _page_body(page: pymupdf.Page) -> pymupdf.Rect:
@@ -480,7 +390,7 @@ def page_graphic(
     graphics = [c for c in found.orphans if not c.text_box]
     if not graphics:
         return None
-    merged = _merge(graphics, gap=float("inf"))[0]
+    merged = merge_candidates(graphics, gap=float("inf"))[0]
     body = _page_body(page)
     cover = merged.rect.get_area() / max(body.get_area(), 1e-6)
     outside = [
@@ -509,38 +419,3 @@ def opening_caption(
         if not first and all(line.y0 < caption.rect.y1 for line in others):
             return caption
     return None
-
-
-def _origin(cand: Candidate) -> str:
-    return "mixed" if cand.raster and cand.vector else ("raster" if cand.raster else "vector")
-
-
-def _merge(candidates: Sequence[Candidate], gap: float) -> list[Candidate]:
-    if not candidates:
-        return []
-    if gap == float("inf"):
-        groups = [list(range(len(candidates)))]
-    else:
-        groups = merge_rects([c.rect for c in candidates], gap=gap)
-    out = []
-    for group in groups:
-        members = [candidates[i] for i in group]
-        out.append(
-            Candidate(
-                union([m.rect for m in members]),
-                raster=any(m.raster for m in members),
-                vector=any(m.vector for m in members),
-                line_drawing=all(m.line_drawing for m in members),
-                weak=all(m.weak for m in members),
-                text_box=all(m.text_box for m in members),
-                members=[r for m in members for r in m.members],
-            )
-        )
-    return out
-
-
-def render_png(page: pymupdf.Page, rect: pymupdf.Rect, dpi: int) -> tuple[bytes, int, int, str]:
-    """Render ``rect`` of ``page`` upright at ``dpi``: PNG bytes, width, height, sha256."""
-    pix = page.get_pixmap(dpi=dpi, clip=to_display(page, rect), alpha=False)
-    png = pix.tobytes("png")
-    return png, pix.width, pix.height, hashlib.sha256(png).hexdigest()

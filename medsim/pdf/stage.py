@@ -26,6 +26,7 @@ from medsim.config import ComputeParams, ExtractParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, iter_batches, read_table
 from medsim.names import SkipReason
+from medsim.paths import ARTICLES_PATH, FIGURES_PATH, IMAGES_PATH, TABLES_PATH
 from medsim.pdf.extract import PdfResult, corpus_figures, extract_pdf
 from medsim.pdf.jats import extract_jats
 from medsim.pdf.worker import Outcome, TimedPool
@@ -33,8 +34,6 @@ from medsim.pdf.worker import Outcome, TimedPool
 __all__ = ["ExtractInputError", "ExtractSummary", "extract_task", "run_extract", "timed_batch"]
 
 log = logging.getLogger(__name__)
-
-IMAGES_PATH = Path("data/raw/images.parquet")  # a corpus's own images (fetch writes it)
 
 
 @dataclass
@@ -108,13 +107,13 @@ def _tasks(
     root: Path, params: ExtractParams
 ) -> tuple[list[tuple[str, str, ExtractParams]], list[tuple[str, str]]]:
     """``(pdf tasks, jats tasks)``: each article's one source of figures and tables."""
-    if not (root / schemas.ARTICLES_PATH).exists():
+    if not (root / ARTICLES_PATH).exists():
         raise ExtractInputError(
-            f"{schemas.ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
+            f"{ARTICLES_PATH} not found under {root.resolve()}: run the fetch stage first "
             "(`dvc repro fetch`)"
         )
     articles = read_table(
-        root / schemas.ARTICLES_PATH, schemas.ARTICLES, columns=["doc_id", "pdf_path", "jats_path"]
+        root / ARTICLES_PATH, schemas.ARTICLES, columns=["doc_id", "pdf_path", "jats_path"]
     ).to_pylist()
     pdfs, jats = [], []
     for row in articles:
@@ -163,8 +162,8 @@ def run_extract(params: Params, root: str | Path = ".") -> ExtractSummary:
         log.info("text-only corpus: no PDFs, no full texts, no images; empty figures and tables")
 
     with (
-        ParquetSink(root / schemas.FIGURES_PATH, schemas.FIGURES) as figures,
-        ParquetSink(root / schemas.TABLES_PATH, schemas.TABLES) as tables,
+        ParquetSink(root / FIGURES_PATH, schemas.FIGURES) as figures,
+        ParquetSink(root / TABLES_PATH, schemas.TABLES) as tables,
     ):
         batch: list[dict] = []
         for out in tqdm(

@@ -11,11 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
+from medsim.paths import RAW_DIR
 from medsim.pubmed.records import CorpusImage
 
-__all__ = ["RAW_DIR", "RawStore"]
-
-RAW_DIR = Path("data/raw")
+__all__ = ["RawStore"]
 
 
 class RawStore:

@@ -22,15 +22,14 @@ from medsim.config import FetchParams, Params
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir, rows_to_table, write_table
 from medsim.names import SkipReason
-from medsim.pubmed.raw import RAW_DIR, RawStore
+from medsim.paths import ARTICLES_PATH, CACHE_DIR, RAW_DIR
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import CorpusImage, Record, Skipped
-from medsim.schemas import ARTICLES, ARTICLES_PATH, IMAGES
+from medsim.schemas import ARTICLES, IMAGES
 
 __all__ = ["FetchSummary", "run_fetch", "write_articles"]
 
 log = logging.getLogger(__name__)
-
-CACHE_DIR = Path("data/cache")  # not a DVC output: survives re-runs so nothing is fetched twice
 
 
 @dataclass

@@ -5,7 +5,7 @@
   and :func:`~.builders.search`.
 - :mod:`medsim.search.index`: the ``data/index/`` layout, its writer and its reader
   (:func:`~medsim.search.index.load_index`); :mod:`medsim.search.stage`: the DVC ``index`` stage.
-- :mod:`medsim.search.query`: top-k across item kinds for a text, an image or a stored item.
+- :mod:`medsim.search.query`: top-k across item collections for a text, an image or a stored item.
 - :mod:`medsim.search.explain`: why two items are close.
 
 Nothing heavy is imported here: ``medsim search --pmid`` must start in well under a second,

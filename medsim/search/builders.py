@@ -139,12 +139,12 @@ def empty_index(
     for the types that train (IVF, IVF-PQ), on ``index.train_size`` rows, so a caller that
     streams its corpus reads the sample in one pass and adds the corpus in another.
     """
-    kind = index_type(n, params)
-    if kind in TRAINED:
+    chosen = index_type(n, params)
+    if chosen in TRAINED:
         train = as_matrix(sample(sample_rows(n, params.train_size, seed)))
     else:
         train = np.zeros((0, dim), dtype=np.float32)
-    return FLOAT_BUILDERS[kind](train, n, params, seed)
+    return FLOAT_BUILDERS[chosen](train, n, params, seed)
 
 
 def build_index(vectors: np.ndarray, params: IndexParams, seed: int = 0) -> faiss.Index:
@@ -217,14 +217,14 @@ def empty_binary_index(
     """The empty Hamming index that :func:`build_binary_index` would fill with ``n`` codes of
     ``bits`` (type by :func:`binary_index_type`). ``sample(rows)`` gives those 0/1 codes rows
     of the corpus, as for :func:`empty_index`; it is called only for IVF."""
-    kind = binary_index_type(n, params)
-    if kind in TRAINED:
+    chosen = binary_index_type(n, params)
+    if chosen in TRAINED:
         if sample is None:
-            raise ValueError(f"a binary {kind} index over {n} codes needs a training sample")
+            raise ValueError(f"a binary {chosen} index over {n} codes needs a training sample")
         train = pack_codes(sample(sample_rows(n, params.train_size, seed)))
     else:
         train = np.zeros((0, bits // 8), dtype=np.uint8)
-    return BINARY_BUILDERS[kind](train, n, params, seed)
+    return BINARY_BUILDERS[chosen](train, n, params, seed)
 
 
 def build_binary_index(codes: np.ndarray, params: IndexParams, seed: int = 0) -> faiss.IndexBinary:

@@ -13,7 +13,7 @@ from medsim.search.query import ItemRef, QueryEncoder, search_vector
 
 __all__ = ["Explanation", "explain", "explain_query", "split_sentences"]
 
-# head that embeds the text parts of each kind's items
+# head that embeds the text parts of each collection's items
 SENTENCE_HEADS = {
     "documents": "text",
     "figures": "caption",
@@ -53,9 +53,9 @@ class Explanation:
 
 def _record(store: IndexStore, ref: ItemRef) -> dict[str, Any]:
     (record,) = store.rows(
-        ref.kind, [ref.row], ("id", "doc_id", "pmid", "title", "caption", "text")
+        ref.collection, [ref.row], ("id", "doc_id", "pmid", "title", "caption", "text")
     )
-    return {"type": RESULT_TYPES[ref.kind], **record}
+    return {"type": RESULT_TYPES[ref.collection], **record}
 
 
 def shared_neighbours(
@@ -63,7 +63,7 @@ def shared_neighbours(
 ) -> list[dict[str, Any]]:
     """Items among both ``a``'s and ``b``'s ``pool`` nearest, ranked by the lower of their two
     similarities (an item close to both, not just very close to one)."""
-    va, vb = store.vector(a.kind, a.row), store.vector(b.kind, b.row)
+    va, vb = store.vector(a.collection, a.row), store.vector(b.collection, b.row)
     return shared_neighbours_of(store, va, vb, [a, b], n, pool)
 
 
@@ -104,14 +104,14 @@ def nearest_prototypes(store: IndexStore, vector: np.ndarray, n: int = 3) -> lis
 
 
 def weighing_sentences(
-    encoder: QueryEncoder, kind: str, text: str | None, target: np.ndarray, n: int = 3
+    encoder: QueryEncoder, collection: str, text: str | None, target: np.ndarray, n: int = 3
 ) -> list[dict[str, Any]]:
     """The ``n`` sentences (or caption parts) of ``text`` whose projection lies nearest
-    ``target``: each part is embedded alone, projected by its kind's head, and scored."""
+    ``target``: each part is embedded alone, projected by its collection's head, and scored."""
     sentences = split_sentences(text)
     if not sentences:
         return []
-    head = SENTENCE_HEADS[kind]
+    head = SENTENCE_HEADS[collection]
     if head not in encoder.space.heads:
         head = "text"
     scores = encoder.text(sentences, head=head) @ np.asarray(target, dtype=np.float32).reshape(-1)
@@ -129,19 +129,21 @@ def explain(
 ) -> Explanation:
     """Why ``a`` and ``b`` are close (or not). ``encoder`` (which loads the text model) adds
     the sentences of each that weigh most toward the other; without it that part is empty."""
-    va, vb = store.vector(a.kind, a.row), store.vector(b.kind, b.row)
+    va, vb = store.vector(a.collection, a.row), store.vector(b.collection, b.row)
     record_a, record_b = _record(store, a), _record(store, b)
     hamming = {
         bits: int(
-            np.count_nonzero(store.code(a.kind, a.row, bits) != store.code(b.kind, b.row, bits))
+            np.count_nonzero(
+                store.code(a.collection, a.row, bits) != store.code(b.collection, b.row, bits)
+            )
         )
         for bits in store.bits
     }
     sentences = {}
     if encoder is not None:
         sentences = {
-            "a_toward_b": weighing_sentences(encoder, a.kind, record_a["text"], vb, top),
-            "b_toward_a": weighing_sentences(encoder, b.kind, record_b["text"], va, top),
+            "a_toward_b": weighing_sentences(encoder, a.collection, record_a["text"], vb, top),
+            "b_toward_a": weighing_sentences(encoder, b.collection, record_b["text"], va, top),
         }
     for record in (record_a, record_b):
         record.pop("text")
@@ -172,20 +174,22 @@ def explain_query(
     close to the stored item ``b``: :func:`explain` with the query as side ``a``. The query
     has no hash code stored, so ``hamming`` is computed from ``encoder``'s codes when given."""
     query = np.asarray(query, dtype=np.float32).reshape(1, -1)
-    vb = store.vector(b.kind, b.row)
+    vb = store.vector(b.collection, b.row)
     record_b = _record(store, b)
     hamming = {}
     sentences = {}
     if encoder is not None:
         hamming = {
             bits: int(
-                np.count_nonzero(encoder.codes(query, bits) != store.code(b.kind, b.row, bits))
+                np.count_nonzero(
+                    encoder.codes(query, bits) != store.code(b.collection, b.row, bits)
+                )
             )
             for bits in store.bits
         }
         sentences = {
             "a_toward_b": weighing_sentences(encoder, "documents", text, vb, top),
-            "b_toward_a": weighing_sentences(encoder, b.kind, record_b["text"], query, top),
+            "b_toward_a": weighing_sentences(encoder, b.collection, record_b["text"], query, top),
         }
     record_b.pop("text")
     record_a = {"type": "query", "id": "query", "doc_id": None, "pmid": None, "title": text}

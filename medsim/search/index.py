@@ -5,15 +5,15 @@ in it come from :mod:`medsim.search.builders`.
 
 Layout of ``data/index/`` (everything a search needs, so a query reads no other table)::
 
-    manifest.json            dim, code sizes, model specs, per-kind files and counts, labels
-    items.parquet            one row per indexed item (ITEMS): kind, row, id, doc_id, pmid,
+    manifest.json            dim, code sizes, model specs, per-collection files and counts, labels
+    items.parquet            one row per indexed item (ITEMS): collection, row, id, doc_id, pmid,
                              title, caption, label, text (text is read by `explain` only)
-    <kind>.faiss             float index, inner product on unit vectors (= cosine)
-    <kind>.b<bits>.faiss     binary index over the hash codes (Hamming)
+    <collection>.faiss             float index, inner product on unit vectors (= cosine)
+    <collection>.b<bits>.faiss     binary index over the hash codes (Hamming)
     prototypes.npy           one unit vector per label: mean of its training documents
 
-Kinds: ``documents`` (fused document vectors), ``figures`` (image vectors), ``captions`` and
-``tables``. Row ``r`` of ``<kind>.faiss`` is the item with ``kind`` and ``row == r``.
+Collections: ``documents`` (fused document vectors), ``figures`` (image vectors), ``captions`` and
+``tables``. Row ``r`` of ``<collection>.faiss`` is the item with ``collection`` and ``row == r``.
 Index files are memory-mapped on load (``IO_FLAG_MMAP_IFC``), so opening them costs
 milliseconds whatever their size.
 """
@@ -51,14 +51,14 @@ if TYPE_CHECKING:  # params are only annotations here; yaml need not load for a 
     from medsim.config import IndexParams
 
 __all__ = [
-    "INDEX_KINDS",
+    "COLLECTION_ITEMS",
+    "COLLECTION_SOURCES",
+    "INDEX_COLLECTIONS",
     "ITEMS",
-    "KIND_ITEMS",
-    "KIND_SOURCES",
     "RESULT_TYPES",
+    "CollectionArrays",
+    "CollectionStream",
     "IndexStore",
-    "KindArrays",
-    "KindStream",
     "LabelMeans",
     "label_prototypes",
     "load_index",
@@ -70,58 +70,58 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 ITEMS_FILE = "items.parquet"
 PROTOTYPES_FILE = "prototypes.npy"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "collections" (documents, figures, ...), once called "kinds"
 ITEMS_ROW_GROUP = 4096  # a search reads only the row groups of its hits from items.parquet
 
-INDEX_KINDS = tuple(m.index_kind for m in INDEX_ORDER)
-# index kind -> (embedding file stem under data/embeddings/, shared-space head); documents are
-# fused from every kind by medsim.dml.document_vectors.
-KIND_SOURCES = {m.index_kind: (m.embeddings, m.value) for m in INDEX_ORDER}
-RESULT_TYPES = {m.index_kind: m.result_type for m in INDEX_ORDER}
+INDEX_COLLECTIONS = tuple(m.collection for m in INDEX_ORDER)
+# index collection -> (embedding file stem under data/embeddings/, shared-space head); documents are
+# fused from every collection by medsim.dml.document_vectors.
+COLLECTION_SOURCES = {m.collection: (m.embeddings, m.value) for m in INDEX_ORDER}
+RESULT_TYPES = {m.collection: m.result_type for m in INDEX_ORDER}
 
 # The item map: what a result needs to render, without reading the pipeline's big tables.
-# what one kind contributes; kind and row are added when the kinds are written together
-KIND_ITEMS = pa.schema([f for f in ITEMS if f.name not in ("kind", "row")])
+# what one collection contributes; collection and row are added when all are written together
+COLLECTION_ITEMS = pa.schema([f for f in ITEMS if f.name not in ("collection", "row")])
 
 
 # --------------------------------------------------------------------------- on-disk layout
 
 
 @dataclass
-class KindArrays:
-    """What one index kind contributes, or one batch of it: unit vectors, codes per size, and
+class CollectionArrays:
+    """What one index collection contributes, or one batch of it: unit vectors, codes per size, and
     its item rows (None in a pass that reads training rows only)."""
 
     vectors: np.ndarray  # float32 [n, dim]
     codes: dict[int, np.ndarray]  # bits -> uint8 0/1 [n, bits]
-    items: pa.Table | None = None  # KIND_ITEMS: n rows in vector order
+    items: pa.Table | None = None  # COLLECTION_ITEMS: n rows in vector order
 
 
 @dataclass
-class KindStream:
-    """One index kind read batch by batch, for corpora larger than memory.
+class CollectionStream:
+    """One index collection read batch by batch, for corpora larger than memory.
 
-    ``batches()`` yields the kind's :class:`KindArrays` in row order and may be called more
-    than once: the index types that train (IVF, IVF-PQ; binary IVF) first read their training
-    rows through ``samples()`` (the same batches, items left out; by default ``batches()``),
-    then every batch is added.
+    ``batches()`` yields the collection's :class:`CollectionArrays` in row order and may be
+    called more than once: the index types that train (IVF, IVF-PQ; binary IVF) first read
+    their training rows through ``samples()`` (the same batches, items left out; by default
+    ``batches()``), then every batch is added.
     """
 
     count: int
     dim: int
     bits: tuple[int, ...]
-    batches: Callable[[], Iterator[KindArrays]]
-    samples: Callable[[], Iterator[KindArrays]] | None = None
+    batches: Callable[[], Iterator[CollectionArrays]]
+    samples: Callable[[], Iterator[CollectionArrays]] | None = None
 
     @classmethod
-    def of(cls, arrays: KindArrays) -> KindStream:
-        """A whole kind held in memory, as a stream of one batch."""
+    def of(cls, arrays: CollectionArrays) -> CollectionStream:
+        """A whole collection held in memory, as a stream of one batch."""
         n, dim = len(arrays.vectors), int(np.shape(arrays.vectors)[1])
         return cls(n, dim, tuple(sorted(arrays.codes)), lambda: iter([arrays]))
 
-    def sample(self, rows: np.ndarray) -> KindArrays:
+    def sample(self, rows: np.ndarray) -> CollectionArrays:
         """Rows ``rows`` (sorted, as :func:`medsim.search.scale.sample_rows` gives) of the
-        kind's vectors and codes, read in one pass."""
+        collection's vectors and codes, read in one pass."""
         vectors = [np.zeros((0, self.dim), dtype=np.float32)]
         codes = {bits: [np.zeros((0, bits), dtype=np.uint8)] for bits in self.bits}
         start = 0
@@ -133,21 +133,21 @@ class KindStream:
             for bits in self.bits:
                 codes[bits].append(np.asarray(batch.codes[bits])[local])
             start = end
-        return KindArrays(
+        return CollectionArrays(
             np.concatenate(vectors), {bits: np.concatenate(c) for bits, c in codes.items()}
         )
 
 
 class _TrainingRows:
-    """A kind's training rows, read from its stream once, when an index first asks for them
-    (the float and binary indexes of a kind train on the same rows)."""
+    """A collection's training rows, read from its stream once, when an index first asks for them
+    (the float and binary indexes of a collection train on the same rows)."""
 
-    def __init__(self, stream: KindStream) -> None:
+    def __init__(self, stream: CollectionStream) -> None:
         self.stream = stream
         self.rows: np.ndarray | None = None
-        self.arrays: KindArrays | None = None
+        self.arrays: CollectionArrays | None = None
 
-    def get(self, rows: np.ndarray) -> KindArrays:
+    def get(self, rows: np.ndarray) -> CollectionArrays:
         if self.arrays is None or self.rows is None or not np.array_equal(rows, self.rows):
             self.rows, self.arrays = rows, self.stream.sample(rows)
         return self.arrays
@@ -161,12 +161,12 @@ class _ItemsWriter:
         self.writer = pq.ParquetWriter(path, ITEMS, compression="zstd")
         self.pending: list[pa.Table] = []
         self.buffered = 0
-        self.rows = 0  # items received so far: the next kind's offset
+        self.rows = 0  # items received so far: the next collection's offset
 
-    def add(self, kind: str, first_row: int, items: pa.Table) -> None:
+    def add(self, collection: str, first_row: int, items: pa.Table) -> None:
         n = items.num_rows
-        items = validate(items, KIND_ITEMS, name=f"{kind} items")
-        items = items.append_column("kind", pa.array([kind] * n, pa.string()))
+        items = validate(items, COLLECTION_ITEMS, name=f"{collection} items")
+        items = items.append_column("collection", pa.array([collection] * n, pa.string()))
         rows = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
         self.pending.append(validate(items.append_column("row", rows), ITEMS, name=ITEMS_FILE))
         self.buffered += n
@@ -188,29 +188,32 @@ class _ItemsWriter:
         self.writer.close()
 
 
-def _kind_entry(kind: str, stream: KindStream, offset: int, params: IndexParams) -> dict:
+def _collection_entry(
+    collection: str, stream: CollectionStream, offset: int, params: IndexParams
+) -> dict:
     return {
         "count": stream.count,
-        "offset": offset,  # first line of this kind in items.parquet
+        "offset": offset,  # first line of this collection in items.parquet
         "dim": stream.dim,
-        "float": f"{kind}.faiss",
+        "float": f"{collection}.faiss",
         "float_type": index_type(stream.count, params),
-        "binary": {str(bits): f"{kind}.b{bits}.faiss" for bits in stream.bits},
+        "binary": {str(bits): f"{collection}.b{bits}.faiss" for bits in stream.bits},
         "binary_type": binary_index_type(stream.count, params),
     }
 
 
-def _write_kind(
+def _write_collection(
     directory: Path,
-    kind: str,
-    stream: KindStream,
+    collection: str,
+    stream: CollectionStream,
     params: IndexParams,
     seed: int,
     items: _ItemsWriter,
 ) -> dict[str, Any]:
-    """Fill one kind's float and binary indexes batch by batch; write them; its manifest entry.
-    Memory: the indexes (codes, graph or vectors, by type), one batch, a training sample."""
-    entry = _kind_entry(kind, stream, items.rows, params)
+    """Fill one collection's float and binary indexes batch by batch; write them; return its
+    manifest entry. Memory: the indexes (codes, graph or vectors, by type), one batch, a
+    training sample."""
+    entry = _collection_entry(collection, stream, items.rows, params)
     train = _TrainingRows(stream)
     index = empty_index(stream.count, stream.dim, params, lambda r: train.get(r).vectors, seed)
     binary = {
@@ -225,48 +228,51 @@ def _write_kind(
         size = len(batch.vectors)
         if batch.items is None or batch.items.num_rows != size:
             found = "no" if batch.items is None else batch.items.num_rows
-            raise ValueError(f"{kind}: {size} vectors but {found} items")
+            raise ValueError(f"{collection}: {size} vectors but {found} items")
         if size:
             index.add(as_matrix(batch.vectors))
             for bits, codes in batch.codes.items():
                 binary[bits].add(pack_codes(codes))
-        items.add(kind, n, batch.items)
+        items.add(collection, n, batch.items)
         n += size
     if n != stream.count:
-        raise ValueError(f"{kind}: {stream.count} items announced, {n} streamed")
+        raise ValueError(f"{collection}: {stream.count} items announced, {n} streamed")
     faiss.write_index(index, str(directory / entry["float"]))
     for bits, name in entry["binary"].items():
         faiss.write_index_binary(binary[int(bits)], str(directory / name))
-    log.info("indexed %d %s (%s)", n, kind, entry["float_type"])
+    log.info("indexed %d %s (%s)", n, collection, entry["float_type"])
     return entry
 
 
 def write_index_dir(
     directory: Path,
-    kinds: Mapping[str, KindArrays | KindStream],
+    collections: Mapping[str, CollectionArrays | CollectionStream],
     params: IndexParams,
     meta: Mapping[str, Any],
     prototypes: tuple[list[str], np.ndarray] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Build every kind's float and binary indexes into ``directory`` (which must exist) and
+    """Build every collection's float and binary indexes into ``directory`` (which must exist) and
     write ``items.parquet``, ``prototypes.npy`` and ``manifest.json``; return the manifest.
 
-    A kind is given whole (:class:`KindArrays`) or as batches (:class:`KindStream`); either
-    way the files are those of :func:`build_index` and :func:`build_binary_index` over the
-    whole kind, where the index type's build does not depend on how the rows were batched
-    (flat, IVF and IVF-PQ adds; HNSW graphs do: they are built in insertion batches).
+    A collection is given whole (:class:`CollectionArrays`) or as batches
+    (:class:`CollectionStream`); either way the files are those of :func:`build_index` and
+    :func:`build_binary_index` over the whole collection, where the index type's build does
+    not depend on how the rows were batched (flat, IVF and IVF-PQ adds; HNSW graphs do: they
+    are built in insertion batches).
     """
-    unknown = set(kinds) - set(INDEX_KINDS)
+    unknown = set(collections) - set(INDEX_COLLECTIONS)
     if unknown:
-        raise ValueError(f"unknown index kinds {sorted(unknown)}")
-    manifest: dict[str, Any] = {"version": FORMAT_VERSION, **meta, "kinds": {}}
+        raise ValueError(f"unknown index collections {sorted(unknown)}")
+    manifest: dict[str, Any] = {"version": FORMAT_VERSION, **meta, "collections": {}}
     items = _ItemsWriter(directory / ITEMS_FILE)
-    for kind in (k for k in INDEX_KINDS if k in kinds):
-        given = kinds[kind]
-        stream = given if isinstance(given, KindStream) else KindStream.of(given)
-        manifest["kinds"][kind] = _write_kind(directory, kind, stream, params, seed, items)
-        release_unused_memory()  # the next kind's build starts from what this one freed
+    for collection in (k for k in INDEX_COLLECTIONS if k in collections):
+        given = collections[collection]
+        stream = given if isinstance(given, CollectionStream) else CollectionStream.of(given)
+        manifest["collections"][collection] = _write_collection(
+            directory, collection, stream, params, seed, items
+        )
+        release_unused_memory()  # the next collection's build starts from what this one freed
     items.close()
     manifest["items_row_group"] = ITEMS_ROW_GROUP
     if prototypes is not None and len(prototypes[0]):
@@ -290,31 +296,31 @@ class IndexStore:
     _items: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     @property
-    def kinds(self) -> list[str]:
-        """The kinds this index holds, in :data:`INDEX_KINDS` order."""
-        return [k for k in INDEX_KINDS if k in self.manifest["kinds"]]
+    def collections(self) -> list[str]:
+        """The collections this index holds, in :data:`INDEX_COLLECTIONS` order."""
+        return [k for k in INDEX_COLLECTIONS if k in self.manifest["collections"]]
 
     @property
     def bits(self) -> list[int]:
-        """Code sizes that every kind has a binary index for."""
-        sizes = [set(map(int, self.manifest["kinds"][k]["binary"])) for k in self.kinds]
+        """Code sizes that every collection has a binary index for."""
+        sizes = [set(map(int, self.manifest["collections"][k]["binary"])) for k in self.collections]
         return sorted(set.intersection(*sizes)) if sizes else []
 
-    def count(self, kind: str) -> int:
-        return int(self.manifest["kinds"][kind]["count"])
+    def count(self, collection: str) -> int:
+        return int(self.manifest["collections"][collection]["count"])
 
-    def float_index(self, kind: str) -> faiss.Index:
-        """The float index of ``kind``, memory-mapped and cached."""
-        if kind not in self._float:
-            path = self.directory / self.manifest["kinds"][kind]["float"]
-            self._float[kind] = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-        return self._float[kind]
+    def float_index(self, collection: str) -> faiss.Index:
+        """The float index of ``collection``, memory-mapped and cached."""
+        if collection not in self._float:
+            path = self.directory / self.manifest["collections"][collection]["float"]
+            self._float[collection] = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+        return self._float[collection]
 
-    def binary_index(self, kind: str, bits: int) -> faiss.IndexBinary:
-        """The ``bits``-bit Hamming index of ``kind``."""
-        key = (kind, bits)
+    def binary_index(self, collection: str, bits: int) -> faiss.IndexBinary:
+        """The ``bits``-bit Hamming index of ``collection``."""
+        key = (collection, bits)
         if key not in self._binary:
-            files = self.manifest["kinds"][kind]["binary"]
+            files = self.manifest["collections"][collection]["binary"]
             if str(bits) not in files:
                 have = ", ".join(sorted(files, key=int)) or "none"
                 raise MedsimError(f"the index has no {bits}-bit codes (it has: {have})")
@@ -328,16 +334,20 @@ class IndexStore:
         # it), a third of a second that every search would pay.
         return pq.ParquetFile(self.directory / ITEMS_FILE)
 
-    def items(self, columns: tuple[str, ...] = ("kind", "row", "id", "doc_id", "pmid")) -> pa.Table:
+    def items(
+        self, columns: tuple[str, ...] = ("collection", "row", "id", "doc_id", "pmid")
+    ) -> pa.Table:
         """Whole columns of ``items.parquet`` (read once per column set)."""
         if columns not in self._items:
             self._items[columns] = self._items_file.read(columns=list(columns))
         return self._items[columns]
 
-    def rows(self, kind: str, rows: list[int], columns: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Item records of ``kind`` at index rows ``rows`` (order kept). Reads only the row
+    def rows(
+        self, collection: str, rows: list[int], columns: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """Item records of ``collection`` at index rows ``rows`` (order kept). Reads only the row
         groups that hold them, so rendering ten hits costs the same for any corpus size."""
-        offset = int(self.manifest["kinds"][kind]["offset"])
+        offset = int(self.manifest["collections"][collection]["offset"])
         size = int(self.manifest["items_row_group"])
         records = []
         for row in rows:
@@ -351,34 +361,34 @@ class IndexStore:
         return records
 
     def find(
-        self, value: str, kinds: list[str], columns: tuple[str, ...] = ("id",)
+        self, value: str, collections: list[str], columns: tuple[str, ...] = ("id",)
     ) -> tuple[str, int] | None:
-        """The first item of ``kinds`` (in that order) whose ``columns`` hold ``value``, as
-        ``(kind, row)``; None if there is none."""
-        for kind in kinds:
+        """The first item of ``collections`` (in that order) whose ``columns`` hold ``value``, as
+        ``(collection, row)``; None if there is none."""
+        for collection in collections:
             for column in columns:
-                key = ("values", kind, column)
+                key = ("values", collection, column)
                 if key not in self._items:
-                    entry = self.manifest["kinds"][kind]
+                    entry = self.manifest["collections"][collection]
                     values = self.items((column,)).column(column)
                     self._items[key] = values.slice(entry["offset"], entry["count"]).to_pylist()
                 try:
-                    return kind, self._items[key].index(value)
+                    return collection, self._items[key].index(value)
                 except ValueError:
                     continue
         return None
 
-    def vector(self, kind: str, row: int) -> np.ndarray:
+    def vector(self, collection: str, row: int) -> np.ndarray:
         """The stored unit vector of one item, read back from its float index."""
-        index = self.float_index(kind)
+        index = self.float_index(collection)
         # an explicit numpy buffer: once pytorch-metric-learning has imported
         # faiss.contrib.torch_utils, faiss would otherwise hand back a torch tensor
         out = np.empty(index.d, dtype=np.float32)
         return index.reconstruct(int(row), out).reshape(1, -1)
 
-    def code(self, kind: str, row: int, bits: int) -> np.ndarray:
+    def code(self, collection: str, row: int, bits: int) -> np.ndarray:
         """The stored 0/1 code of one item, ``[1, bits]``."""
-        packed = self.binary_index(kind, bits).reconstruct(int(row))
+        packed = self.binary_index(collection, bits).reconstruct(int(row))
         return np.unpackbits(np.asarray(packed, dtype=np.uint8)).reshape(1, -1)
 
     @cached_property

@@ -1,7 +1,7 @@
-"""Top-k search across item kinds: by a stored item (no model), a text or an image.
+"""Top-k search across item collections: by a stored item (no model), a text or an image.
 
-Every kind lives in one shared space of unit vectors, so inner products (and Hamming distances
-of the shared hashing heads) compare across kinds: a text query ranks documents, figures,
+Every collection lives in one shared space of unit vectors, so inner products (and Hamming distances
+of the shared hashing heads) compare across collections: a text query ranks documents, figures,
 captions and tables in one list.
 """
 
@@ -16,32 +16,32 @@ import numpy as np
 
 from medsim.errors import MedsimError
 from medsim.search.builders import search
-from medsim.search.index import INDEX_KINDS, RESULT_TYPES, IndexStore
+from medsim.search.index import INDEX_COLLECTIONS, RESULT_TYPES, IndexStore
 
 __all__ = [
-    "TYPE_KINDS",
+    "TYPE_COLLECTIONS",
     "Hit",
     "ItemRef",
     "QueryEncoder",
     "bits_for",
+    "collections_for",
     "find_item",
     "find_pmid",
-    "kinds_for",
     "nearest",
     "search_codes",
     "search_vector",
 ]
 
-# result type (and plural) as users type it -> index kind
-TYPE_KINDS = {**{t: k for k, t in RESULT_TYPES.items()}, **{k: k for k in INDEX_KINDS}}
+# result type (and plural) as users type it -> index collection
+TYPE_COLLECTIONS = {**{t: k for k, t in RESULT_TYPES.items()}, **{k: k for k in INDEX_COLLECTIONS}}
 RENDER_COLUMNS = ("id", "doc_id", "pmid", "title", "caption")
 
 
 @dataclass(frozen=True)
 class ItemRef:
-    """One indexed item: its kind and its row in that kind's index."""
+    """One indexed item: its collection and its row in that collection's index."""
 
-    kind: str
+    collection: str
     row: int
 
 
@@ -63,38 +63,39 @@ class Hit:
         return asdict(self)
 
 
-def kinds_for(store: IndexStore, types: Sequence[str] | None) -> list[str]:
-    """Index kinds for user-typed result types (``None``: all); unknown types are an error."""
+def collections_for(store: IndexStore, types: Sequence[str] | None) -> list[str]:
+    """Index collections for user-typed result types (``None``: all); unknown types are an error."""
     if not types:
-        return store.kinds
-    kinds = []
+        return store.collections
+    collections = []
     for name in types:
-        kind = TYPE_KINDS.get(name.lower())
-        if kind is None:
+        collection = TYPE_COLLECTIONS.get(name.lower())
+        if collection is None:
             known = ", ".join(RESULT_TYPES.values())
             raise MedsimError(f"unknown modality '{name}' (choose from {known})")
-        if kind not in kinds:
-            kinds.append(kind)
-    missing = [k for k in kinds if k not in store.kinds]
-    if len(missing) == len(kinds):
-        have = ", ".join(RESULT_TYPES[k] for k in store.kinds) or "nothing"
+        if collection not in collections:
+            collections.append(collection)
+    missing = [k for k in collections if k not in store.collections]
+    if len(missing) == len(collections):
+        have = ", ".join(RESULT_TYPES[k] for k in store.collections) or "nothing"
         raise MedsimError(f"the index holds no {', '.join(missing)} (it has: {have})")
-    return [k for k in kinds if k in store.kinds]
+    return [k for k in collections if k in store.collections]
 
 
 def _candidates(
     index_of: Callable[[str], Any],
     query: np.ndarray,
-    kinds: Sequence[str],
+    collections: Sequence[str],
     k: int,
     exclude: Sequence[ItemRef],
 ) -> list[tuple[float, str, int]]:
-    """Each kind's ``k`` best (score, kind, row), plus one more per excluded item of that kind."""
+    """Each collection's ``k`` best (score, collection, row), plus one more per excluded item
+    of that collection."""
     found = []
-    for kind in kinds:
-        extra = sum(ref.kind == kind for ref in exclude)
-        scores, rows = search(index_of(kind), query, k + extra)
-        found += [(float(s), kind, int(r)) for s, r in zip(scores[0], rows[0], strict=True)]
+    for collection in collections:
+        extra = sum(ref.collection == collection for ref in exclude)
+        scores, rows = search(index_of(collection), query, k + extra)
+        found += [(float(s), collection, int(r)) for s, r in zip(scores[0], rows[0], strict=True)]
     return found
 
 
@@ -111,20 +112,22 @@ def _collect(
     sign = 1 if bits is not None else -1
     ranked = sorted(
         (c for c in candidates if c[2] >= 0 and ItemRef(c[1], c[2]) not in skip),
-        key=lambda c: (sign * c[0], INDEX_KINDS.index(c[1]), c[2]),
+        key=lambda c: (sign * c[0], INDEX_COLLECTIONS.index(c[1]), c[2]),
     )[:k]
-    by_kind: dict[str, list[int]] = {}
-    for _, kind, row in ranked:
-        by_kind.setdefault(kind, []).append(row)
+    by_collection: dict[str, list[int]] = {}
+    for _, collection, row in ranked:
+        by_collection.setdefault(collection, []).append(row)
     records = {
-        kind: dict(zip(rows, store.rows(kind, rows, RENDER_COLUMNS), strict=True))
-        for kind, rows in by_kind.items()
+        collection: dict(zip(rows, store.rows(collection, rows, RENDER_COLUMNS), strict=True))
+        for collection, rows in by_collection.items()
     }
     hits = []
-    for rank, (score, kind, row) in enumerate(ranked, start=1):
+    for rank, (score, collection, row) in enumerate(ranked, start=1):
         hamming = None if bits is None else int(score)
         score = round(float(score if bits is None else 1.0 - hamming / bits), 6)
-        hits.append(Hit(rank, score, RESULT_TYPES[kind], **records[kind][row], hamming=hamming))
+        hits.append(
+            Hit(rank, score, RESULT_TYPES[collection], **records[collection][row], hamming=hamming)
+        )
     return hits
 
 
@@ -132,12 +135,12 @@ def search_vector(
     store: IndexStore,
     query: np.ndarray,
     k: int = 10,
-    kinds: Sequence[str] | None = None,
+    collections: Sequence[str] | None = None,
     exclude: Sequence[ItemRef] = (),
 ) -> list[Hit]:
     """The ``k`` items nearest a unit vector ``query`` [dim] or [1, dim] (float indexes)."""
     query = np.asarray(query, dtype=np.float32).reshape(1, -1)
-    found = _candidates(store.float_index, query, kinds or store.kinds, k, exclude)
+    found = _candidates(store.float_index, query, collections or store.collections, k, exclude)
     return _collect(store, found, k, exclude)
 
 
@@ -145,14 +148,18 @@ def search_codes(
     store: IndexStore,
     code: np.ndarray,  # 0/1 per bit, [bits] or [1, bits]
     k: int = 10,
-    kinds: Sequence[str] | None = None,
+    collections: Sequence[str] | None = None,
     exclude: Sequence[ItemRef] = (),
 ) -> list[Hit]:
     """The ``k`` items nearest a hash ``code`` in Hamming distance."""
     code = np.asarray(code, dtype=np.uint8).reshape(1, -1)
     bits = code.shape[1]
     found = _candidates(
-        lambda kind: store.binary_index(kind, bits), code, kinds or store.kinds, k, exclude
+        lambda collection: store.binary_index(collection, bits),
+        code,
+        collections or store.collections,
+        k,
+        exclude,
     )
     return _collect(store, found, k, exclude, bits=bits)
 
@@ -172,7 +179,7 @@ def nearest(
     store: IndexStore,
     vector: np.ndarray,
     k: int,
-    kinds: Sequence[str],
+    collections: Sequence[str],
     *,
     ref: ItemRef | None = None,
     bits: int | None = None,
@@ -183,21 +190,21 @@ def nearest(
     ``ref`` itself is left out of the results."""
     exclude = [ref] if ref is not None else []
     if bits is None:
-        return search_vector(store, vector, k, kinds, exclude)
+        return search_vector(store, vector, k, collections, exclude)
     if ref is not None:
-        code = store.code(ref.kind, ref.row, bits)
+        code = store.code(ref.collection, ref.row, bits)
     elif codes is not None:
         code = codes(vector, bits)
     else:
         raise ValueError("a Hamming search for a new query needs `codes`")
-    return search_codes(store, code, k, kinds, exclude)
+    return search_codes(store, code, k, collections, exclude)
 
 
 def find_pmid(store: IndexStore, pmid: str) -> ItemRef:
     """The document with this PMID (or doc_id); a clear error when the index has none."""
     pmid = str(pmid).strip()
     found = None
-    if pmid and "documents" in store.kinds:
+    if pmid and "documents" in store.collections:
         found = store.find(pmid, ["documents"], ("pmid", "doc_id"))
     if found is None:
         raise MedsimError(f"no document with PMID or doc id '{pmid}' in the index")
@@ -206,24 +213,24 @@ def find_pmid(store: IndexStore, pmid: str) -> ItemRef:
 
 def find_item(store: IndexStore, ref: str) -> ItemRef:
     """Resolve a user's item reference: ``[type:]id`` where id is a doc_id, PMID, figure_id or
-    table_id. Without a type, the first kind holding the id wins (documents, figures,
+    table_id. Without a type, the first collection holding the id wins (documents, figures,
     captions, tables); a figure and its caption share an id, so ``caption:ID`` picks the
     caption."""
     text = str(ref).strip()
     if not text:
         raise MedsimError("empty item reference")
-    kinds = store.kinds
+    collections = store.collections
     prefix, sep, rest = text.partition(":")
-    if sep and prefix.lower() in TYPE_KINDS:
-        kinds = [k for k in store.kinds if k == TYPE_KINDS[prefix.lower()]]
+    if sep and prefix.lower() in TYPE_COLLECTIONS:
+        collections = [k for k in store.collections if k == TYPE_COLLECTIONS[prefix.lower()]]
         text = rest.strip()
     found = None
-    if "documents" in kinds:
+    if "documents" in collections:
         found = store.find(text, ["documents"], ("id", "pmid"))
     if found is None:
-        found = store.find(text, [k for k in kinds if k != "documents"], ("id",))
+        found = store.find(text, [k for k in collections if k != "documents"], ("id",))
     if found is None:
-        where = ", ".join(RESULT_TYPES[k] for k in kinds) or "nothing"
+        where = ", ".join(RESULT_TYPES[k] for k in collections) or "nothing"
         raise MedsimError(f"no item '{ref}' in the index (looked among: {where})")
     return ItemRef(*found)
 

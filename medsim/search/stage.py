@@ -10,7 +10,7 @@ are fused from them: one document's fusion needs all its parts, and PubMed's abs
 of the corpus) have none.
 
 An index type whose build does not depend on batching (flat, IVF, IVF-PQ; binary flat) gives
-the same files as an in-memory build of the whole kind: batches are a multiple of the
+the same files as an in-memory build of the whole collection: batches are a multiple of the
 projection's and faiss's own chunks, so each row is computed exactly as before.
 """
 
@@ -30,11 +30,20 @@ import pyarrow.parquet as pq
 from medsim.errors import MedsimError
 from medsim.io import SkipLog, atomic_dir, release_unused_memory, stream_batches
 from medsim.names import SkipReason
+from medsim.paths import (
+    ARTICLES_PATH,
+    EMBEDDINGS_DIR,
+    FIGURES_PATH,
+    INDEX_DIR,
+    MODEL_DIR,
+    SPACE_EMBEDDINGS,
+    TABLES_PATH,
+)
 from medsim.search.articles import ArticleTable
 from medsim.search.index import (
-    KIND_SOURCES,
-    KindArrays,
-    KindStream,
+    COLLECTION_SOURCES,
+    CollectionArrays,
+    CollectionStream,
     LabelMeans,
     write_index_dir,
 )
@@ -74,12 +83,12 @@ class Metadata:
     table_texts: dict[str, str]
 
     @classmethod
-    def read(cls, data: Path) -> Metadata:
-        path = data / "articles.parquet"
+    def read(cls, root: Path) -> Metadata:
+        path = root / ARTICLES_PATH
         if not path.is_file():
             raise MedsimError(f"{path} not found (run `dvc repro fetch`)")
-        figures = _lookup(data / "figures.parquet", "figure_id", ["caption"])
-        tables = _lookup(data / "tables.parquet", "table_id", ["caption", "text"])
+        figures = _lookup(root / FIGURES_PATH, "figure_id", ["caption"])
+        tables = _lookup(root / TABLES_PATH, "table_id", ["caption", "text"])
         return cls(
             ArticleTable(path, BATCH_ROWS),
             {k: v["caption"] for k, v in figures.items()},
@@ -87,17 +96,17 @@ class Metadata:
             {k: "\n".join(filter(None, (v["caption"], v["text"]))) for k, v in tables.items()},
         )
 
-    def items(self, kind: str, ids: list[str], doc_ids: list[str]) -> pa.Table:
-        """The item rows (KIND_ITEMS) of one batch of ``kind``."""
-        wanted = ["pmid", "title", "label", *(["abstract"] if kind == "documents" else [])]
+    def items(self, collection: str, ids: list[str], doc_ids: list[str]) -> pa.Table:
+        """The item rows (COLLECTION_ITEMS) of one batch of ``collection``."""
+        wanted = ["pmid", "title", "label", *(["abstract"] if collection == "documents" else [])]
         fields = self.articles.columns(doc_ids, wanted)
-        if kind == "documents":
+        if collection == "documents":
             captions: Mapping[str, str] = {}
             pairs = zip(fields["title"], fields["abstract"], strict=True)
             texts = ["\n".join(filter(None, pair)) for pair in pairs]
         else:
-            captions = self.table_captions if kind == "tables" else self.figure_captions
-            source = self.table_texts if kind == "tables" else self.figure_captions
+            captions = self.table_captions if collection == "tables" else self.figure_captions
+            source = self.table_texts if collection == "tables" else self.figure_captions
             texts = [source.get(i) for i in ids]
         return pa.table(
             {
@@ -141,14 +150,15 @@ def _embedding_batches(path: Path) -> Iterator[tuple[list[str], list[str], np.nd
         yield ids, doc_ids, matrix[: len(ids)]
 
 
-def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path]:
-    """Index kind -> its embeddings file, for the kinds with rows and a head in the space."""
+def _sources(root: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path]:
+    """Index collection -> its embeddings file, for the collections with rows and a head in
+    the space."""
     # a space that makes its own text vectors (tuned encoder, lexical part) takes those
     # (written by train)
-    tuned_dir = data / "model" / "embeddings" if space.own_text_inputs else None
+    tuned_dir = root / MODEL_DIR / SPACE_EMBEDDINGS if space.own_text_inputs else None
     sources = {}
-    for kind, (stem, head) in KIND_SOURCES.items():
-        folder = tuned_dir if tuned_dir is not None and head != "image" else data / "embeddings"
+    for collection, (stem, head) in COLLECTION_SOURCES.items():
+        folder = tuned_dir if tuned_dir is not None and head != "image" else root / EMBEDDINGS_DIR
         path = folder / f"{stem}.parquet"
         if not path.is_file() or pq.ParquetFile(path).metadata.num_rows == 0:
             continue
@@ -157,9 +167,9 @@ def _sources(data: Path, space: SharedSpace, skipped: SkipLog) -> dict[str, Path
                 for item in batch.column(0).to_pylist():
                     skipped.add(item, SkipReason.NO_HEAD, f"the trained space has no '{head}' head")
             continue
-        sources[kind] = path
+        sources[collection] = path
     if not sources:
-        raise MedsimError(f"no embeddings under {data / 'embeddings'} (run `dvc repro embed`)")
+        raise MedsimError(f"no embeddings under {root / EMBEDDINGS_DIR} (run `dvc repro embed`)")
     return sources
 
 
@@ -169,26 +179,28 @@ def _hashed(space: SharedSpace, vectors: np.ndarray) -> dict[int, np.ndarray]:
     return {bits: codes_from_projected(space, vectors, bits) for bits in space.bits}
 
 
-def _part_stream(kind: str, path: Path, space: SharedSpace, meta: Metadata) -> KindStream:
+def _collection_stream(
+    collection: str, path: Path, space: SharedSpace, meta: Metadata
+) -> CollectionStream:
     """Figures, captions or tables: each batch projected by its head, hashed, itemised."""
     from medsim.dml import project
 
-    head = KIND_SOURCES[kind][1]
+    head = COLLECTION_SOURCES[collection][1]
 
-    def batches(items: bool = True) -> Iterator[KindArrays]:
+    def batches(items: bool = True) -> Iterator[CollectionArrays]:
         for ids, doc_ids, matrix in _embedding_batches(path):
             projected = project(space, head, matrix)
-            rows = meta.items(kind, ids, doc_ids) if items else None
-            yield KindArrays(projected, _hashed(space, projected), rows)
+            rows = meta.items(collection, ids, doc_ids) if items else None
+            yield CollectionArrays(projected, _hashed(space, projected), rows)
 
     count = pq.ParquetFile(path).metadata.num_rows
     samples = partial(batches, items=False)  # the training pass reads no article fields
-    return KindStream(count, space.dim, tuple(space.bits), batches, samples)
+    return CollectionStream(count, space.dim, tuple(space.bits), batches, samples)
 
 
 @dataclass
 class _Parts:
-    """The projected parts of every document (captions, tables, images), by kind."""
+    """The projected parts of every document (captions, tables, images), by collection."""
 
     vectors: dict[str, tuple[np.ndarray, np.ndarray]]  # head -> (doc_id per row, [n, dim])
     rows: dict[str, dict[str, list[int]]]  # head -> doc_id -> its rows, in order
@@ -198,10 +210,10 @@ class _Parts:
         from medsim.dml import project
 
         vectors, rows = {}, {}
-        for kind, path in sources.items():
-            if kind == "documents":
+        for collection, path in sources.items():
+            if collection == "documents":
                 continue
-            head = KIND_SOURCES[kind][1]
+            head = COLLECTION_SOURCES[collection][1]
             batches = [(d, project(space, head, m)) for _, d, m in _embedding_batches(path)]
             doc_ids = np.asarray([d for ds, _ in batches for d in ds], dtype=object)
             vectors[head] = (doc_ids, np.concatenate([v for _, v in batches]))
@@ -212,7 +224,7 @@ class _Parts:
         return cls(vectors, rows)
 
     def of(self, doc_ids: Sequence[str]) -> dict[str, tuple[list[str], np.ndarray]]:
-        """Every kind's parts of ``doc_ids``, in file order (as fusion over all would see)."""
+        """Every collection's parts of ``doc_ids``, in file order (as fusion over all would see)."""
         out = {}
         for head, (ids, matrix) in self.vectors.items():
             rows = sorted(r for d in doc_ids for r in self.rows[head].get(d, ()))
@@ -220,7 +232,7 @@ class _Parts:
         return out
 
     def doc_ids(self) -> list[str]:
-        """Documents that have parts, in order of appearance across kinds."""
+        """Documents that have parts, in order of appearance across collections."""
         return list(dict.fromkeys(d for groups in self.rows.values() for d in groups))
 
 
@@ -247,7 +259,7 @@ def _fused(
 
 def _document_stream(
     sources: Mapping[str, Path], space: SharedSpace, meta: Metadata
-) -> tuple[KindStream | None, tuple[list[str], np.ndarray]]:
+) -> tuple[CollectionStream | None, tuple[list[str], np.ndarray]]:
     """The fused documents as a stream, and the label prototypes of the training documents
     (counted and averaged in a first pass over the fusion)."""
     parts = _Parts.read(sources, space)
@@ -264,13 +276,13 @@ def _document_stream(
     if not count:
         return None, means.result()
 
-    def batches(items: bool = True) -> Iterator[KindArrays]:
+    def batches(items: bool = True) -> Iterator[CollectionArrays]:
         for doc_ids, vectors in _fused(text, parts, space):
             rows = meta.items("documents", doc_ids, doc_ids) if items else None
-            yield KindArrays(vectors, _hashed(space, vectors), rows)
+            yield CollectionArrays(vectors, _hashed(space, vectors), rows)
 
     samples = partial(batches, items=False)  # the training pass reads no article fields
-    return KindStream(count, space.dim, tuple(space.bits), batches, samples), means.result()
+    return CollectionStream(count, space.dim, tuple(space.bits), batches, samples), means.result()
 
 
 def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
@@ -278,15 +290,15 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
     return {
         "dim": space.dim,
         "bits": list(space.bits),
-        "heads": space.kinds,
+        "heads": space.modalities,
         # queries are embedded with the model that made the indexed text vectors
         "text_model": (
-            (Path("data/model") / space.text_model).as_posix() if tuned else params.embed.text_model
+            (MODEL_DIR / space.text_model).as_posix() if tuned else params.embed.text_model
         ),
         "image_model": params.embed.image_model,
         "instruction": params.embed.instruction,
         # the words' part of a query's vector (medsim.dml.lexical), when the space has one
-        "lexical": (Path("data/model") / space.lexical).as_posix() if space.lexical else None,
+        "lexical": (MODEL_DIR / space.lexical).as_posix() if space.lexical else None,
         "lexical_weight": float(space.params.get("lexical_weight", 0.0)),
         "long_text": params.embed.long_text,
         "window_stride": params.embed.window_stride,
@@ -305,24 +317,24 @@ def run_index(params: Params, root: str | Path = ".") -> dict[str, Any]:
     write ``data/index/``. Returns the manifest."""
     from medsim.dml import load_shared_space
 
-    data = Path(root) / "data"
-    space = load_shared_space(data / "model")
-    meta = Metadata.read(data)
+    root = Path(root)
+    space = load_shared_space(root / MODEL_DIR)
+    meta = Metadata.read(root)
     skipped = SkipLog("index")
-    sources = _sources(data, space, skipped)
+    sources = _sources(root, space, skipped)
     documents, prototypes = _document_stream(sources, space, meta)
-    kinds = {} if documents is None else {"documents": documents}
-    for kind, path in sources.items():
-        if kind != "documents":
-            kinds[kind] = _part_stream(kind, path, space, meta)
-    with atomic_dir(data / "index") as tmp:
+    collections = {} if documents is None else {"documents": documents}
+    for collection, path in sources.items():
+        if collection != "documents":
+            collections[collection] = _collection_stream(collection, path, space, meta)
+    with atomic_dir(root / INDEX_DIR) as tmp:
         manifest = write_index_dir(
-            tmp, kinds, params.index, _manifest_meta(space, params), prototypes, params.seed
+            tmp, collections, params.index, _manifest_meta(space, params), prototypes, params.seed
         )
     skipped.write(root)
     log.info(
         "index: %s; skipped %d items (%s)",
-        ", ".join(f"{k} {v['count']}" for k, v in manifest["kinds"].items()),
+        ", ".join(f"{k} {v['count']}" for k, v in manifest["collections"].items()),
         len(skipped),
         dict(skipped.counts()),
     )

@@ -65,7 +65,9 @@ def create_app(service: SearchService) -> FastAPI:
     app.state.templates = Jinja2Templates(
         directory=str(resources.files("medsim.serve") / "templates")
     )
-    app.state.templates.env.globals["result_types"] = [RESULT_TYPES[k] for k in service.store.kinds]
+    app.state.templates.env.globals["result_types"] = [
+        RESULT_TYPES[k] for k in service.store.collections
+    ]
     app.state.static = _static_files()
     app.middleware("http")(_security_headers)
     app.add_exception_handler(RequestError, _request_error)

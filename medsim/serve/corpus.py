@@ -18,6 +18,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from medsim.paths import ARTICLES_PATH, FIGURES_PATH, TABLES_PATH
+
 __all__ = ["Corpus", "LRUCache", "pmc_url", "pubmed_url"]
 
 log = logging.getLogger(__name__)
@@ -80,14 +82,14 @@ class Corpus:
         self._groups = LRUCache(2)  # decoded row groups of figure images
         self._thumbs = LRUCache(2048)
         self._read_lock = threading.Lock()
-        articles = data / "articles.parquet"
+        articles = data / ARTICLES_PATH.name
         if articles.is_file():
             table = pq.read_table(articles, columns=_columns(articles, ARTICLE_COLUMNS))
             self.articles = {row["doc_id"]: row for row in table.to_pylist()}
-        figures = data / "figures.parquet"
+        figures = data / FIGURES_PATH.name
         if figures.is_file():
             self._load_figures(figures)
-        tables = data / "tables.parquet"
+        tables = data / TABLES_PATH.name
         if tables.is_file():
             rows = pq.read_table(tables, columns=["table_id", "doc_id", "caption", "cells"])
             for row in rows.to_pylist():

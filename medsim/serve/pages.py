@@ -85,9 +85,9 @@ def why_page(request: Request, service: Service, args: QueryArgs, b: str) -> HTM
     query = service.resolve(**args)
     data = service.explain(query, b)
     target = service.item(b)
-    (hit,) = service.store.rows(target.kind, [target.row], ("id", "doc_id", "pmid", "title"))
+    (hit,) = service.store.rows(target.collection, [target.row], ("id", "doc_id", "pmid", "title"))
     card = service.card(
-        Hit(0, data["cosine"], RESULT_TYPES[target.kind], caption=data["b"]["caption"], **hit)
+        Hit(0, data["cosine"], RESULT_TYPES[target.collection], caption=data["b"]["caption"], **hit)
     )
     back = "/?" + urlencode(_query_params(query))
     return page(request, "why.html", query=query, data=data, card=card, back=back)

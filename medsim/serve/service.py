@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medsim.errors import MedsimError
+from medsim.paths import DATA_DIR
 from medsim.search.explain import explain, explain_query
 from medsim.search.index import RESULT_TYPES, IndexStore, load_index
 from medsim.search.query import (
@@ -27,9 +28,9 @@ from medsim.search.query import (
     ItemRef,
     QueryEncoder,
     bits_for,
+    collections_for,
     find_item,
     find_pmid,
-    kinds_for,
     nearest,
 )
 from medsim.serve.corpus import Corpus, LRUCache, pmc_url, pubmed_url
@@ -109,7 +110,7 @@ class SearchService:
         torch.set_num_threads(1)
         self.store: IndexStore = load_index(index_dir)
         self.encoder = QueryEncoder(self.store, model_dir, root)
-        self.corpus = Corpus(Path(data_dir) if data_dir else Path(root) / "data")
+        self.corpus = Corpus(Path(data_dir) if data_dir else Path(root) / DATA_DIR)
         self.max_k = max_k
         self.max_upload_bytes = max_upload_bytes
         self._model_lock = threading.Lock()  # the encoders load lazily and are not re-entrant
@@ -120,7 +121,7 @@ class SearchService:
         """Load the model and encoders now, so the first query is as fast as the rest."""
         start = time.perf_counter()
         self.text_vector("warm up")
-        if "image" in self.encoder.space.heads and "figures" in self.store.kinds:
+        if "image" in self.encoder.space.heads and "figures" in self.store.collections:
             with self._model_lock:
                 self.encoder.image_bytes(_png())
         return time.perf_counter() - start
@@ -129,7 +130,7 @@ class SearchService:
         manifest = self.store.manifest
         return {
             "status": "ok",
-            "items": {RESULT_TYPES[k]: self.store.count(k) for k in self.store.kinds},
+            "items": {RESULT_TYPES[k]: self.store.count(k) for k in self.store.collections},
             "dim": int(manifest["dim"]),
             "bits": self.store.bits,
             "text_model": manifest.get("text_model"),
@@ -164,7 +165,7 @@ class SearchService:
             found = find_pmid(self.store, ref) if pmid else find_item(self.store, ref)
         except MedsimError as exc:
             raise NotFoundError(str(exc)) from exc
-        vector = self.store.vector(found.kind, found.row)
+        vector = self.store.vector(found.collection, found.row)
         return Query("pmid" if pmid else "id", ref, vector, ref=found)
 
     def image_query(self, data: bytes, name: str = "the upload") -> Query:
@@ -225,12 +226,12 @@ class SearchService:
         if not 1 <= k <= self.max_k:
             raise RequestError(f"k must be between 1 and {self.max_k}, got {k}")
         try:
-            kinds = kinds_for(self.store, types)
+            collections = collections_for(self.store, types)
             bits = bits_for(self.store, bits, binary)
         except MedsimError as exc:
             raise RequestError(str(exc)) from exc
         return nearest(
-            self.store, query.vector, k, kinds, ref=query.ref, bits=bits, codes=self._codes
+            self.store, query.vector, k, collections, ref=query.ref, bits=bits, codes=self._codes
         )
 
     def _codes(self, vector: np.ndarray, bits: int) -> np.ndarray:
@@ -287,7 +288,7 @@ class SearchService:
         """A document's title, links, text, figures and tables."""
         doc_id = (doc_id or "").strip()
         found = None
-        if doc_id and "documents" in self.store.kinds:
+        if doc_id and "documents" in self.store.collections:
             found = self.store.find(doc_id, ["documents"], ("id", "pmid"))
         article = self.corpus.articles.get(doc_id)
         if found is None and article is None:

@@ -32,12 +32,12 @@ def test_project_gives_unit_float32_rows_in_batches(space):
     assert project(space, "text", np.zeros((0, 6))).shape == (0, 4)
 
 
-def test_project_rejects_unknown_kinds_and_wrong_dims(space):
+def test_project_rejects_unknown_modalities_and_wrong_dims(space):
     with pytest.raises(MedsimError, match="no head for 'caption'"):
         project(space, "caption", np.zeros((2, 6)))
     with pytest.raises(MedsimError, match=r"expects \[n, 6\]"):
         project(space, "text", np.zeros((2, 5)))
-    with pytest.raises(MedsimError, match="unknown modality"):
+    with pytest.raises(MedsimError, match="unknown modalities"):
         SharedSpace({"audio": 3}, dim=4, hidden=8)
 
 
@@ -46,7 +46,7 @@ def test_save_and_load_round_trip(space, tmp_path):
     space.save(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["input_dims"] == {"text": 6, "image": 10}
-    assert config["kinds"] == ["text", "image"] and config["bits"] == [8, 16]
+    assert config["modalities"] == ["text", "image"] and config["bits"] == [8, 16]
     assert config["dim"] == 4 and config["loss"] == "triplet"
     loaded = load_shared_space(tmp_path / "model")
     assert not loaded.training

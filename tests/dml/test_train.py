@@ -82,7 +82,7 @@ def test_rows_of_unknown_documents_are_ignored_and_text_only_works(tiny_corpus, 
     space, history = train_space(
         features, tiny_corpus["labels"], tiny_corpus["splits"], fast_params, "triplet", 0
     )
-    assert space.kinds == ["text"]
+    assert space.modalities == ["text"]
     assert set(history[0]["val"]) == {"text/text", "map_at_r"}
 
 
@@ -124,9 +124,9 @@ def _write_project(root, corpus, with_parts: bool = True):
             articles = articles.append_column(field, pa.nulls(len(docs), field.type))
     write_table(articles, root / "data/articles.parquet", ARTICLES)
     files = {"text": "text", "caption": "captions", "image": "images", "table": "tables"}
-    for kind, name in files.items():
-        ids, doc_ids, x = corpus["features"].get(kind, ([], [], np.zeros((0, 5))))
-        if not with_parts and kind != "text":
+    for modality, name in files.items():
+        ids, doc_ids, x = corpus["features"].get(modality, ([], [], np.zeros((0, 5))))
+        if not with_parts and modality != "text":
             ids, doc_ids, x = [], [], np.zeros((0, x.shape[1]))
         dim = x.shape[1]
         table = pa.table(
@@ -173,7 +173,7 @@ def test_run_train_writes_a_loadable_model(tiny_corpus, tmp_path):
     ]
     assert selection[0]["chosen"] and "no terms remain" in selection[1]["skipped"]
     space = load_shared_space(out)
-    assert space.kinds == ["text", "caption", "image"] and space.loss == "multi_similarity"
+    assert space.modalities == ["text", "caption", "image"] and space.loss == "multi_similarity"
     assert space.bits == [32, 64]
     history = json.loads((out / "history.json").read_text())
     assert history[0]["epoch"] == 0 and len(history) >= 2
@@ -187,7 +187,7 @@ def test_train_stage_on_a_text_only_corpus(tiny_corpus, tmp_path, repo_root):
         "train: {dim: 8, hidden: 16, epochs: 2, batch_size: 32, tune_encoder: false}\n"
     )
     assert run_stage("train", run_train, root=tmp_path) == 0
-    assert load_shared_space(tmp_path / "data/model").kinds == ["text"]
+    assert load_shared_space(tmp_path / "data/model").modalities == ["text"]
     (tmp_path / "params.yaml").write_text("loss: nope\n")
     assert run_stage("train", run_train, root=tmp_path) == 2
 
@@ -200,7 +200,7 @@ def test_stage_script_fails_cleanly_without_inputs(tmp_path, repo_root):
 
 
 def test_linear_image_head_starts_at_the_ridge_map_onto_captions(tiny_corpus, fast_params):
-    # identity text kinds (one 16-d space) and a linear image head: before any step the image
+    # identity text modalities (one 16-d space) and a linear image head: before any step the image
     # head is the ridge map onto the captions, so val image -> own caption is far above chance
     features = dict(tiny_corpus["features"])
     text = features["text"][2]

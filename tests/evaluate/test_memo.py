@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from medsim.evaluate.memo import CACHE_DIR, cached, content_key
+from medsim.evaluate.memo import cached, content_key
+from medsim.paths import EVALUATE_CACHE_DIR as CACHE_DIR
 
 
 def test_cached_computes_once_per_key(tmp_path):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from medsim.config import IndexParams
-from medsim.search.index import IndexStore, KindArrays, load_index, write_index_dir
+from medsim.search.index import CollectionArrays, IndexStore, load_index, write_index_dir
 from tests.search.corpus import indexed_project
 
 S = 1 / math.sqrt(2)
@@ -31,8 +31,8 @@ def small_store(tmp_path) -> IndexStore:
     """Two documents and two figures on hand-placed 3-d vectors and 8-bit codes."""
     codes = np.zeros((4, 8), dtype=np.uint8)
     codes[1, 0] = codes[2, :3] = codes[3, :] = 1
-    kinds = {
-        "documents": KindArrays(
+    collections = {
+        "documents": CollectionArrays(
             VECTORS[[0, 1]],
             {8: codes[[0, 1]]},
             items_table(
@@ -43,13 +43,13 @@ def small_store(tmp_path) -> IndexStore:
                 text=["Alpha one. Beta two; gamma three", "Delta four."],
             ),
         ),
-        "figures": KindArrays(
+        "figures": CollectionArrays(
             VECTORS[[2, 3]],
             {8: codes[[2, 3]]},
             items_table(["f1", "f2"], ["d1", "d2"], caption=["c1", "c2"]),
         ),
     }
-    write_index_dir(tmp_path, kinds, IndexParams(), {"dim": 3}, (["x", "y"], VECTORS[:2]))
+    write_index_dir(tmp_path, collections, IndexParams(), {"dim": 3}, (["x", "y"], VECTORS[:2]))
     return load_index(tmp_path)
 
 

@@ -21,8 +21,8 @@ from medsim.search.builders import (
     search,
 )
 from medsim.search.index import (
-    KindArrays,
-    KindStream,
+    CollectionArrays,
+    CollectionStream,
     label_prototypes,
     load_index,
     write_index_dir,
@@ -117,8 +117,8 @@ def test_binary_ivf_scanning_every_list_is_exact_and_reads_codes_back():
 def test_kind_stream_sample_reads_sorted_rows_across_batches():
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
     codes = (np.arange(10)[:, None] >> np.arange(8)[::-1] & 1).astype(np.uint8)  # row -> bits
-    batches = [KindArrays(x[a:b], {8: codes[a:b]}) for a, b in ((0, 3), (3, 4), (4, 10))]
-    stream = KindStream(10, 2, (8,), lambda: iter(batches))
+    batches = [CollectionArrays(x[a:b], {8: codes[a:b]}) for a, b in ((0, 3), (3, 4), (4, 10))]
+    stream = CollectionStream(10, 2, (8,), lambda: iter(batches))
     sample = stream.sample(np.array([0, 3, 4, 9]))
     np.testing.assert_array_equal(sample.vectors, x[[0, 3, 4, 9]])
     assert np.packbits(sample.codes[8], axis=1).ravel().tolist() == [0, 3, 4, 9]
@@ -131,10 +131,10 @@ def test_a_written_binary_ivf_is_memory_mapped_and_gives_codes_back(tmp_path):
     vectors = rng.standard_normal((300, 4)).astype(np.float32)
     codes = rng.integers(0, 2, (300, 16), dtype=np.uint8)
     ids = [f"t{i}" for i in range(300)]
-    kinds = {"tables": KindArrays(vectors, {16: codes}, items_table(ids, ids))}
+    collections = {"tables": CollectionArrays(vectors, {16: codes}, items_table(ids, ids))}
     params = IndexParams(exact_below=100, approximate="ivfpq", pq_bytes=2, train_size=300)
-    manifest = write_index_dir(tmp_path, kinds, params, {"dim": 4})
-    assert manifest["kinds"]["tables"]["binary_type"] == "ivf"
+    manifest = write_index_dir(tmp_path, collections, params, {"dim": 4})
+    assert manifest["collections"]["tables"]["binary_type"] == "ivf"
     store = load_index(tmp_path)
     assert isinstance(store.binary_index("tables", 16), faiss.IndexBinaryIVF)
     assert store.code("tables", 123, 16).tolist() == [codes[123].tolist()]
@@ -150,7 +150,7 @@ def test_label_prototypes_are_normalised_means():
 
 def test_written_index_round_trips(small_store):
     store = small_store
-    assert store.kinds == ["documents", "figures"]
+    assert store.collections == ["documents", "figures"]
     assert store.bits == [8]
     assert store.count("figures") == 2
     assert store.rows("figures", [1, 0], ("id", "caption", "title")) == [
@@ -161,7 +161,7 @@ def test_written_index_round_trips(small_store):
     assert store.code("figures", 0, 8).tolist() == [[1, 1, 1, 0, 0, 0, 0, 0]]
     assert store.find("11", ["documents"], ("pmid",)) == ("documents", 0)
     assert store.find("f2", ["documents", "figures"]) == ("figures", 1)
-    assert store.find("nope", store.kinds) is None
+    assert store.find("nope", store.collections) is None
     labels, protos = store.prototypes
     assert labels == ["x", "y"]
     np.testing.assert_allclose(protos, VECTORS[:2])
@@ -175,15 +175,15 @@ def test_load_index_errors_are_clear(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(MedsimError, match="corrupt"):
         load_index(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"version": 0, "kinds": {}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": 0, "collections": {}}))
     with pytest.raises(MedsimError, match="another medsim version"):
         load_index(tmp_path)
 
 
 def test_write_index_dir_rejects_misaligned_items(tmp_path):
-    kinds = {"tables": KindArrays(VECTORS, {}, items_table(["t1"], ["d1"]))}
+    collections = {"tables": CollectionArrays(VECTORS, {}, items_table(["t1"], ["d1"]))}
     with pytest.raises(ValueError, match="4 vectors but 1 items"):
-        write_index_dir(tmp_path, kinds, IndexParams(), {"dim": 3})
+        write_index_dir(tmp_path, collections, IndexParams(), {"dim": 3})
 
 
 def test_item_lookups_across_row_groups(tmp_path):
@@ -191,13 +191,15 @@ def test_item_lookups_across_row_groups(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 4)).astype(np.float32)
     ids = [f"x{i}" for i in range(n)]
-    kinds = {
-        "documents": KindArrays(vectors[:3], {}, items_table(["a", "b", "c"], ["a", "b", "c"])),
-        "tables": KindArrays(
+    collections = {
+        "documents": CollectionArrays(
+            vectors[:3], {}, items_table(["a", "b", "c"], ["a", "b", "c"])
+        ),
+        "tables": CollectionArrays(
             vectors, {}, items_table(ids, ids, caption=[f"c{i}" for i in range(n)])
         ),
     }
-    write_index_dir(tmp_path, kinds, IndexParams(), {"dim": 4})
+    write_index_dir(tmp_path, collections, IndexParams(), {"dim": 4})
     store = load_index(tmp_path)
     assert store._items_file.metadata.num_row_groups == 3
     picked = [9_999, 0, 4_093, 4_094, 8_200]

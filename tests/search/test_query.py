@@ -1,4 +1,4 @@
-"""Search across kinds on the hand-made index (see conftest.small_store for its geometry)."""
+"""Search across collections on the hand-made index (see conftest.small_store for its geometry)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from medsim.errors import MedsimError
 from medsim.search.query import (
     ItemRef,
+    collections_for,
     find_item,
     find_pmid,
-    kinds_for,
     search_codes,
     search_vector,
 )
@@ -39,7 +39,7 @@ def test_float_search_merges_kinds_by_score(small_store):
 def test_float_search_excludes_the_query_item_and_filters_kinds(small_store):
     hits = search_vector(small_store, E1, k=2, exclude=[ItemRef("documents", 0)])
     assert _ids(hits) == [("figure", "f1"), ("document", "d2")]
-    hits = search_vector(small_store, E1, k=5, kinds=["figures"])
+    hits = search_vector(small_store, E1, k=5, collections=["figures"])
     assert _ids(hits) == [("figure", "f1"), ("figure", "f2")]
 
 
@@ -56,12 +56,12 @@ def test_binary_search_ranks_by_hamming(small_store):
 
 
 def test_kinds_for_user_types(small_store):
-    assert kinds_for(small_store, None) == ["documents", "figures"]
-    assert kinds_for(small_store, ["Figure", "caption"]) == ["figures"]
+    assert collections_for(small_store, None) == ["documents", "figures"]
+    assert collections_for(small_store, ["Figure", "caption"]) == ["figures"]
     with pytest.raises(MedsimError, match="unknown modality 'video'"):
-        kinds_for(small_store, ["video"])
+        collections_for(small_store, ["video"])
     with pytest.raises(MedsimError, match="holds no captions"):
-        kinds_for(small_store, ["caption"])
+        collections_for(small_store, ["caption"])
 
 
 def test_find_pmid_by_pmid_or_doc_id(small_store):

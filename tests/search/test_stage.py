@@ -29,14 +29,14 @@ from tests.search.corpus import DOCS, FIGURES_ROWS
 
 def test_manifest_and_items(project):
     store = load_index(project / "data" / "index")
-    assert {k: store.count(k) for k in store.kinds} == {
+    assert {k: store.count(k) for k in store.collections} == {
         "documents": 6,
         "figures": 3,
         "captions": 3,
         "tables": 1,
     }
     assert store.bits == [32, 64]
-    assert {v["float_type"] for v in store.manifest["kinds"].values()} == {"flat"}
+    assert {v["float_type"] for v in store.manifest["collections"].values()} == {"flat"}
     assert store.manifest["text_model"] == "packaged:all-MiniLM-L6-v2"
     docs = store.rows("documents", list(range(6)), ("id", "pmid", "title", "label", "text"))
     assert [d["id"] for d in docs] == [d[0] for d in DOCS]
@@ -63,8 +63,8 @@ def test_document_vectors_codes_and_prototypes_match_the_space(project):
     space = load_shared_space(data / "model")
     emb = data / "embeddings"
     parts = {
-        kind: pq.read_table(emb / f"{stem}.parquet", columns=["doc_id", "vector"])
-        for kind, stem in (("caption", "captions"), ("table", "tables"), ("image", "images"))
+        collection: pq.read_table(emb / f"{stem}.parquet", columns=["doc_id", "vector"])
+        for collection, stem in (("caption", "captions"), ("table", "tables"), ("image", "images"))
     }
     ids, expected = document_vectors(space, pq.read_table(emb / "text.parquet"), parts)
     assert ids == [d[0] for d in DOCS]
@@ -105,15 +105,15 @@ def test_stage_script_builds_hnsw_above_exact_below_and_logs_skips(project, tmp_
     done = _run_stage(root)
     assert done.returncode == 0, done.stderr
     store = load_index(root / "data" / "index")
-    assert store.kinds == ["documents", "captions", "tables"]  # no image head: no figures
-    assert store.manifest["kinds"]["documents"]["float_type"] == "hnsw"
-    assert store.manifest["kinds"]["tables"]["float_type"] == "flat"
+    assert store.collections == ["documents", "captions", "tables"]  # no image head: no figures
+    assert store.manifest["collections"]["documents"]["float_type"] == "hnsw"
+    assert store.manifest["collections"]["tables"]["float_type"] == "flat"
     skipped = pq.read_table(root / "data" / "skipped.parquet" / "index.parquet").to_pylist()
     assert sorted(r["item"] for r in skipped) == ["f1", "f2", "f3"]
     assert {r["reason"] for r in skipped} == {SkipReason.NO_HEAD}
     # the HNSW answer on 6 documents is the exact one
     query = store.vector("documents", 0)
-    hits = search_vector(store, query, k=6, kinds=["documents"])
+    hits = search_vector(store, query, k=6, collections=["documents"])
     all_docs = np.vstack([store.vector("documents", r) for r in range(6)])
     assert [h.id for h in hits] == [DOCS[i][0] for i in np.argsort(-(all_docs @ query[0]))]
 
@@ -192,9 +192,11 @@ def test_streamed_index_equals_the_whole_matrix_build(tmp_path, monkeypatch, ind
     params = load_params(root / "params.yaml")
     manifest = run_index(params, root)
     out = root / "data" / "index"
-    assert manifest["kinds"]["documents"]["count"] == N_DOCS + 1
-    assert manifest["kinds"]["documents"]["float_type"] == index
-    assert manifest["kinds"]["documents"]["binary_type"] == ("ivf" if index == "ivfpq" else "flat")
+    assert manifest["collections"]["documents"]["count"] == N_DOCS + 1
+    assert manifest["collections"]["documents"]["float_type"] == index
+    assert manifest["collections"]["documents"]["binary_type"] == (
+        "ivf" if index == "ivfpq" else "flat"
+    )
 
     space = load_shared_space(root / "data" / "model")
     emb = {
@@ -224,7 +226,10 @@ def test_streamed_index_equals_the_whole_matrix_build(tmp_path, monkeypatch, ind
     table = items.read()
     assert table.column("id").to_pylist()[: N_DOCS + 1] == doc_ids
     figures = emb["images"].num_rows  # items: documents, then figures, then captions
-    assert table.column("kind").to_pylist()[N_DOCS + 1 :: figures][:2] == ["figures", "captions"]
+    assert table.column("collection").to_pylist()[N_DOCS + 1 :: figures][:2] == [
+        "figures",
+        "captions",
+    ]
     assert table.column("row").to_pylist()[N_DOCS + 1 + figures :] == list(range(len(captions)))
     assert table.column("title").to_pylist()[N_DOCS] is None  # "x" has no article
     labels = [f"c{i % 3}" for i in range(N_DOCS) if i % 4]

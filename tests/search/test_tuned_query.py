@@ -27,5 +27,5 @@ def test_index_and_queries_use_the_tuned_encoder(tmp_path):
     query = QueryEncoder(store, root / "data/model", root=root).text([items.texts[5]])
     indexed = store.vector("documents", store.find(items.doc_ids[5], ["documents"], ("id",))[1])
     assert float(np.dot(query[0], indexed.ravel())) > 0.999  # the same text, the same model
-    hits = search_vector(store, query[0], k=1, kinds=["documents"])
+    hits = search_vector(store, query[0], k=1, collections=["documents"])
     assert hits[0].doc_id == items.doc_ids[5]
