@@ -17,8 +17,6 @@ from medsim.errors import MedsimError
 from tests.encoders.conftest import tiny_model_folder
 from tests.encoders.test_text import TEXTS
 
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> Path:
