@@ -172,6 +172,9 @@ class EmbedParams:
     # stays the default until int8's speed and accuracy are measured on an idle machine
     # (docs/benchmarks.md, "ONNX backend").
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # Processes tokenizing ahead of the model; auto: none on the CPU (the model wants the
+    # cores), on a GPU all cores but one, at most 8 (one process tokenizes ~3,000 docs/s).
+    tokenize_workers: NonNegInt | Literal["auto"] = "auto"
     instruction: str = ""  # prefix for instruction-tuned (decoder) embedders
     adapt: Bool = False
     adapt_steps: NonNegInt = 200  # contrastive steps of embed.batch_size pairs when adapt is on

@@ -305,4 +305,5 @@ def text_encoder_from_params(
         long_text=params.long_text,
         stride=params.window_stride,
         backend=params.backend,
+        tokenize_workers=params.tokenize_workers,
     )

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from medsim.encoders.backends import BACKEND_QUANTIZATION, BACKENDS, OnnxRunner, onnx_model
+from medsim.encoders.feed import auto_workers, tokenized_batches
 from medsim.encoders.specs import default_model_cache, resolve_text_model, state_dict_hash
 from medsim.encoders.windows import LONG_TEXT, POOLING, Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
@@ -84,6 +85,7 @@ class TextEncoder:
     stride: int = 128  # embed.window_stride: tokens between the starts of a text's windows
     backend: str = "torch"  # embed.backend: torch | onnx | onnx-int8 (medsim.encoders.backends)
     runner: OnnxRunner | None = None  # the ONNX Runtime session of an onnx backend
+    tokenize_workers: int = 0  # processes tokenizing ahead of the model (medsim.encoders.feed)
     dim: int = field(init=False)
     pooling: str = field(init=False)
 
@@ -164,30 +166,32 @@ class TextEncoder:
         return split_windows(texts, self.tokenizer, windows)[2]
 
     def encode_pieces(self, texts: list[str]) -> np.ndarray:
-        """Vectors of ``texts``, each read as one window (cut at ``max_tokens``)."""
-        if self.runner is not None:
-            return self._run_onnx(texts)
-        with autocast(self.device):
-            vectors = self.sentence_model.encode(
-                texts,
-                prompt=self.instruction or None,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
-
-    def _run_onnx(self, texts: list[str]) -> np.ndarray:
-        """:meth:`encode_pieces` through ONNX Runtime, batched by length as
-        sentence-transformers batches (longest first: the least padding per batch)."""
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        """Vectors of ``texts``, each read as one window (cut at ``max_tokens``): batches
+        sorted by length, tokenized ahead by ``tokenize_workers`` processes."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for first in range(0, len(texts), self.batch_size):
-            rows = order[first : first + self.batch_size]
-            batch = [texts[i] for i in rows]
-            features = self.sentence_model.preprocess(batch, prompt=self.instruction or None)
-            out[rows] = self.runner(features)
+        batches = tokenized_batches(
+            texts,
+            self.sentence_model.preprocess,
+            batch_size=self.batch_size,
+            workers=self.tokenize_workers,
+            prompt=self.instruction or None,
+            pin_memory=self.device.type == "cuda" and self.runner is None,
+        )
+        for rows, features in batches:
+            out[np.asarray(rows)] = self._forward(features)
         return out
+
+    def _forward(self, features: dict) -> np.ndarray:
+        """Unit vectors of one tokenized batch, by ONNX Runtime or by the torch model."""
+        if self.runner is not None:
+            return self.runner(features)
+        on_device = {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in features.items()
+        }
+        with torch.inference_mode(), autocast(self.device):
+            vectors = self.sentence_model(on_device)["sentence_embedding"]
+        return vectors.float().cpu().numpy()
 
 
 def load_sentence_model(folder: Path, device: torch.device) -> SentenceTransformer:
@@ -270,10 +274,13 @@ def load_text_encoder(
     long_text: str = "windows",
     stride: int = 128,
     backend: str = "torch",
+    tokenize_workers: int | str = 0,
 ) -> TextEncoder:
     """Load the model ``spec`` names (see :func:`medsim.encoders.specs.resolve_text_model`);
     ``long_text`` and ``stride`` say how a text longer than ``max_tokens`` is read, ``backend``
-    what runs it (:mod:`medsim.encoders.backends`; exports go under ``cache_dir``)."""
+    what runs it (:mod:`medsim.encoders.backends`; exports go under ``cache_dir``),
+    ``tokenize_workers`` how many processes tokenize ahead of it (``auto``: see
+    :func:`medsim.encoders.feed.auto_workers`)."""
     folder = resolve_text_model(spec, root=root, cache_dir=cache_dir, endpoint=endpoint)
     target = _device(device, backend)
     model = load_sentence_model(folder, target)
@@ -293,6 +300,7 @@ def load_text_encoder(
         stride=stride,
         backend=backend,
         runner=_runner(model, weight_hash, backend, models, instruction),
+        tokenize_workers=auto_workers(target) if tokenize_workers == "auto" else tokenize_workers,
     )
     log.info(
         "text model %s: %s, %d-d, %s pooling, %d-token windows (%s), %s on %s",
