@@ -7,18 +7,28 @@ while the model runs the previous ones, with pinned memory on a GPU so the copy 
 Batches are cut from the texts sorted longest first (as sentence-transformers' ``encode``
 sorts them: the least padding per batch) and carry their rows, so the caller puts each vector
 back in input order. ``workers=0`` tokenizes in the calling process, batch by batch.
+
+A long text's windows are found by a first tokenizer pass (:func:`~medsim.encoders.windows.
+split_windows`) as costly as the second; :func:`split_ahead` runs it over chunks of texts in
+the same kind of workers.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase
 
-__all__ = ["auto_workers", "length_sorted_batches", "tokenized_batches"]
+from medsim.encoders.windows import Windows, split_windows
+
+__all__ = ["auto_workers", "length_sorted_batches", "split_ahead", "tokenized_batches"]
+
+SPLIT_CHUNK = 1024  # texts per window-split task: enough to outweigh a task's overhead
 
 Features = dict[str, object]
 
@@ -86,3 +96,49 @@ def tokenized_batches(
         multiprocessing_context="fork" if workers else None,
     )
     return iter(loader)
+
+
+def _same(item: object) -> object:
+    return item
+
+
+class _Chunks(Dataset):
+    """``fn`` over consecutive chunks of ``items``."""
+
+    def __init__(self, items: Sequence, chunk: int, fn: Callable) -> None:
+        self.items, self.chunk, self.fn = items, chunk, fn
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.chunk)
+
+    def __getitem__(self, i: int) -> object:
+        return self.fn(self.items[i * self.chunk : (i + 1) * self.chunk])
+
+
+def split_ahead(
+    texts: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    windows: Windows,
+    workers: int = 0,
+    chunk: int = SPLIT_CHUNK,
+) -> tuple[list[str], np.ndarray, int]:
+    """:func:`~medsim.encoders.windows.split_windows` of ``texts`` (the same pieces, owners
+    and count), run over chunks of ``chunk`` texts in ``workers`` processes."""
+    tasks = -(-len(texts) // chunk)
+    if workers == 0 or tasks < 2:
+        return split_windows(texts, tokenizer, windows)
+    split = partial(split_windows, tokenizer=tokenizer, windows=windows)
+    loader = DataLoader(
+        _Chunks(texts, chunk, split),
+        batch_size=None,
+        num_workers=min(workers, tasks),
+        collate_fn=_same,  # keep the owners a numpy array
+        multiprocessing_context="fork",
+    )
+    pieces: list[str] = []
+    owners, longer = [], 0
+    for i, (part, owner, part_longer) in enumerate(loader):
+        pieces.extend(part)
+        owners.append(np.asarray(owner) + i * chunk)
+        longer += part_longer
+    return pieces, np.concatenate(owners), longer

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from medsim.encoders.backends import BACKEND_QUANTIZATION, BACKENDS, OnnxRunner, onnx_model
-from medsim.encoders.feed import auto_workers, tokenized_batches
+from medsim.encoders.feed import auto_workers, split_ahead, tokenized_batches
 from medsim.encoders.specs import default_model_cache, resolve_text_model, state_dict_hash
 from medsim.encoders.windows import LONG_TEXT, POOLING, Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
@@ -153,7 +153,7 @@ class TextEncoder:
         windows = self.windows
         if windows is None:
             return self.encode_pieces(list(texts))
-        pieces, owner, longer = split_windows(texts, self.tokenizer, windows)
+        pieces, owner, longer = split_ahead(texts, self.tokenizer, windows, self.tokenize_workers)
         if not longer:
             return self.encode_pieces(pieces)
         return pool_windows(self.encode_pieces(pieces), owner, len(texts))

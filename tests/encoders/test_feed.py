@@ -8,7 +8,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from medsim.encoders.feed import auto_workers, length_sorted_batches, tokenized_batches
+from medsim.encoders.feed import (
+    auto_workers,
+    length_sorted_batches,
+    split_ahead,
+    tokenized_batches,
+)
+from medsim.encoders.windows import split_windows
 from tests.encoders.test_text import TEXTS
 
 
@@ -43,3 +49,13 @@ def test_vectors_are_the_same_with_workers(minilm):
 def test_auto_workers_only_on_a_gpu():
     assert auto_workers(torch.device("cpu")) == 0
     assert 1 <= auto_workers(torch.device("cuda")) <= 8
+
+
+def test_window_split_in_workers_is_the_callers(minilm):
+    """Chunks of two texts in two workers: the same pieces, owners (renumbered per chunk)
+    and count of long texts as one pass in the caller."""
+    texts = [TEXTS[1], *TEXTS, TEXTS[1]]
+    expected = split_windows(texts, minilm.tokenizer, minilm.windows)
+    got = split_ahead(texts, minilm.tokenizer, minilm.windows, workers=2, chunk=2)
+    assert got[0] == expected[0] and got[2] == expected[2] == 3
+    np.testing.assert_array_equal(got[1], expected[1])
