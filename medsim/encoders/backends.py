@@ -171,13 +171,19 @@ def onnx_model(
     source = None
     if quantization is not None:  # quantize the cached fp32 export
         source = onnx_model(sentence_model, weight_hash, cache_dir)
-    with atomic_dir(folder) as tmp:
-        if source is None:
-            log.info("exporting the text model to ONNX in %s", folder)
-            export_onnx(sentence_model, tmp / MODEL_FILE)
-        else:
-            log.info("quantizing the ONNX text model (%s) in %s", quantization, folder)
-            quantize(source, tmp / MODEL_FILE, QUANTIZATIONS[quantization])
+    step = "export to ONNX" if source is None else f"int8 quantization ({quantization})"
+    log.info("text model: %s into %s", step, folder)
+    try:
+        with atomic_dir(folder) as tmp:
+            if source is None:
+                export_onnx(sentence_model, tmp / MODEL_FILE)
+            else:
+                quantize(source, tmp / MODEL_FILE, QUANTIZATIONS[quantization])
+    except Exception as exc:  # exporters raise many types; all mean "this model cannot go"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MedsimError(
+            f"embed.backend: the text model's {step} failed ({first}); use embed.backend torch"
+        ) from exc
     return folder / MODEL_FILE
 
 

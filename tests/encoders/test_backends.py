@@ -88,7 +88,7 @@ def test_export_is_cached_by_weights(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(backends, "export_onnx", no_export)
     assert onnx_model(model, "weights-a", tmp_path / "cache") == first
-    with pytest.raises(AssertionError, match="exported again"):
+    with pytest.raises(MedsimError, match="exported again"):
         onnx_model(model, "weights-b", tmp_path / "cache")  # new weights: a new export
 
 
@@ -104,7 +104,7 @@ def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch):
         raise RuntimeError("killed mid-export")
 
     monkeypatch.setattr(backends, "export_onnx", half_written)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MedsimError, match="killed mid-export"):
         onnx_model(model, "weights", tmp_path / "cache")
     assert not list((tmp_path / "cache" / "onnx").rglob("*.onnx"))
 
