@@ -143,3 +143,21 @@ def test_onnx_runs_on_the_cpu_only():
         load_text_encoder("packaged:all-MiniLM-L6-v2", device="cuda:0", backend="onnx")
     with pytest.raises(MedsimError, match=r"embed\.backend must be one of"):
         load_text_encoder("packaged:all-MiniLM-L6-v2", device="cpu", backend="tensorrt")
+
+
+def test_params_reach_the_encoder(tmp_path: Path, monkeypatch):
+    """embed.backend and embed.tokenize_workers go wherever the embed params build the text
+    encoder (the embed stage, evaluate's encodes); the models cache holds the exports."""
+    from medsim.config import EmbedParams
+    from medsim.encoders import embed
+    from medsim.evaluate.encode import load_encoder
+
+    seen = []
+    monkeypatch.setattr(embed, "load_text_encoder", lambda spec, **kw: seen.append(kw))
+    params = EmbedParams(backend="onnx-int8", tokenize_workers=3)
+    embed.text_encoder_from_params(params, tmp_path)
+    load_encoder(params, tmp_path)  # fails on the stand-in encoder after building it
+    assert len(seen) == 2
+    for kw in seen:
+        assert kw["backend"] == "onnx-int8" and kw["tokenize_workers"] == 3
+        assert kw["cache_dir"] == tmp_path / embed.MODELS_CACHE_DIR
