@@ -169,6 +169,7 @@ class TextEncoder:
         """Vectors of ``texts``, each read as one window (cut at ``max_tokens``): batches
         sorted by length, tokenized ahead by ``tokenize_workers`` processes."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        self.sentence_model.eval()  # as sentence-transformers' encode: no dropout after a fit
         batches = tokenized_batches(
             texts,
             self.sentence_model.preprocess,
