@@ -37,28 +37,35 @@ from medsim.encoders.text import TextEncoder, load_text_encoder  # noqa: E402
 from medsim.encoders.windows import split_windows  # noqa: E402
 
 
-def tokenize_seconds(encoder: TextEncoder, texts: list[str], workers: int) -> float:
-    """Seconds to split ``texts`` into windows and tokenize them with ``workers`` processes."""
+def calls(texts: list[str], rows: int) -> list[list[str]]:
+    """The texts in the slices the embed stage hands its encoder (one read batch each)."""
+    return [texts[i : i + rows] for i in range(0, len(texts), rows)]
+
+
+def tokenize_seconds(encoder: TextEncoder, texts: list[str], workers: int, rows: int) -> float:
+    """Seconds to split ``texts`` into windows and tokenize them with ``workers`` processes,
+    one encoder call per ``rows`` texts (workers start anew each call, as in the stage)."""
     start = time.perf_counter()
-    pieces = split_ahead(texts, encoder.tokenizer, encoder.windows, workers)[0]
-    tokens = 0
-    batches = tokenized_batches(
-        pieces,
-        encoder.sentence_model.preprocess,
-        batch_size=encoder.batch_size,
-        workers=workers,
-        prompt=encoder.instruction or None,
-        pin_memory=encoder.device.type == "cuda",
-    )
-    for _, features in batches:
-        tokens += int(features["attention_mask"].sum())
+    for part in calls(texts, rows):
+        pieces = split_ahead(part, encoder.tokenizer, encoder.windows, workers)[0]
+        batches = tokenized_batches(
+            pieces,
+            encoder.sentence_model.preprocess,
+            batch_size=encoder.batch_size,
+            workers=workers,
+            prompt=encoder.instruction or None,
+            pin_memory=encoder.device.type == "cuda",
+        )
+        for _, features in batches:
+            features["attention_mask"].sum()  # touch what the model would read
     return time.perf_counter() - start
 
 
-def encode_seconds(encoder: TextEncoder, texts: list[str], workers: int) -> float:
+def encode_seconds(encoder: TextEncoder, texts: list[str], workers: int, rows: int) -> float:
     encoder.tokenize_workers = workers
     start = time.perf_counter()
-    encoder.encode(texts)
+    for part in calls(texts, rows):
+        encoder.encode(part)
     if encoder.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -69,6 +76,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=0, help="texts (0: all 7,400)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--call-rows", type=int, default=0, help="texts per encoder call (0: the embed stage's)"
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", action="store_true", help="also time the model's loop")
@@ -83,19 +93,20 @@ def main() -> None:
         device=args.device,
     )
     pieces, _, longer = split_windows(texts, encoder.tokenizer, encoder.windows)
+    rows = args.call_rows or max(args.batch_size * 16, 256)  # as medsim.encoders.stage reads
     print(
         f"{len(texts)} texts -> {len(pieces)} windows ({longer} texts longer than "
         f"{encoder.max_tokens} tokens), batch {args.batch_size}, {os.cpu_count()} CPUs, "
-        f"device {encoder.device}"
+        f"device {encoder.device}, {rows} texts per encoder call"
     )
     settings = args.workers
     best = {w: float("inf") for w in settings}
     model_best = {w: float("inf") for w in settings}
     for rep in range(args.repeats):
         for workers in settings if rep % 2 == 0 else settings[::-1]:
-            best[workers] = min(best[workers], tokenize_seconds(encoder, texts, workers))
+            best[workers] = min(best[workers], tokenize_seconds(encoder, texts, workers, rows))
             if args.model:
-                seconds = encode_seconds(encoder, texts, workers)
+                seconds = encode_seconds(encoder, texts, workers, rows)
                 model_best[workers] = min(model_best[workers], seconds)
     print(
         "| workers | tokenizing docs/s | windows/s |" + (" encode docs/s |" if args.model else "")
