@@ -17,9 +17,8 @@ import logging
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -40,7 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 MODEL_FILE = "model.onnx"
 OUTPUT = "sentence_embedding"
@@ -62,7 +60,6 @@ class Quantization:
     per_channel: bool = True
     weights_only: bool = True  # MatMuls of two activations (attention scores) stay fp32
     only: re.Pattern | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 # The recipes benchmarks/onnx_backend.py compares (cosines in docs/benchmarks.md).
@@ -153,7 +150,7 @@ def quantize(source: Path, target: Path, recipe: Quantization) -> None:
         per_channel=recipe.per_channel,
         weight_type=QuantType.QInt8,
         nodes_to_exclude=exclude,
-        extra_options={"MatMulConstBOnly": recipe.weights_only, **recipe.extra},
+        extra_options={"MatMulConstBOnly": recipe.weights_only},
     )
 
 
