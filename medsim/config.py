@@ -167,6 +167,14 @@ class EmbedParams:
     window_stride: PosInt = 128  # tokens between window starts: half a 256-token window
     batch_size: PosInt = 64
     device: str = "auto"
+    # What runs the text model: torch, or ONNX Runtime on the CPU (onnx: fp32, the same
+    # vectors; onnx-int8: int8 weights, faster, vectors at mean cosine ~0.995 to torch's). torch
+    # stays the default until int8's speed and accuracy are measured on an idle machine
+    # (docs/benchmarks.md, "ONNX backend").
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # Processes tokenizing ahead of the model; auto: none on the CPU (the model wants the
+    # cores), on a GPU all cores but one, at most 8 (one process tokenizes ~3,000 docs/s).
+    tokenize_workers: NonNegInt | Literal["auto"] = "auto"
     instruction: str = ""  # prefix for instruction-tuned (decoder) embedders
     adapt: Bool = False
     adapt_steps: NonNegInt = 200  # contrastive steps of embed.batch_size pairs when adapt is on

@@ -276,8 +276,9 @@ def _tune(corpus: _Corpus) -> tuple[Any, list]:
     from medsim.encoders.layers import SplitEncoder
 
     params, train = corpus.params, corpus.params.train
-    # tunes where embed.device puts the encoder: on a GPU when there is one
-    base = text_encoder_from_params(params.embed, corpus.root)
+    # tunes where embed.device puts the encoder: on a GPU when there is one; tuning and its
+    # lower-layer cache are torch's whatever embed.backend runs the frozen encoder
+    base = text_encoder_from_params(dataclasses.replace(params.embed, backend="torch"), corpus.root)
     split = SplitEncoder(base, train.tune_layers, train.max_tokens, corpus.root / LAYER_CACHE_DIR)
     history = tune_text_encoder(
         split, corpus.items, corpus.labels, corpus.splits, train, corpus.loss, params.seed

@@ -289,4 +289,6 @@ def text_encoder_from_params(
         cache_dir=root / MODELS_CACHE_DIR,
         long_text=params.long_text,
         stride=params.window_stride,
+        backend=params.backend,
+        tokenize_workers=params.tokenize_workers,
     )

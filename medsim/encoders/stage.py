@@ -302,6 +302,8 @@ def _load_adapted(folder: str, embed: EmbedParams) -> TextEncoder:
         instruction=embed.instruction,
         long_text=embed.long_text,
         stride=embed.window_stride,
+        backend=embed.backend,
+        tokenize_workers=embed.tokenize_workers,
     )
     adapted.spec = (EMBEDDINGS_DIR / ADAPTED_MODEL).as_posix()  # where it lives after the run
     return adapted

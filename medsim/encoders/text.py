@@ -22,7 +22,9 @@ from sentence_transformers.models import Normalize, Pooling, Transformer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-from medsim.encoders.specs import resolve_text_model, state_dict_hash
+from medsim.encoders.backends import BACKEND_QUANTIZATION, BACKENDS, OnnxRunner, onnx_model
+from medsim.encoders.feed import auto_workers, split_ahead, tokenized_batches
+from medsim.encoders.specs import default_model_cache, resolve_text_model, state_dict_hash
 from medsim.encoders.windows import LONG_TEXT, POOLING, Windows, pool_windows, split_windows
 from medsim.errors import MedsimError
 
@@ -81,12 +83,19 @@ class TextEncoder:
     normalize: bool = True
     long_text: str = "windows"  # embed.long_text: windows (whole text) | truncate
     stride: int = 128  # embed.window_stride: tokens between the starts of a text's windows
+    backend: str = "torch"  # embed.backend: torch | onnx | onnx-int8 (medsim.encoders.backends)
+    runner: OnnxRunner | None = None  # the ONNX Runtime session of an onnx backend
+    tokenize_workers: int = 0  # processes tokenizing ahead of the model (medsim.encoders.feed)
     dim: int = field(init=False)
     pooling: str = field(init=False)
 
     def __post_init__(self) -> None:
         if self.long_text not in LONG_TEXT:
             raise MedsimError(f"embed.long_text must be one of {LONG_TEXT}, got {self.long_text}")
+        if self.backend not in BACKENDS:
+            raise MedsimError(f"embed.backend must be one of {BACKENDS}, got {self.backend}")
+        if (self.backend == "torch") != (self.runner is None):
+            raise MedsimError(f"embed.backend {self.backend} needs an ONNX runner iff not torch")
         self.dim = int(self.sentence_model.get_embedding_dimension())
         mode = self.pooling_module.pooling_mode
         self.pooling = POOLING_NAMES.get(mode, mode) if isinstance(mode, str) else "+".join(mode)
@@ -126,6 +135,8 @@ class TextEncoder:
             "stride": self.stride if self.long_text == "windows" else None,
             "window_pooling": POOLING if self.long_text == "windows" else None,
         }
+        if self.backend != "torch":  # absent for torch: caches from before backends stay valid
+            settings["backend"] = f"{self.backend}:{BACKEND_QUANTIZATION[self.backend]}"
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,7 +153,7 @@ class TextEncoder:
         windows = self.windows
         if windows is None:
             return self.encode_pieces(list(texts))
-        pieces, owner, longer = split_windows(texts, self.tokenizer, windows)
+        pieces, owner, longer = split_ahead(texts, self.tokenizer, windows, self.tokenize_workers)
         if not longer:
             return self.encode_pieces(pieces)
         return pool_windows(self.encode_pieces(pieces), owner, len(texts))
@@ -155,16 +166,33 @@ class TextEncoder:
         return split_windows(texts, self.tokenizer, windows)[2]
 
     def encode_pieces(self, texts: list[str]) -> np.ndarray:
-        """Vectors of ``texts``, each read as one window (cut at ``max_tokens``)."""
-        with autocast(self.device):
-            vectors = self.sentence_model.encode(
-                texts,
-                prompt=self.instruction or None,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        """Vectors of ``texts``, each read as one window (cut at ``max_tokens``): batches
+        sorted by length, tokenized ahead by ``tokenize_workers`` processes."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        self.sentence_model.eval()  # as sentence-transformers' encode: no dropout after a fit
+        batches = tokenized_batches(
+            texts,
+            self.sentence_model.preprocess,
+            batch_size=self.batch_size,
+            workers=self.tokenize_workers,
+            prompt=self.instruction or None,
+            pin_memory=self.device.type == "cuda" and self.runner is None,
+        )
+        for rows, features in batches:
+            out[np.asarray(rows)] = self._forward(features)
+        return out
+
+    def _forward(self, features: dict) -> np.ndarray:
+        """Unit vectors of one tokenized batch, by ONNX Runtime or by the torch model."""
+        if self.runner is not None:
+            return self.runner(features)
+        on_device = {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in features.items()
+        }
+        with torch.inference_mode(), autocast(self.device):
+            vectors = self.sentence_model(on_device)["sentence_embedding"]
+        return vectors.float().cpu().numpy()
 
 
 def load_sentence_model(folder: Path, device: torch.device) -> SentenceTransformer:
@@ -208,6 +236,32 @@ def _weight_hash(model: SentenceTransformer) -> str:
     return hashlib.sha256((transformer + heads).encode()).hexdigest()
 
 
+def _runner(
+    model: SentenceTransformer, weight_hash: str, backend: str, cache_dir: Path, instruction: str
+) -> OnnxRunner | None:
+    """The ONNX Runtime session an onnx ``backend`` runs (exported on first use); None: torch."""
+    if backend == "torch":
+        return None
+    pooling = next((m for m in model if isinstance(m, Pooling)), None)
+    if instruction and pooling is not None and not pooling.include_prompt:
+        raise MedsimError(  # the exported graph has no prompt-length input to mask it with
+            f"embed.backend {backend} cannot pool without the instruction; use torch"
+        )
+    path = onnx_model(model, weight_hash, cache_dir, BACKEND_QUANTIZATION[backend])
+    return OnnxRunner(path)
+
+
+def _device(device: str, backend: str) -> torch.device:
+    """Where the torch model lives: an onnx backend runs on ONNX Runtime's CPU provider."""
+    if backend not in BACKENDS:
+        raise MedsimError(f"embed.backend must be one of {BACKENDS}, got {backend}")
+    if backend == "torch":
+        return resolve_device(device)
+    if device not in ("auto", "cpu"):
+        raise MedsimError(f"embed.backend {backend} runs on the CPU; set embed.device auto or cpu")
+    return torch.device("cpu")
+
+
 def load_text_encoder(
     spec: str,
     *,
@@ -220,13 +274,20 @@ def load_text_encoder(
     endpoint: str | None = None,
     long_text: str = "windows",
     stride: int = 128,
+    backend: str = "torch",
+    tokenize_workers: int | str = 0,
 ) -> TextEncoder:
     """Load the model ``spec`` names (see :func:`medsim.encoders.specs.resolve_text_model`);
-    ``long_text`` and ``stride`` say how a text longer than ``max_tokens`` is read."""
+    ``long_text`` and ``stride`` say how a text longer than ``max_tokens`` is read, ``backend``
+    what runs it (:mod:`medsim.encoders.backends`; exports go under ``cache_dir``),
+    ``tokenize_workers`` how many processes tokenize ahead of it (``auto``: see
+    :func:`medsim.encoders.feed.auto_workers`)."""
     folder = resolve_text_model(spec, root=root, cache_dir=cache_dir, endpoint=endpoint)
-    target = resolve_device(device)
+    target = _device(device, backend)
     model = load_sentence_model(folder, target)
     model.max_seq_length = _max_tokens(max_tokens, model)
+    weight_hash = _weight_hash(model)
+    models = Path(cache_dir) if cache_dir is not None else default_model_cache()
     encoder = TextEncoder(
         spec=spec,
         folder=folder,
@@ -235,18 +296,22 @@ def load_text_encoder(
         instruction=instruction,
         device=target,
         batch_size=batch_size,
-        weight_hash=_weight_hash(model),
+        weight_hash=weight_hash,
         long_text=long_text,
         stride=stride,
+        backend=backend,
+        runner=_runner(model, weight_hash, backend, models, instruction),
+        tokenize_workers=auto_workers(target) if tokenize_workers == "auto" else tokenize_workers,
     )
     log.info(
-        "text model %s: %s, %d-d, %s pooling, %d-token windows (%s), on %s",
+        "text model %s: %s, %d-d, %s pooling, %d-token windows (%s), %s on %s",
         spec,
         encoder.model.config.model_type,
         encoder.dim,
         encoder.pooling,
         encoder.max_tokens,
         f"whole texts, stride {stride}" if long_text == "windows" else "longer texts cut",
+        backend,
         target,
     )
     return encoder

@@ -291,6 +291,7 @@ class QueryEncoder:
                 # an index from before whole-text reading cut long queries
                 long_text=manifest.get("long_text", "truncate"),
                 stride=int(manifest.get("window_stride", 128)),
+                backend=manifest.get("backend", "torch"),  # an index from before backends
             )
             self._text = _with_words(dense.encode, manifest, self.root)
         return self.project(head, self._text(list(texts)))

@@ -302,6 +302,7 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
         "lexical_weight": float(space.params.get("lexical_weight", 0.0)),
         "long_text": params.embed.long_text,
         "window_stride": params.embed.window_stride,
+        "backend": params.embed.backend,  # what runs the query encoder
         "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))
         if tuned
         else params.embed.max_tokens,

@@ -38,6 +38,7 @@ def test_manifest_and_items(project):
     assert store.bits == [32, 64]
     assert {v["float_type"] for v in store.manifest["collections"].values()} == {"flat"}
     assert store.manifest["text_model"] == "packaged:all-MiniLM-L6-v2"
+    assert store.manifest["backend"] == "torch"  # what runs the query encoder
     docs = store.rows("documents", list(range(6)), ("id", "pmid", "title", "label", "text"))
     assert [d["id"] for d in docs] == [d[0] for d in DOCS]
     assert docs[5]["pmid"] is None and docs[5]["label"] == "melanoma"
