@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,8 +59,6 @@ __all__ = [
     "CollectionArrays",
     "CollectionStream",
     "IndexStore",
-    "LabelMeans",
-    "label_prototypes",
     "load_index",
     "write_index_dir",
 ]
@@ -416,40 +414,3 @@ def load_index(directory: str | Path) -> IndexStore:
             f"{directory} was written by another medsim version; rebuild it (`dvc repro index`)"
         )
     return IndexStore(directory, manifest)
-
-
-# --------------------------------------------------------------------------- prototypes
-
-
-class LabelMeans:
-    """Per-label unit mean vectors, accumulated batch by batch (float64 sums)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, np.ndarray] = {}
-        self.counts: dict[str, int] = {}
-        self.dim = 0
-
-    def add(self, vectors: np.ndarray, labels: Sequence[str | None]) -> None:
-        self.dim = int(np.shape(vectors)[1]) if np.ndim(vectors) == 2 else self.dim
-        label_array = np.asarray([label or "" for label in labels])
-        for name in set(label_array) - {""}:
-            rows = np.asarray(vectors[label_array == name], dtype=np.float64)
-            self.sums[name] = self.sums.get(name, 0.0) + rows.sum(axis=0)
-            self.counts[name] = self.counts.get(name, 0) + len(rows)
-
-    def result(self) -> tuple[list[str], np.ndarray]:
-        """Label names (sorted) and their normalised means ``[labels, dim]``."""
-        names = sorted(self.sums)
-        if not names:
-            return [], np.zeros((0, self.dim), dtype=np.float32)
-        means = np.stack([self.sums[name] / self.counts[name] for name in names])
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        return names, means.astype(np.float32)
-
-
-def label_prototypes(vectors: np.ndarray, labels: list[str | None]) -> tuple[list[str], np.ndarray]:
-    """One unit vector per label: the normalised mean of the vectors carrying it."""
-    means = LabelMeans()
-    means.dim = int(np.shape(vectors)[1])
-    means.add(vectors, labels)
-    return means.result()

@@ -44,9 +44,9 @@ from medsim.search.index import (
     COLLECTION_SOURCES,
     CollectionArrays,
     CollectionStream,
-    LabelMeans,
     write_index_dir,
 )
+from medsim.search.prototypes import LabelMeans
 
 if TYPE_CHECKING:
     from medsim.config import Params

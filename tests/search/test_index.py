@@ -23,10 +23,10 @@ from medsim.search.builders import (
 from medsim.search.index import (
     CollectionArrays,
     CollectionStream,
-    label_prototypes,
     load_index,
     write_index_dir,
 )
+from medsim.search.prototypes import label_prototypes
 from tests.search.conftest import VECTORS, items_table
 
 S = 1 / math.sqrt(2)

@@ -19,7 +19,8 @@ from medsim.io import rows_to_table, write_table
 from medsim.names import SkipReason
 from medsim.schemas import ARTICLES, embedding_schema
 from medsim.search.builders import build_binary_index, build_index
-from medsim.search.index import label_prototypes, load_index
+from medsim.search.index import load_index
+from medsim.search.prototypes import label_prototypes
 from medsim.search.query import search_vector
 from medsim.search.stage import run_index
 from medsim.stage import run_stage
