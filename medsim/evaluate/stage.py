@@ -19,6 +19,7 @@ import numpy as np
 
 from medsim.config import Params
 from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_KINDS
+from medsim.evaluate.calibration import build_calibration
 from medsim.evaluate.classification import build_table1, confusion
 from medsim.evaluate.context import EvalContext, SpaceOps, TextEncoderFn, load_figures_meta
 from medsim.evaluate.crossdomain import build_table3
@@ -59,6 +60,7 @@ BUILDERS: dict[str, Callable[[EvalContext], dict]] = {
     "modality": build_modality,
     "textbench": build_textbench,
     "space": build_space,
+    "calibration": build_calibration,  # medsim classify's probabilities: ECE on test
 }
 ARTICLE_COLUMNS = ["doc_id", "title", "abstract", "label", "split", "source"]
 
