@@ -1,5 +1,5 @@
-"""The ``medsim`` command: ``medsim search``, ``medsim explain`` and ``medsim serve`` over
-``data/index/``.
+"""The ``medsim`` command: ``medsim search``, ``medsim explain``, ``medsim classify`` and
+``medsim serve`` over ``data/index/``.
 
 Imports are lazy: ``medsim search --pmid N`` reads only the memory-mapped index files and the
 item map (numpy, pyarrow, faiss), so it answers in a fraction of a second; torch and the
@@ -265,15 +265,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    from medsim.classify.cli import add_arguments, cmd_classify
+
+    summary = "the class of a text, PMID, PDF or figure, with probabilities and evidence"
+    add_arguments(_subcommand(sub, cmd_classify, summary))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``medsim`` command."""
     parser = argparse.ArgumentParser(
-        prog="medsim", description="Search and explain medsim's shared text-image space."
+        prog="medsim",
+        description="Search, explain and classify with medsim's shared text-image space.",
     )
     parser.add_argument("--version", action="version", version=f"medsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
     _add_explain(sub)
+    _add_classify(sub)
     _add_serve(sub)
     return parser
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medsim.classify import Reference, expected_calibration_error, fit_classifier
-from medsim.classify.calibrate import ECE_BINS
+from medsim.classify.calibrate import ECE_BINS, expected_calibration_error
+from medsim.classify.classifier import fit_classifier
+from medsim.classify.rule import Reference
 from medsim.evaluate.stats import null_row
 
 if TYPE_CHECKING:

@@ -61,3 +61,12 @@ def project(tmp_path_factory) -> Project:
         root=root,
     )
     return Project(root, ctx)
+
+
+@pytest.fixture(scope="session")
+def search_project(tmp_path_factory) -> Path:
+    """tests/search's tiny project (real MiniLM and EfficientNet embeddings, an untrained
+    space, its index): five training documents of three classes, no validation split."""
+    from tests.search.corpus import indexed_project
+
+    return indexed_project(tmp_path_factory)

@@ -1,0 +1,174 @@
+"""What ``medsim classify`` classifies, as vectors of the trained space.
+
+A text is embedded exactly as a search query is (:class:`~medsim.search.query.QueryEncoder`:
+the index's text model, whole-text windows, the lexical part, the text head), which is how
+the index embedded a text-only document. A PMID of the corpus is its stored document vector
+(text fused with its figures, captions and tables: Table 1's own vector); another PMID is
+fetched through the fetch stage's E-utilities client and response cache. A PDF gives its first
+page's text (title and abstract) and, through the extract code, its figures and tables, fused
+by the index's rule (:func:`medsim.dml.fusion.fuse_documents`). A figure alone is its image
+vector, classified among the documents by the same rule.
+
+Bad input raises :class:`~medsim.errors.MedsimError` with one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medsim.errors import MedsimError
+from medsim.search.index import IndexStore
+from medsim.search.query import QueryEncoder
+
+__all__ = ["MAX_IMAGE_BYTES", "Inputs", "Query", "pdf_parts"]
+
+MAX_IMAGE_BYTES = 10 * 2**20  # as `medsim serve`'s upload cap: a figure is rarely over a few MB
+PDF_TEXT_PAGES = 1  # a paper's title and abstract are on its first page
+
+
+@dataclass(frozen=True)
+class Query:
+    """One input in the space: ``vector`` [1, dim]; ``exclude``: the stored document itself
+    (it must not vote for itself)."""
+
+    source: str  # text | pmid | pdf | image
+    label: str  # what is shown as the query
+    vector: np.ndarray
+    exclude: str | None = None
+
+
+@dataclass
+class PdfParts:
+    """What a PDF contributes: its text, figures (PNG bytes, caption) and table texts."""
+
+    text: str
+    figures: list[tuple[bytes, str | None]]
+    tables: list[str]
+
+
+def pdf_parts(path: Path) -> PdfParts:
+    """Text of the first page, figures and tables of the PDF at ``path``; a MedsimError for
+    a missing, unreadable, encrypted or text-less PDF."""
+    import pymupdf
+
+    from medsim.config import ExtractParams
+    from medsim.pdf.extract import extract_pdf
+
+    path = Path(path)
+    result = extract_pdf(path, path.stem, ExtractParams())
+    bad = [s for s in result.skipped if s[0] == path.stem]
+    if bad:
+        _, reason, detail = bad[0]
+        raise MedsimError(f"cannot read PDF {path}: {reason}" + (f" ({detail})" if detail else ""))
+    with pymupdf.open(path, filetype="pdf") as doc:
+        text = "\n".join(doc[i].get_text("text") for i in range(min(PDF_TEXT_PAGES, len(doc))))
+    figures = [(row["image"], row.get("caption")) for row in result.figures]
+    tables = [
+        "\n".join(filter(None, (row.get("caption"), row.get("text")))) for row in result.tables
+    ]
+    return PdfParts(" ".join(text.split()), figures, [t for t in tables if t.strip()])
+
+
+class Inputs:
+    """Turns texts, PMIDs, PDFs and images into :class:`Query` vectors (models load on use)."""
+
+    def __init__(self, store: IndexStore, encoder: QueryEncoder, root: Path) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.root = Path(root)
+        self._entrez = None
+
+    def texts(self, texts: list[str]) -> np.ndarray:
+        """Vectors [n, dim] of non-empty texts, encoded in one batch."""
+        return self.encoder.text(texts)
+
+    def text(self, text: str) -> Query:
+        if not text or not text.strip():
+            raise MedsimError("the text is empty")
+        return Query("text", _short(text), self.texts([text]))
+
+    def stored(self, pmid: str) -> Query | None:
+        """The corpus's document with this PMID or doc id, or None."""
+        found = self.store.find(str(pmid).strip(), ["documents"], ("pmid", "doc_id"))
+        if found is None:
+            return None
+        kind, row = found
+        (record,) = self.store.rows(kind, [row], ("doc_id", "title"))
+        label = f"PMID {pmid}: {record['title'] or ''}".strip()
+        return Query("pmid", label, self.store.vector(kind, row), record["doc_id"])
+
+    def fetch_texts(self, pmids: list[str]) -> dict[str, str | None]:
+        """PMID -> title and abstract from E-utilities (None: PubMed has no such record)."""
+        from medsim.pubmed.entrez import EntrezClient, _default_http
+        from medsim.pubmed.records import Skipped
+        from medsim.pubmed.stage import CACHE_DIR
+
+        if self._entrez is None:
+            self._entrez = EntrezClient(_default_http(self.root / CACHE_DIR))
+        out: dict[str, str | None] = dict.fromkeys(pmids)
+        for record in self._entrez.efetch(pmids):
+            if not isinstance(record, Skipped):
+                text = "\n".join(filter(None, (record.title, record.abstract)))
+                out[record.pmid or record.doc_id] = text if text.strip() else None
+        return out
+
+    def pmid(self, pmid: str) -> Query:
+        pmid = str(pmid).strip()
+        if not pmid:
+            raise MedsimError("the PMID is empty")
+        stored = self.stored(pmid)
+        if stored is not None:
+            return stored
+        if not pmid.isdigit():
+            raise MedsimError(f"'{pmid}' is neither a PMID nor a doc id of the corpus")
+        text = self.fetch_texts([pmid])[pmid]
+        if text is None:
+            raise MedsimError(f"PubMed has no record with PMID {pmid}")
+        return Query("pmid", f"PMID {pmid} (fetched): {_short(text)}", self.texts([text]))
+
+    def pdf(self, path: Path) -> Query:
+        parts = pdf_parts(Path(path))
+        return Query("pdf", f"{Path(path).name}: {_short(parts.text)}", self.fuse(parts))
+
+    def fuse(self, parts: PdfParts) -> np.ndarray:
+        """The document vector [1, dim] of a PDF's parts, by the index's fusion rule."""
+        from medsim.dml.fusion import fuse_documents
+
+        heads = self.encoder.space.heads
+        text = self.texts([parts.text]) if parts.text else np.zeros((0, self.encoder.space.dim))
+        found: dict[str, np.ndarray] = {}
+        captions = [c for _, c in parts.figures if c]
+        if captions and "caption" in heads:
+            found["caption"] = self.encoder.text(captions, "caption")
+        if parts.tables and "table" in heads:
+            found["table"] = self.encoder.text(parts.tables, "table")
+        if parts.figures and "image" in heads:
+            found["image"] = np.vstack([self.encoder.image_bytes(png) for png, _ in parts.figures])
+        if not len(text) and not found:
+            raise MedsimError("the PDF has no text, figures or tables to classify")
+        ids = ["pdf"] * len(text)
+        _, fused = fuse_documents(ids, text, {k: (["pdf"] * len(v), v) for k, v in found.items()})
+        return fused
+
+    def image(self, path: Path) -> Query:
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise MedsimError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+        if size > MAX_IMAGE_BYTES:
+            raise MedsimError(f"image {path} is over {MAX_IMAGE_BYTES / 2**20:.0f} MB")
+        return Query("image", path.name, self.encoder.image(path))
+
+    def image_bytes(self, data: bytes, name: str = "the image") -> Query:
+        if len(data) > MAX_IMAGE_BYTES:
+            raise MedsimError(f"{name} is over {MAX_IMAGE_BYTES / 2**20:.0f} MB")
+        return Query("image", name, self.encoder.image_bytes(data, name))
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
