@@ -16,13 +16,13 @@ if TYPE_CHECKING:  # `medsim search` builds this parser too: nothing heavy at im
     from medsim.classify.classifier import Classifier, Prediction
     from medsim.classify.inputs import Inputs, Query
 
-__all__ = ["add_arguments", "cmd_classify", "load_examples", "render", "session"]
+__all__ = ["add_arguments", "cmd_classify", "knn_k", "load_examples", "render", "session"]
 
 EXAMPLE_SUFFIXES = (".txt", ".pdf")
 DEFAULT_K = 10  # evaluate.knn_k's default, when the project has no params.yaml
 
 
-def _knn_k(root: Path) -> int:
+def knn_k(root: Path) -> int:
     """``evaluate.knn_k`` of the project's params.yaml: the k Table 1 voted with."""
     path = root / "params.yaml"
     if not path.is_file():
@@ -44,7 +44,7 @@ def session(
     store = load_index(index_dir)
     if k is not None and k < 1:
         raise MedsimError(f"--k must be at least 1, got {k}")
-    classifier = load_classifier(store, root, k or _knn_k(root))
+    classifier = load_classifier(store, root, k or knn_k(root))
     return classifier, Inputs(store, QueryEncoder(store, model_dir, root), root)
 
 

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from medsim import __version__
 from medsim.search.index import RESULT_TYPES
-from medsim.serve import api, pages
+from medsim.serve import api, classify, pages
 from medsim.serve.service import MAX_K, MAX_UPLOAD_BYTES, RequestError, SearchService
 
 __all__ = ["create_app", "serve"]
@@ -56,7 +56,8 @@ def create_app(service: SearchService) -> FastAPI:
         title="medsim",
         version=__version__,
         description="Search medsim's shared text-image space: documents, figures, captions "
-        "and tables by text, image, PMID or item id, and why two items are close.",
+        "and tables by text, image, PMID or item id, why two items are close, and the class "
+        "of a text, PMID, PDF or figure.",
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
@@ -71,7 +72,9 @@ def create_app(service: SearchService) -> FastAPI:
     app.add_exception_handler(RequestError, _request_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(api.router)
+    app.include_router(classify.api_router)
     app.include_router(pages.router)
+    app.include_router(classify.page_router)
     return app
 
 
