@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from medsim.classify.calibrate import Temperature, fit_temperature
+from medsim.classify.figure import FigureLabel
 from medsim.classify.rule import Reference
 
 __all__ = ["ClassScore", "Classifier", "NeighbourOut", "Prediction", "fit_classifier"]
@@ -52,6 +53,7 @@ class Prediction(BaseModel):
     neighbours: list[NeighbourOut]  # the nearest labelled training documents, nearest first
     source: str = "text"  # text | pmid | pdf | image
     query: str = ""  # what was classified, as shown to the user
+    figure: list[FigureLabel] = []  # a figure alone: its modality and plane
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ def render(prediction: Prediction) -> str:
         + ("  (added)" if c.added else "")
         for c in prediction.classes
     ]
+    for f in prediction.figure:
+        value = f"{f.value} ({f.model})" if f.value else f"unknown ({f.reason})"
+        lines.append(f"figure {f.task}: {value}")
     lines += ["", "nearest labelled training documents:"]
     for n in prediction.neighbours:
         ident = f"PMID {n.pmid}" if n.pmid else n.doc_id
@@ -127,7 +130,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return _batch(args, classifier, inputs)
     query = _query(args, inputs)
     (prediction,) = classifier.predict(query.vector, [query.exclude])
-    prediction = prediction.model_copy(update={"source": query.source, "query": query.label})
+    update = {"source": query.source, "query": query.label, "figure": inputs.label_figure(query)}
+    prediction = prediction.model_copy(update=update)
     print(prediction.model_dump_json(indent=2) if args.json else render(prediction))
     return 0
 

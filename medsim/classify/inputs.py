@@ -38,6 +38,7 @@ class Query:
     label: str  # what is shown as the query
     vector: np.ndarray
     exclude: str | None = None
+    features: np.ndarray | None = None  # a figure's image-model features (its modality probe)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Inputs:
         self.encoder = encoder
         self.root = Path(root)
         self._entrez = None
+        self._labellers: list | None = None
 
     def texts(self, texts: list[str]) -> np.ndarray:
         """Vectors [n, dim] of non-empty texts, encoded in one batch."""
@@ -161,12 +163,40 @@ class Inputs:
             raise MedsimError(f"cannot read image {path}: {exc.strerror or exc}") from exc
         if size > MAX_IMAGE_BYTES:
             raise MedsimError(f"image {path} is over {MAX_IMAGE_BYTES / 2**20:.0f} MB")
-        return Query("image", path.name, self.encoder.image(path))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise MedsimError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+        return self.image_bytes(data, str(path), path.name)
 
-    def image_bytes(self, data: bytes, name: str = "the image") -> Query:
+    def image_bytes(self, data: bytes, name: str = "the image", label: str | None = None) -> Query:
+        """A figure's query (``name`` words errors, ``label`` is shown; default ``name``)."""
         if len(data) > MAX_IMAGE_BYTES:
             raise MedsimError(f"{name} is over {MAX_IMAGE_BYTES / 2**20:.0f} MB")
-        return Query("image", name, self.encoder.image_bytes(data, name))
+        features = self.encoder.image_features(data, name)
+        vector = self.encoder.project("image", features)
+        return Query("image", label or name, vector, features=features)
+
+    def figure_labels(self) -> list:
+        """The figure labellers of the project (:mod:`medsim.classify.figure`), fitted once."""
+        if self._labellers is None:
+            from medsim.classify.figure import load_labellers
+
+            self._labellers = load_labellers(
+                self.root, lambda texts: self.encoder.text(texts, "caption")
+            )
+        return self._labellers
+
+    def label_figure(self, query: Query) -> list:
+        """A figure query's modality and plane labels (FigureLabel), [] for other inputs."""
+        from medsim.classify.figure import FigureLabel
+
+        if query.features is None:
+            return []
+        return [
+            item if isinstance(item, FigureLabel) else item.label(query.features, query.vector)
+            for item in self.figure_labels()
+        ]
 
 
 def _short(text: str, width: int = 80) -> str:

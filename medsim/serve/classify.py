@@ -110,8 +110,11 @@ def classify(
     except MedsimError as exc:
         status = NotFoundError if pmid is not None else RequestError
         raise status(str(exc)) from exc
+    with service._model_lock:  # a figure's labellers encode prompts on first use
+        figure = inputs.label_figure(query)
     (prediction,) = classifier.predict(query.vector, [query.exclude], k or 0)
-    return prediction.model_copy(update={"source": query.source, "query": query.label})
+    update = {"source": query.source, "query": query.label, "figure": figure}
+    return prediction.model_copy(update=update)
 
 
 def _query(

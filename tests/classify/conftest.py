@@ -12,7 +12,7 @@ import pytest
 
 from medsim.evaluate.context import EvalContext, SpaceOps
 from medsim.io import rows_to_table, write_table
-from medsim.schemas import ARTICLES, embedding_schema
+from medsim.schemas import ARTICLES, FIGURES, embedding_schema
 from tests.evaluate.conftest import hashing_encoder, make_corpus, small_params, train_corpus_space
 from tests.search.corpus import _embedding_table
 
@@ -33,6 +33,12 @@ def write_project(root: Path, corpus: dict, space: object, knn_k: int) -> None:
     data = root / "data"
     rows = corpus["articles"].to_dict("records")
     write_table(rows_to_table(rows, ARTICLES), data / "articles.parquet", ARTICLES)
+    figures = (
+        corpus["figures"]
+        .assign(image=b"", width=1, height=1, origin="corpus", sha256="-")
+        .to_dict("records")
+    )
+    write_table(rows_to_table(figures, FIGURES), data / "figures.parquet", FIGURES)
     for kind, (ids, doc_ids, matrix) in corpus["features"].items():
         schema = embedding_schema(matrix.shape[1])
         path = data / "embeddings" / f"{STEMS[kind]}.parquet"

@@ -55,6 +55,11 @@ def test_stored_pmid_never_votes_for_itself(search_project, capsys):
 def test_image_alone(search_project, capsys):
     code, out, _ = run(capsys, search_project, "--image", str(search_project / "figure0.png"))
     assert code == 0 and "image: figure0.png" in out
+    # the tiny corpus labels no figure's modality: there is no model to say it
+    answer = json.loads(
+        run(capsys, search_project, "--image", str(search_project / "figure0.png"), "--json")[1]
+    )
+    assert answer["source"] == "image" and answer["figure"] == []
 
 
 def test_pdf(search_project, capsys, tmp_path):
