@@ -14,6 +14,7 @@ Bad input raises :class:`~medsim.errors.MedsimError` with one line.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,16 +77,27 @@ def pdf_parts(path: Path) -> PdfParts:
 class Inputs:
     """Turns texts, PMIDs, PDFs and images into :class:`Query` vectors (models load on use)."""
 
-    def __init__(self, store: IndexStore, encoder: QueryEncoder, root: Path) -> None:
+    def __init__(
+        self,
+        store: IndexStore,
+        encoder: QueryEncoder,
+        root: Path,
+        lock: AbstractContextManager | None = None,
+    ) -> None:
         self.store = store
         self.encoder = encoder
         self.root = Path(root)
+        # held around each model call only (a server's encoders are shared and not
+        # re-entrant), never around a PubMed request or a PDF's extraction
+        self.lock = lock if lock is not None else nullcontext()
         self._entrez = None
         self._labellers: list | None = None
+        self._documents: dict[str, int] | None = None
 
-    def texts(self, texts: list[str]) -> np.ndarray:
-        """Vectors [n, dim] of non-empty texts, encoded in one batch."""
-        return self.encoder.text(texts)
+    def texts(self, texts: list[str], head: str = "text") -> np.ndarray:
+        """Vectors [n, dim] of non-empty texts through ``head``, encoded in one batch."""
+        with self.lock:
+            return self.encoder.text(texts, head)
 
     def text(self, text: str) -> Query:
         if not text or not text.strip():
@@ -94,13 +106,20 @@ class Inputs:
 
     def stored(self, pmid: str) -> Query | None:
         """The corpus's document with this PMID or doc id, or None."""
-        found = self.store.find(str(pmid).strip(), ["documents"], ("pmid", "doc_id"))
-        if found is None:
+        if self._documents is None:  # one dict for every lookup of a batch
+            entry = self.store.manifest["kinds"]["documents"]
+            items = self.store.items(("pmid", "doc_id")).slice(entry["offset"], entry["count"])
+            pmids, doc_ids = items.column(0).to_pylist(), items.column(1).to_pylist()
+            self._documents = {d: row for row, d in enumerate(doc_ids)}
+            for row, p in reversed(list(enumerate(pmids))):  # a PMID wins, the first one
+                if p:
+                    self._documents[p] = row
+        row = self._documents.get(str(pmid).strip())
+        if row is None:
             return None
-        kind, row = found
-        (record,) = self.store.rows(kind, [row], ("doc_id", "title"))
+        (record,) = self.store.rows("documents", [row], ("doc_id", "title"))
         label = f"PMID {pmid}: {record['title'] or ''}".strip()
-        return Query("pmid", label, self.store.vector(kind, row), record["doc_id"])
+        return Query("pmid", label, self.store.vector("documents", row), record["doc_id"])
 
     def fetch_texts(self, pmids: list[str]) -> dict[str, str | None]:
         """PMID -> title and abstract from E-utilities (None: PubMed has no such record)."""
@@ -144,11 +163,18 @@ class Inputs:
         found: dict[str, np.ndarray] = {}
         captions = [c for _, c in parts.figures if c]
         if captions and "caption" in heads:
-            found["caption"] = self.encoder.text(captions, "caption")
+            found["caption"] = self.texts(captions, "caption")
         if parts.tables and "table" in heads:
-            found["table"] = self.encoder.text(parts.tables, "table")
-        if parts.figures and "image" in heads:
-            found["image"] = np.vstack([self.encoder.image_bytes(png) for png, _ in parts.figures])
+            found["table"] = self.texts(parts.tables, "table")
+        images = []
+        for png, _ in parts.figures if "image" in heads else []:
+            try:
+                with self.lock:
+                    images.append(self.encoder.image_bytes(png))
+            except MedsimError:  # a figure the image model cannot read: the rest still count
+                continue
+        if images:
+            found["image"] = np.vstack(images)
         if not len(text) and not found:
             raise MedsimError("the PDF has no text, figures or tables to classify")
         ids = ["pdf"] * len(text)
@@ -173,8 +199,9 @@ class Inputs:
         """A figure's query (``name`` words errors, ``label`` is shown; default ``name``)."""
         if len(data) > MAX_IMAGE_BYTES:
             raise MedsimError(f"{name} is over {MAX_IMAGE_BYTES / 2**20:.0f} MB")
-        features = self.encoder.image_features(data, name)
-        vector = self.encoder.project("image", features)
+        with self.lock:
+            features = self.encoder.image_features(data, name)
+            vector = self.encoder.project("image", features)
         return Query("image", label or name, vector, features=features)
 
     def figure_labels(self) -> list:
@@ -182,9 +209,7 @@ class Inputs:
         if self._labellers is None:
             from medsim.classify.figure import load_labellers
 
-            self._labellers = load_labellers(
-                self.root, lambda texts: self.encoder.text(texts, "caption")
-            )
+            self._labellers = load_labellers(self.root, lambda texts: self.texts(texts, "caption"))
         return self._labellers
 
     def label_figure(self, query: Query) -> list:

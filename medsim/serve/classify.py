@@ -79,7 +79,8 @@ def _session(service: SearchService) -> tuple[Classifier, Inputs]:
 
             root = service.encoder.root
             classifier = load_classifier(service.store, root, knn_k(root))
-            loaded = (classifier, Inputs(service.store, service.encoder, root))
+            inputs = Inputs(service.store, service.encoder, root, lock=service._model_lock)
+            loaded = (classifier, inputs)
             service._classify = loaded  # type: ignore[attr-defined]
         return loaded
 
@@ -101,8 +102,8 @@ def classify(
         raise RequestError(f"k must be between 1 and {service.max_k}, got {k}")
     classifier, inputs = _session(service)
     try:
-        with service._model_lock:
-            query = _query(inputs, text, pmid, pdf, image, name)
+        query = _query(inputs, text, pmid, pdf, image, name)
+        figure = inputs.label_figure(query)
     except (FetchError, OfflineError) as exc:
         raise UpstreamError(f"PubMed could not be reached: {exc}") from exc
     except RequestError:
@@ -110,8 +111,6 @@ def classify(
     except MedsimError as exc:
         status = NotFoundError if pmid is not None else RequestError
         raise status(str(exc)) from exc
-    with service._model_lock:  # a figure's labellers encode prompts on first use
-        figure = inputs.label_figure(query)
     (prediction,) = classifier.predict(query.vector, [query.exclude], k or 0)
     update = {"source": query.source, "query": query.label, "figure": figure}
     return prediction.model_copy(update=update)
@@ -125,7 +124,7 @@ def _query(
     image: bytes | None,
     name: str,
 ) -> InputQuery:
-    """The input as a vector (under the service's model lock)."""
+    """The input as a vector (the inputs hold the service's model lock around model calls)."""
     if text is not None:
         if len(text) > MAX_QUERY_CHARS:
             raise RequestError(f"the text is over {MAX_QUERY_CHARS:,} characters")
