@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class Reference:
     def n_trained(self) -> int:
         return self.n_classes - (0 if self.added is None else len(self.added))
 
-    @property
+    @cached_property  # once per reference: a query compares against it, never recomputes it
     def prototypes(self) -> np.ndarray:
         """Every class's unit prototype, trained classes first."""
         trained = class_means(self.vectors, self.y, self.n_trained)

@@ -116,6 +116,7 @@ def serve(
     start = time.perf_counter()
     service = SearchService(index_dir, model_dir, root, None, max_k, max_upload_bytes)
     service.warm()
+    classify.warm(service)
     log.info(
         "index and models loaded in %.1f s; search at http://%s:%d/ (Ctrl-C stops)",
         time.perf_counter() - start,

@@ -9,6 +9,7 @@ temporary folder deleted as soon as the PDF is read.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from dataclasses import replace
@@ -37,7 +38,9 @@ from medsim.serve.service import (
 )
 from medsim.serve.upload import FORM_OVERHEAD, parse_multipart, read_body
 
-__all__ = ["api_router", "classify", "page_router"]
+__all__ = ["api_router", "classify", "page_router", "warm"]
+
+log = logging.getLogger(__name__)
 
 api_router = APIRouter(prefix="/api", tags=["api"])
 page_router = APIRouter(include_in_schema=False)
@@ -67,6 +70,21 @@ class UpstreamError(RequestError):
     """PubMed could not be reached for a PMID outside the corpus."""
 
     status = 502
+
+
+class UnavailableError(RequestError):
+    """This server's corpus cannot classify (e.g. no labelled training documents)."""
+
+    status = 503
+
+
+def warm(service: SearchService) -> None:
+    """Load the classifier now (at start), so the first classify is as fast as the rest; a
+    corpus that cannot classify is logged here and answered 503 per request."""
+    try:
+        _session(service)
+    except MedsimError as exc:
+        log.warning("classify is unavailable: %s", exc)
 
 
 def _session(service: SearchService) -> tuple[Classifier, Inputs]:
@@ -100,7 +118,10 @@ def classify(
         raise RequestError("give exactly one of: q (text), pmid, or a PDF or image file")
     if k is not None and not 1 <= k <= service.max_k:
         raise RequestError(f"k must be between 1 and {service.max_k}, got {k}")
-    classifier, inputs = _session(service)
+    try:
+        classifier, inputs = _session(service)
+    except MedsimError as exc:
+        raise UnavailableError(f"cannot classify here: {exc}") from exc
     try:
         query = _query(inputs, text, pmid, pdf, image, name)
         figure = inputs.label_figure(query)

@@ -95,3 +95,19 @@ def test_classify_page_renders_the_evidence(client):
     assert client.get("/classify").status_code == 200
     error = client.get("/classify", params={"q": " "})
     assert error.status_code == 400 and "the text is empty" in error.text
+
+
+def test_a_project_that_cannot_classify_answers_503(project, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from medsim.serve.app import create_app
+    from medsim.serve.service import SearchService
+
+    for part in ("index", "model"):  # no articles table: no splits to find training documents
+        shutil.copytree(project / "data" / part, tmp_path / "data" / part)
+    service = SearchService(tmp_path / "data/index", tmp_path / "data/model", tmp_path)
+    with TestClient(create_app(service)) as client:
+        message = detail(client.get("/api/classify", params={"q": "x"}), 503)
+    assert message.startswith("cannot classify here:") and "articles.parquet" in message
