@@ -123,12 +123,17 @@ class Inputs:
 
     def fetch_texts(self, pmids: list[str]) -> dict[str, str | None]:
         """PMID -> title and abstract from E-utilities (None: PubMed has no such record)."""
-        from medsim.pubmed.entrez import EntrezClient, _default_http
+        from medsim.pubmed.entrez import EntrezClient
+        from medsim.pubmed.http import NcbiHttp, ResponseCache, RetryPolicy
         from medsim.pubmed.records import Skipped
         from medsim.pubmed.stage import CACHE_DIR
 
         if self._entrez is None:
-            self._entrez = EntrezClient(_default_http(self.root / CACHE_DIR))
+            # the fetch stage's client and response cache, with a person's patience: 3 tries
+            # within seconds, where a fetch of thousands waits out minutes
+            retry = RetryPolicy(tries=3, base_delay_s=0.5, max_delay_s=2.0, timeout_s=15.0)
+            cache = ResponseCache(self.root / CACHE_DIR / "entrez")
+            self._entrez = EntrezClient(NcbiHttp(cache, retry=retry))
         out: dict[str, str | None] = dict.fromkeys(pmids)
         for record in self._entrez.efetch(pmids):
             if not isinstance(record, Skipped):

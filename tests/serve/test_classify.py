@@ -111,3 +111,28 @@ def test_a_project_that_cannot_classify_answers_503(project, tmp_path):
     with TestClient(create_app(service)) as client:
         message = detail(client.get("/api/classify", params={"q": "x"}), 503)
     assert message.startswith("cannot classify here:") and "articles.parquet" in message
+
+
+def test_pmid_outside_the_corpus(client, monkeypatch, shared_data):
+    from tests.pubmed.fake_eutils import FakeServer, clone, has_abstract, recorded_articles
+
+    template = next(a for a in recorded_articles(shared_data).values() if has_abstract(a))
+    with FakeServer() as ncbi:
+        ncbi.add_article(clone(template, "96000001"))
+        monkeypatch.setenv("MEDSIM_EUTILS_URL", ncbi.eutils_url)
+        answer = client.get("/api/classify", params={"pmid": "96000001"}).json()
+        assert answer["source"] == "pmid" and "(fetched)" in answer["query"]
+        missing = client.get("/api/classify", params={"pmid": "96999999"})
+        assert detail(missing, 404) == "PubMed has no record with PMID 96999999"
+
+
+def test_pubmed_unreachable_is_502(client, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MEDSIM_EUTILS_URL", f"http://127.0.0.1:{port}/eutils/")
+    assert "PubMed could not be reached" in detail(
+        client.get("/api/classify", params={"pmid": "97000001"}), 502
+    )
