@@ -22,6 +22,9 @@ from medsim.classify.rule import Reference
 __all__ = ["ClassScore", "Classifier", "NeighbourOut", "Prediction", "fit_classifier"]
 
 Rule = Literal["knn", "prototype"]
+# train.temperature's default: Table 1's proposed_prototype row turns similarities into
+# probabilities with it; used only when there are no validation documents to fit on
+PROTOTYPE_TEMPERATURE = 0.1
 
 
 class NeighbourOut(BaseModel):
@@ -128,8 +131,8 @@ def fit_classifier(reference: Reference, val_vectors: np.ndarray, y_val: np.ndar
     ``reference.classes``); with none, both are the identity."""
     if len(y_val):
         votes = reference.votes(val_vectors, show=1)
-        knn = fit_temperature(votes.proba, y_val, log_scores=True)
-        proto = fit_temperature(votes.prototype_sims, y_val, log_scores=False)
-    else:
-        knn, proto = Temperature(log_scores=True), Temperature(log_scores=False)
+        knn = fit_temperature(votes.proba, y_val)
+        proto = fit_temperature(votes.prototype_sims, y_val, PROTOTYPE_TEMPERATURE)
+    else:  # nothing to fit on: the vote shares, and the prototypes as Table 1 scores them
+        knn, proto = Temperature(), Temperature(PROTOTYPE_TEMPERATURE)
     return Classifier(reference, knn, proto)

@@ -54,20 +54,27 @@ def build_calibration(ctx: EvalContext) -> dict:
     votes = reference.votes(vectors["test"], show=1)
     y_test = ys["test"]
     table: dict = {}
-    for row, raw, temperature in (
-        ("proposed", votes.proba, classifier.knn_calibration),
-        ("proposed_prototype", votes.prototype_sims, classifier.prototype_calibration),
-    ):
-        plain = raw if temperature.log_scores else _softmax(raw, ctx.params.train.temperature)
+    sims = votes.prototype_sims
+    # row -> (the rule's scores, Table 1's own probabilities for them, the fitted temperature)
+    rows = {
+        "proposed": (votes.proba, votes.proba, classifier.knn_calibration),
+        "proposed_prototype": (
+            sims,
+            _softmax(sims, ctx.params.train.temperature),
+            classifier.prototype_calibration,
+        ),
+    }
+    for row, (scores, plain, temperature) in rows.items():
+        fit = (
+            f"temperature {temperature.temperature:.4g} on {temperature.fitted_on} validation "
+            "documents"
+            if temperature.fitted_on
+            else "no validation documents: not calibrated"
+        )
         table[row] = {
-            "ece": expected_calibration_error(temperature(raw), y_test),
+            "ece": expected_calibration_error(temperature(scores), y_test),
             "ece_uncalibrated": expected_calibration_error(plain, y_test),
-            # a sentence, not a number: a temperature is no fraction to compare across runs
-            "fit": (
-                f"temperature {temperature.temperature:.4g}"
-                + (f", floor {temperature.floor:.3g}" if temperature.log_scores else "")
-                + f" on {temperature.fitted_on} validation documents"
-            ),
+            "fit": fit,  # a sentence, not a number: a temperature is no fraction to compare
         }
     table["meta"] = {"n_val": len(ys["val"]), "n_test": len(y_test), "bins": ECE_BINS, "knn_k": k}
     return table

@@ -27,20 +27,24 @@ def overconfident_votes(n: int, accuracy: float, seed: int) -> tuple[np.ndarray,
 
 def test_fit_brings_confidence_to_accuracy():
     votes, y = overconfident_votes(2000, 0.7, seed=0)
-    assert expected_calibration_error(Temperature(1.0, 1e-6)(votes), y) > 0.25
+    assert expected_calibration_error(Temperature()(votes), y) > 0.25  # shares as they are
     fitted = fit_temperature(votes, y)
     assert fitted.fitted_on == 2000
+    # the likeliest confidence is the sample's accuracy a, and softmax(e_c / T) over 4
+    # classes puts a on c when exp(1 / T) = 3a / (1 - a)
+    a = (votes.argmax(axis=1) == y).mean()
+    assert fitted.temperature == pytest.approx(1 / np.log(3 * a / (1 - a)), rel=1e-3)
     test_votes, test_y = overconfident_votes(2000, 0.7, seed=1)
     calibrated = fitted(test_votes)
     assert expected_calibration_error(calibrated, test_y) < 0.03
-    assert calibrated.max(axis=1).mean() == pytest.approx(0.7, abs=0.03)
     np.testing.assert_array_equal(calibrated.argmax(axis=1), test_votes.argmax(axis=1))
 
 
-def test_similarity_logits_and_no_validation():
-    sims = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.5]])
-    fitted = fit_temperature(sims, np.array([0, 1, 1]), log_scores=False)
-    assert not fitted.log_scores and fitted.temperature > 0
-    identity = fit_temperature(sims[:0], np.array([], dtype=int), log_scores=False)
-    assert identity.fitted_on == 0 and identity.temperature == 1.0
-    np.testing.assert_allclose(identity(sims).sum(axis=1), 1.0)
+def test_without_validation_documents():
+    shares = np.array([[0.75, 0.25, 0.0], [0.0, 0.0, 0.0]])
+    uncalibrated = fit_temperature(shares[:0], np.array([], dtype=int))
+    assert uncalibrated.fitted_on == 0 and uncalibrated.temperature is None
+    np.testing.assert_allclose(uncalibrated(shares), [[0.75, 0.25, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    sims = np.array([[0.9, 0.1, 0.3]])
+    assert fit_temperature(sims[:0], np.array([], dtype=int), 0.1).temperature == 0.1
+    np.testing.assert_allclose(Temperature(0.1)(sims).sum(axis=1), 1.0)
