@@ -23,7 +23,7 @@ load average, as docs/benchmarks.md does):
     python benchmarks/classify_bench.py table1 --root .
     python benchmarks/classify_bench.py speed --root . [--limit 2000]
     python benchmarks/classify_bench.py api --root build/medpix --queries 200
-    python benchmarks/classify_bench.py fewshot --root . [--episodes 200]
+    python benchmarks/classify_bench.py fewshot --root .
 """
 
 from __future__ import annotations
@@ -173,14 +173,19 @@ def part_api(root: Path, queries: int) -> dict:
 
 def part_fewshot(root: Path, episodes: int) -> dict:
     from medsim.classify.classifier import fit_classifier
+    from medsim.classify.episodes import added_class_accuracy
     from medsim.classify.rule import Reference
     from medsim.evaluate.fewshot import choose_holdout, sample_episodes
     from medsim.evaluate.stage import load_context
 
+    t2 = json.loads((root / "metrics/details/table2.json").read_text())
+    if t2.get("protocol") != "heldout_classes":
+        return {
+            "skipped": f"Table 2 ran the {t2.get('protocol')} protocol here: no held-out classes"
+        }
     params = load_params(root / "params.yaml")
     ctx = load_context(params, root)
     ev, docs = params.evaluate, ctx.docs
-    t2 = json.loads((root / "metrics/details/table2.json").read_text())
     held = t2["meta"]["heldout_classes"].split(",")
     labels = docs["label"].astype(str).to_numpy()
     assert held == choose_holdout(labels, max(ev.shots) + ev.queries, len(held), ctx.seed)
@@ -209,17 +214,15 @@ def part_fewshot(root: Path, episodes: int) -> dict:
     novel_ids = novel["doc_id"].tolist()
     x = space.documents(space.features_for(novel_ids), novel_ids)
     eps = sample_episodes(
-        novel["label"].astype(str).to_numpy(), held, ev.ways, 5, ev.queries, episodes, ctx.seed + 5
+        novel["label"].astype(str).to_numpy(),
+        held,
+        ev.ways,
+        5,
+        ev.queries,
+        episodes or ev.episodes,  # Table 2's own episodes unless told
+        ctx.seed + 5,
     )
-    among_episode, among_all = [], []
-    for e in range(eps.n):
-        names = [f"new:{w}" for w in range(eps.support.shape[1])]
-        added = classifier.with_classes({n: x[eps.support[e, w]] for w, n in enumerate(names)})
-        queries = x[eps.query[e].reshape(-1)]
-        truth = np.repeat(np.arange(len(names)), eps.query.shape[2])
-        sims = added.reference.votes(queries, show=1).prototype_sims
-        among_episode.append(float((sims[:, len(classes) :].argmax(axis=1) == truth).mean()))
-        among_all.append(float((sims.argmax(axis=1) == truth + len(classes)).mean()))
+    among_episode, among_all = added_class_accuracy(classifier, x, eps.support, eps.query)
     table2 = json.loads((root / "metrics/table2.json").read_text())["5_shot"]["proposed"]
     return {
         "episodes": eps.n,
@@ -236,7 +239,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("."))
     parser.add_argument("--limit", type=int, default=2000, help="speed: texts to classify")
     parser.add_argument("--queries", type=int, default=200, help="api: timed queries")
-    parser.add_argument("--episodes", type=int, default=200, help="fewshot: 5-shot episodes")
+    parser.add_argument(
+        "--episodes", type=int, help="fewshot: 5-shot episodes (default: evaluate.episodes)"
+    )
     args = parser.parse_args()
     root = args.root.resolve()
     result = {
