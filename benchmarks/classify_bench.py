@@ -171,7 +171,7 @@ def part_api(root: Path, queries: int) -> dict:
     }
 
 
-def part_fewshot(root: Path, episodes: int) -> dict:
+def part_fewshot(root: Path, episodes: int | None) -> dict:
     from medsim.classify.classifier import fit_classifier
     from medsim.classify.episodes import added_class_accuracy
     from medsim.classify.rule import Reference
