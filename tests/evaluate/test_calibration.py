@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medsim.evaluate.calibration import build_calibration
+from medsim.evaluate.report import render_report
 from medsim.evaluate.stage import split_details
 
 
@@ -16,6 +17,8 @@ def test_calibration_table(synthetic):
     assert table["meta"]["n_val"] == n_val > 0
     # fitted on validation, the kNN rule is no worse calibrated on test than raw vote shares
     assert table["proposed"]["ece"] <= table["proposed"]["ece_uncalibrated"] + 0.05
+    report = render_report({"calibration": table}, [], [])
+    assert "## Calibration of `medsim classify`" in report and "ece_uncalibrated" in report
     metrics, details = split_details(table)
     assert set(metrics["proposed"]) == {"ece", "ece_uncalibrated"}
     assert details["proposed"]["fit"].startswith("temperature")
