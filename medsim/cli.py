@@ -1,5 +1,5 @@
-"""The ``medsim`` command: ``medsim search``, ``medsim explain`` and ``medsim serve`` over
-``data/index/``.
+"""The ``medsim`` command: ``medsim search``, ``medsim explain``, ``medsim classify`` and
+``medsim serve`` over ``data/index/``.
 
 Imports are lazy: ``medsim search --pmid N`` reads only the memory-mapped index files and the
 item map (numpy, pyarrow, faiss), so it answers in a fraction of a second; torch and the
@@ -20,7 +20,7 @@ from typing import Any
 from medsim import __version__
 from medsim.errors import MedsimError
 from medsim.names import INDEX_ORDER
-from medsim.paths import INDEX_DIR, MODEL_DIR
+from medsim.paths import index_and_model
 
 __all__ = ["build_parser", "main"]
 
@@ -29,9 +29,7 @@ RESULT_TYPES = tuple(m.result_type for m in INDEX_ORDER)
 
 def _paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     root = Path(args.root)
-    index = Path(args.index) if args.index else root / INDEX_DIR
-    model = Path(args.model) if args.model else root / MODEL_DIR
-    return root, index, model
+    return root, *index_and_model(root, args.index, args.model)
 
 
 def _modalities(values: list[str] | None) -> list[str] | None:
@@ -268,15 +266,24 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    from medsim.classify.cli import add_arguments, cmd_classify
+
+    summary = "the class of a text, PMID, PDF or figure, with probabilities and evidence"
+    add_arguments(_subcommand(sub, cmd_classify, summary))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``medsim`` command."""
     parser = argparse.ArgumentParser(
-        prog="medsim", description="Search and explain medsim's shared text-image space."
+        prog="medsim",
+        description="Search, explain and classify with medsim's shared text-image space.",
     )
     parser.add_argument("--version", action="version", version=f"medsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
     _add_explain(sub)
+    _add_classify(sub)
     _add_serve(sub)
     return parser
 

@@ -30,6 +30,7 @@ __all__ = [
     "SPACE_EMBEDDINGS",
     "TABLES_PATH",
     "TRAINING_HISTORY_PATH",
+    "index_and_model",
 ]
 
 DATA_DIR = Path("data")
@@ -49,6 +50,15 @@ SPACE_EMBEDDINGS = "embeddings"  # inside the model folder: the space's own text
 LIVE_DIR = Path("dvclive/train")  # train: dvclive curves and summary
 INDEX_DIR = DATA_DIR / "index"  # index
 SKIPPED_DIR = DATA_DIR / "skipped.parquet"  # every stage: one file of skipped items each
+
+
+def index_and_model(root: Path, index: str | None, model: str | None) -> tuple[Path, Path]:
+    """The index and model folders a command reads: as given, else the project's own."""
+    return (
+        Path(index) if index else root / INDEX_DIR,
+        Path(model) if model else root / MODEL_DIR,
+    )
+
 
 # caches outside DVC
 CACHE_DIR = DATA_DIR / "cache"

@@ -193,6 +193,7 @@ def render_report(
         ("retrieval", "Cross-modal retrieval"),
         ("modality", "Figure modality classification"),
         ("textbench", "Text-embedding benchmark (before / after metric learning)"),
+        ("calibration", "Calibration of `medsim classify` (expected calibration error, test)"),
     ):
         if name in tables:
             seed = SEED.get(name)

@@ -21,6 +21,7 @@ import numpy as np
 from medsim.config import Params
 from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_MODALITIES
 from medsim.errors import MedsimError
+from medsim.evaluate.calibration import build_calibration
 from medsim.evaluate.classification import build_table1, confusion
 from medsim.evaluate.context import (
     Built,
@@ -91,6 +92,7 @@ BUILDERS: dict[str, Builder] = {
     "modality": Builder(_table_only(build_modality)),
     "textbench": Builder(_table_only(build_textbench), reads=("table1",)),
     "space": Builder(_table_only(build_space)),
+    "calibration": Builder(_table_only(build_calibration)),  # medsim classify's ECE on test
 }
 ARTICLE_COLUMNS = ["doc_id", "title", "abstract", "label", "split", "source"]
 

@@ -308,6 +308,10 @@ class QueryEncoder:
     def image_bytes(self, data: bytes, name: str = "the image") -> np.ndarray:
         """Shared-space vector [1, dim] of encoded image ``data`` (an upload is never written
         to disk); ``name`` only words the error."""
+        return self.project("image", self.image_features(data, name))
+
+    def image_features(self, data: bytes, name: str = "the image") -> np.ndarray:
+        """The image model's own features [1, d] of image ``data`` (before the space's head)."""
         from medsim.encoders.image import ImageSkip, decode_image, load_image_encoder
 
         try:
@@ -318,7 +322,7 @@ class QueryEncoder:
             raise MedsimError("the trained space has no image head (was it trained on images?)")
         if self._image is None:
             self._image = load_image_encoder(self.store.manifest["image_model"], device="cpu")
-        return self.project("image", self._image.encode([picture]))
+        return self._image.encode([picture])
 
 
 def _with_words(dense: Callable[[list[str]], np.ndarray], manifest: dict, root: Path):

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from medsim import __version__
 from medsim.search.index import RESULT_TYPES
-from medsim.serve import api, pages
+from medsim.serve import api, classify, pages
 from medsim.serve.service import MAX_K, MAX_UPLOAD_BYTES, RequestError, SearchService
 
 __all__ = ["create_app", "serve"]
@@ -56,7 +56,8 @@ def create_app(service: SearchService) -> FastAPI:
         title="medsim",
         version=__version__,
         description="Search medsim's shared text-image space: documents, figures, captions "
-        "and tables by text, image, PMID or item id, and why two items are close.",
+        "and tables by text, image, PMID or item id, why two items are close, and the class "
+        "of a text, PMID, PDF or figure.",
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
@@ -73,7 +74,9 @@ def create_app(service: SearchService) -> FastAPI:
     app.add_exception_handler(RequestError, _request_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(api.router)
+    app.include_router(classify.api_router)
     app.include_router(pages.router)
+    app.include_router(classify.page_router)
     return app
 
 
@@ -115,6 +118,7 @@ def serve(
     start = time.perf_counter()
     service = SearchService(index_dir, model_dir, root, None, max_k, max_upload_bytes)
     service.warm()
+    classify.warm(service)
     log.info(
         "index and models loaded in %.1f s; search at http://%s:%d/ (Ctrl-C stops)",
         time.perf_counter() - start,

@@ -141,3 +141,41 @@ def test_document_page_lists_figures(page, live_server):
     assert page.locator("h2").inner_text() == DOCS[0][4]
     assert page.locator(".figures figure").count() == 1
     page.wait_for_function("() => document.querySelector('.figures img').naturalWidth > 0")
+
+
+def test_classify_a_pasted_text_and_see_the_evidence(page, live_server):
+    page.goto(live_server)
+    page.click("a.nav")
+    page.wait_for_selector(".classify-view")
+    page.fill("textarea[name=q]", D2_TEXT)
+    page.click("form.classify-text button")
+    page.wait_for_selector(".prediction")
+    label = page.locator(".prediction .label strong").inner_text()
+    assert label in {"breast", "lung", "melanoma"}
+    classes = page.eval_on_selector_all(
+        "table.classes tr td:first-child", "cells => cells.map(c => c.innerText)"
+    )
+    assert sorted(classes) == ["breast", "lung", "melanoma"]
+    cards = page.locator(".results .card")
+    assert cards.count() == 5  # every training document of the tiny corpus, nearest first
+    first = cards.first
+    assert first.locator("h3").inner_text() == DOCS[1][4]
+    assert first.locator(".badge.class-label").inner_text().lower() == "breast"
+    assert "score 1.000" in first.locator(".meta").inner_text()
+    # the pasted text stays in the box, so it can be edited and classified again
+    assert page.input_value("textarea[name=q]") == D2_TEXT
+
+
+def test_classify_a_dropped_figure_and_a_bad_file(page, live_server, project, tmp_path):
+    page.goto(f"{live_server}/classify")
+    page.set_input_files("input[name=file]", str(project / "figure1.png"))
+    page.click("form.classify-file button")
+    page.wait_for_selector(".prediction")
+    assert "image: figure1.png" in page.locator(".prediction .query").inner_text()
+    assert page.locator(".results .card").count() == 5
+    bad = tmp_path / "scan.pdf"
+    bad.write_bytes(b"%PDF-1.4\nnot really a PDF")
+    page.goto(f"{live_server}/classify")
+    page.set_input_files("input[name=file]", str(bad))
+    page.click("form.classify-file button")
+    assert "cannot read PDF" in page.locator(".error").inner_text()
