@@ -5,10 +5,19 @@ the shared pubmed-xml folder (cloned under new PMIDs where a test needs more rec
 esearch serves only the first 9,999 ids of a query: a page crossing that line is cut short
 and ``retstart`` above 9998 gets PubMed's ``<ERROR>``; ``mindate``/``maxdate`` filter on
 :attr:`FakeNcbi.pubdates`; ``#<query_key> AND (<term>)`` with a ``WebEnv`` searches within
-posted PMIDs. Faults are injected per endpoint, first come first served: ``"429:<seconds>"``
-(with Retry-After), ``"500"``, ``"404"``, ``"reset"`` (TCP RST), ``"slow:<seconds>"``,
+posted PMIDs (``usehistory=y`` required, as NCBI does); ``<a>:<b>[uid]`` is a PMID range.
+A PMID may carry two publication dates (print and electronic): ``[dp]``/``pdat`` matches either,
+so two date ranges can overlap as PubMed's do. ePost takes at most 10,000 ids. Like NCBI, the
+fake counts arrivals at E-utilities and the ID Converter: over ``rate_limit`` per second (when
+set) it answers 429 with NCBI's JSON body and no ``Retry-After``; with ``api_keys`` set, another
+key gets NCBI's HTTP 400 ``API key invalid``. The ID Converter answers only on its v1 path.
+
+Faults are injected per endpoint, first come first served: ``"429"`` (NCBI's JSON body, no
+Retry-After), ``"429:<seconds>"`` (with Retry-After), ``"500"``, ``"404"``, ``"403"`` (S3's
+``AccessDenied``), ``"503"`` (S3's ``SlowDown``), ``"reset"`` (TCP RST), ``"slow:<seconds>"``,
 ``"truncate"`` (a complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
-E-utilities error body at HTTP 200). The PMC Cloud bucket is faked in :mod:`tests.pubmed.fake_pmc`.
+E-utilities error body at HTTP 200). The PMC Cloud bucket is faked here too (``s3-list``,
+``s3-metadata``, ``s3-object``), with manuscript versions and null or ``TDM`` licences.
 """
 
 from __future__ import annotations
@@ -48,6 +57,14 @@ EFETCH_ERROR_DOCTYPE = (
     b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">'
 )
 ESEARCH_CAP = 9_999
+EPOST_CAP = 10_000
+NCBI_ENDPOINTS = frozenset({"esearch", "efetch", "epost", "idconv"})
+S3_ERRORS = {
+    "403": b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+    b"<Message>Access Denied</Message></Error>",
+    "503": b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+    b"<Message>Please reduce your request rate.</Message></Error>",
+}
 RETSTART_ERROR = (
     "Search Backend failed: Exception:\n'retstart' cannot be larger than 9998. For PubMed, "
     "ESearch can only retrieve the first 9,999 records matching the query. To obtain more than "
@@ -151,6 +168,7 @@ class Request:
     endpoint: str
     params: dict[str, str]
     at: float
+    path: str = ""
 
 
 @dataclass
@@ -158,7 +176,8 @@ class FakeNcbi:
     """State of the fake: what it knows, what it was asked, which faults to inject."""
 
     searches: dict[str, list[str]] = field(default_factory=dict)  # term -> PMIDs
-    pubdates: dict[str, datetime.date] = field(default_factory=dict)  # PMID -> publication date
+    # PMID -> publication date, or (print, electronic) dates: [dp] matches either
+    pubdates: dict[str, datetime.date | tuple[datetime.date, ...]] = field(default_factory=dict)
     history: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # WebEnv -> key -> ids
     articles: dict[str, bytes] = field(default_factory=dict)  # PMID -> <PubmedArticle> XML
     broken: set[str] = field(default_factory=set)  # PMIDs always served as broken XML
@@ -166,6 +185,9 @@ class FakeNcbi:
     bucket: dict[str, tuple[bytes, str, bool]] = field(default_factory=dict)  # key -> body,...
     faults: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     requests: list[Request] = field(default_factory=list)
+    rate_limit: float | None = None  # NCBI's requests per second, counted at arrival
+    api_keys: set[str] | None = None  # the valid keys; None: any key
+    rate_limited: int = 0  # 429s answered for exceeding rate_limit
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -206,9 +228,10 @@ class FakeNcbi:
         pmid: str | None = None,
         media: dict[str, bytes] | None = None,
         pdf: bytes | None = None,
-        license_code: str = "CC BY",
+        license_code: str | None = "CC BY",
         open_access: bool = True,
         retracted: bool = False,
+        manuscript: bool = False,
     ) -> str:
         """One article version in the PMC Cloud layout: ``metadata/<PMCID>.<v>.json`` and the
         objects under ``<PMCID>.<v>/`` (XML, plain text, PDF, media), ``s3://`` URLs with md5."""
@@ -230,7 +253,7 @@ class FakeNcbi:
             "pmid": int(pmid) if pmid else None,
             "doi": None,
             "is_pmc_openaccess": open_access,
-            "is_manuscript": False,
+            "is_manuscript": manuscript,
             "is_historical_ocr": False,
             "is_retracted": retracted,
             "license_code": license_code,
@@ -285,7 +308,10 @@ class FakeNcbi:
     # -- answers -------------------------------------------------------------------------
     def search(self, term: str, web_env: str | None = None) -> list[str]:
         """A term's PMIDs; ``(A) AND (B)`` is the intersection, in A's order; ``#k AND (B)``
-        intersects posted set ``k`` of ``web_env`` with B."""
+        intersects posted set ``k`` of ``web_env`` with B; ``a:b[uid]`` is a PMID range."""
+        if term.endswith("[uid]") and ":" in term:
+            low, high = (int(n) for n in term.removesuffix("[uid]").split(":"))
+            return [pmid for pmid in self.articles if low <= int(pmid) <= high]
         if term.startswith("#") and " AND (" in term:
             key, right = term[1:].split(" AND (", 1)
             posted = self.history[web_env][key]  # KeyError: an unknown WebEnv or key
@@ -303,9 +329,12 @@ class FakeNcbi:
         low, high = (
             datetime.datetime.strptime(params[k], "%Y/%m/%d").date() for k in ("mindate", "maxdate")
         )
-        return [
-            pmid for pmid in ids if pmid in self.pubdates and low <= self.pubdates[pmid] <= high
-        ]
+
+        def dates(pmid: str) -> tuple[datetime.date, ...]:
+            value = self.pubdates.get(pmid, ())
+            return value if isinstance(value, tuple) else (value,)
+
+        return [pmid for pmid in ids if any(low <= day <= high for day in dates(pmid))]
 
     @staticmethod
     def error_body(root: str, message: str, doctype: bytes = ESEARCH_DOCTYPE) -> bytes:
@@ -329,6 +358,9 @@ class FakeNcbi:
         )
 
     def epost(self, params: dict[str, str]) -> bytes:
+        if len(params.get("id", "").split(",")) > EPOST_CAP:
+            message = f"Too many UIDs: at most {EPOST_CAP} may be posted at once"
+            return self.error_body("ePostResult", message, EPOST_DOCTYPE)
         web_env = params.get("WebEnv") or f"MCID_{len(self.history) + 1:08d}"
         posted = self.history.setdefault(web_env, {})
         key = str(len(posted) + 1)
@@ -350,6 +382,29 @@ class FakeNcbi:
                 parts.append(self.articles[pmid] + b"\n")
         parts.append(b"</PubmedArticleSet>\n")
         return b"".join(parts)
+
+    def over_limit(self, endpoint: str, params: dict[str, str]) -> tuple[bytes, int] | None:
+        """NCBI's own answers before any work: an invalid API key, too many requests."""
+        if endpoint not in NCBI_ENDPOINTS:
+            return None
+        key = params.get("api_key")
+        if key and self.api_keys is not None and key not in self.api_keys:
+            body = {"error": "API key invalid", "api-key": key, "type": "api-key"}
+            return json.dumps(body).encode(), 400
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        recent = sum(1 for r in self.requests if r.endpoint in NCBI_ENDPOINTS and now - r.at < 1.0)
+        if recent <= self.rate_limit:
+            return None
+        self.rate_limited += 1
+        body = {
+            "error": "API rate limit exceeded",
+            "api-key": "127.0.0.1",
+            "count": str(recent),
+            "limit": str(int(self.rate_limit)),
+        }
+        return json.dumps(body).encode(), 429
 
     def idconv_answer(self, params: dict[str, str]) -> tuple[bytes, int]:
         """The ID Converter API v1 (pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/): one
@@ -400,9 +455,17 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
         def _answer(self, path: str, params: dict[str, str]) -> None:
             endpoint = self._endpoint(path)
             with state.lock:
-                state.requests.append(Request(endpoint, params, time.monotonic()))
-                queue = state.faults.get(endpoint)
+                state.requests.append(Request(endpoint, params, time.monotonic(), path))
+                refused = state.over_limit(endpoint, params)
+                queue = state.faults.get(endpoint) if refused is None else None
                 fault = queue.pop(0) if queue else None
+            if refused is not None:
+                self._send(refused[1], refused[0], "application/json")
+                return
+            if endpoint == "esearch" and "WebEnv" in params and params.get("usehistory") != "y":
+                body = state.error_body("eSearchResult", "WebEnv without usehistory=y")
+                self._send(200, body, "text/xml")
+                return
             kind, _, arg = (fault or "").partition(":")
             if kind == "reset":
                 self.connection.setsockopt(
@@ -413,13 +476,20 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "slow":
                 time.sleep(float(arg))
-            if kind in ("429", "500", "404"):
-                self.send_response(int(kind))
-                if kind == "429":
-                    self.send_header("Retry-After", arg or "1")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+            if kind == "429" and arg:  # a proxy's answer, with Retry-After
+                self._send(429, b"", "text/plain", {"Retry-After": arg})
                 return
+            if kind == "429":  # NCBI's own: a JSON body, no Retry-After
+                body = {"error": "API rate limit exceeded", "count": "4", "limit": "3"}
+                self._send(429, json.dumps(body).encode(), "application/json")
+                return
+            if kind in S3_ERRORS:
+                self._send(int(kind), S3_ERRORS[kind], "application/xml")
+                return
+            if kind in ("500", "404"):
+                self._send(int(kind), b"", "text/plain")
+                return
+
             body, content_type, send_length = self._body(endpoint, path, params)
             status = 200 if body is not None else 404
             if isinstance(body, tuple):
@@ -437,6 +507,18 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with contextlib.suppress(OSError):  # the client gave up (timeout test)
+                self.wfile.write(body)
+
+        def _send(
+            self, status: int, body: bytes, content_type: str, headers: dict | None = None
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
                 self.wfile.write(body)
 
         @staticmethod
@@ -465,6 +547,8 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
             if endpoint == "epost":
                 return state.epost(params), "text/xml; charset=UTF-8", True
             if endpoint == "idconv":
+                if not path.endswith("/tools/idconv/api/v1/articles/"):  # the only path
+                    return None, "text/html", True
                 return state.idconv_answer(params), "application/json", True
             if endpoint == "s3-list":
                 return state.listing(params), "application/xml", True
