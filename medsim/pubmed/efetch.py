@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from email.message import Message
 from pathlib import Path
 
+from lxml import etree
+
 from medsim.io import atomic_path
 from medsim.names import SkipReason
 from medsim.pubmed.http import BadResponse, TransientAnswer, remember_failures
@@ -27,6 +29,7 @@ __all__ = [
     "articles_from_xml",
     "check_efetch",
     "ncbi_error",
+    "retraction",
     "split_records",
     "wrap_records",
 ]
@@ -37,19 +40,45 @@ _ERROR = re.compile(rb"<ERROR>(.*?)</ERROR>", re.S)
 REMEMBERED = frozenset({SkipReason.NOT_RETURNED, SkipReason.MALFORMED_RECORD})
 
 
+def retraction(element: etree._Element) -> str | None:
+    """How PubMed marks a ``PubmedArticle`` as retracted, else None.
+
+    PubMed gives a retracted article the publication type "Retracted Publication" and links
+    its retraction notice with ``CommentsCorrections RefType="RetractionIn"`` (MEDLINE/PubMed
+    XML element descriptions); either mark is enough.
+    """
+    citation = element.find("MedlineCitation")
+    if citation is None:
+        return None
+    for kind in citation.iterfind("Article/PublicationTypeList/PublicationType"):
+        if clean_text(kind.text).lower() == "retracted publication":
+            return "PublicationType Retracted Publication"
+    for link in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
+        if link.get("RefType") == "RetractionIn":
+            notice = clean_text(link.findtext("PMID")) or clean_text(link.findtext("RefSource"))
+            return f"RetractionIn {notice}".strip()
+    return None
+
+
 def articles_from_xml(data: bytes) -> list[Article | Skipped]:
     """Map a PubMed XML document (an efetch answer, saved records) to records, in order.
 
     The mapping is :func:`medsim.pubmed.medline.article_from_element`'s (one mapper for the
     live and the local source); an article without abstract becomes
-    ``Skipped(pmid, "no abstract")``. A damaged document raises
-    :class:`~medsim.pubmed.http.BadResponse`, so that the answer is asked for again.
+    ``Skipped(pmid, "no abstract")`` and a retracted one ``Skipped(pmid, "retracted")``. A
+    damaged document raises :class:`~medsim.pubmed.http.BadResponse`, so that the answer is
+    asked for again.
     """
     try:
         elements = parse_article_set(data)
     except MedlineDocumentError as exc:
         raise BadResponse(str(exc)) from None
-    records = [record_from_element(e, SOURCE, "unknown") for e in elements]
+    records = [
+        Skipped(clean_text(e.findtext("MedlineCitation/PMID")), SkipReason.RETRACTED, why)
+        if (why := retraction(e))
+        else record_from_element(e, SOURCE, "unknown")
+        for e in elements
+    ]
     return [
         Skipped(r.doc_id, SkipReason.NO_ABSTRACT)
         if isinstance(r, Article) and not r.abstract

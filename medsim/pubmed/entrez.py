@@ -45,6 +45,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,41 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) -> dict[str, list]:
+@dataclass
+class ClassSize:
+    """One class's count at each step, so a class short of ``max_per_class`` says why."""
+
+    asked: int  # fetch.max_per_class
+    found: int = 0  # PubMed's hit count for the class query
+    taken: int = 0  # distinct PMIDs esearch gave (fewer than asked only when PubMed has fewer)
+    kept: int = 0  # articles written with this label
+    lost: Counter[str] = field(default_factory=Counter)  # taken PMIDs not kept, by reason
+    pmids: set[str] = field(default_factory=set, repr=False)  # the taken ones
+
+    def describe(self) -> str:
+        why = [f"{n} {reason}" for reason, n in self.lost.most_common()]
+        if self.taken < self.asked:
+            why.insert(0, f"{self.asked - self.taken} not in PubMed (it has {self.found})")
+        missing = f"; short by {self.asked - self.kept}: {', '.join(why)}" if why else ""
+        return (
+            f"asked {self.asked}, found {self.found}, taken {self.taken}, kept {self.kept}"
+            + missing
+        )
+
+
+def _report_sizes(sizes: Mapping[str, ClassSize]) -> None:
+    """Per class: asked, found, taken, kept, and why any are missing (one line each)."""
+    for label, size in sizes.items():
+        short = size.kept < size.asked
+        log.log(logging.WARNING if short else logging.INFO, "class %s: %s", label, size.describe())
+
+
+def _candidates(
+    client: EntrezClient,
+    classes: Mapping[str, str],
+    limit: int,
+    sizes: Mapping[str, ClassSize] | None = None,
+) -> dict[str, list]:
     """PMID -> every class whose query matches it, in params order (PMIDs in first-seen order).
 
     Each class contributes its first ``limit`` PMIDs. A PMID that another class's query also
@@ -83,6 +118,9 @@ def _candidates(client: EntrezClient, classes: Mapping[str, str], limit: int) ->
     for label, query in classes.items():
         pmids = client.esearch(query, limit)
         log.info("esearch %s: %d hits, %d taken", label, client.counts.get(query, 0), len(pmids))
+        if sizes is not None:
+            sizes[label].found, sizes[label].taken = client.counts.get(query, 0), len(pmids)
+            sizes[label].pmids = set(pmids)
         for pmid in pmids:
             taken.setdefault(pmid, []).append(label)
     also = client.matching(list(taken), classes) if len(classes) > 1 else {}
@@ -160,15 +198,24 @@ def fetch_entrez(
     seconds when NCBI cannot be reached at all.
     """
     http = http or _default_http(cache_dir)
+    if http.cache is not None:  # params decide how old a cached search may be
+        http.cache.max_age_s = params.refresh_days * 86_400
     _warn_without_email(http)
     client = EntrezClient(http, eutils_url, esearch_page)
     if params.pdfs and pmc is None:
         from medsim.pubmed.pmc import PmcClient
 
-        pmc = PmcClient(http, Path(cache_dir), max_bytes=params.max_pdf_mb * 2**20)
-    candidates = _candidates(client, params.classes, params.max_per_class)
+        licenses = None if params.licenses == "all" else params.licenses
+        max_bytes = params.max_pdf_mb * 2**20
+        pmc = PmcClient(http, Path(cache_dir), max_bytes=max_bytes, licenses=licenses)
+    sizes = {label: ClassSize(params.max_per_class) for label in params.classes}
+    candidates = _candidates(client, params.classes, params.max_per_class, sizes)
     labels, unlabelled = _labels(candidates, params.ambiguous)
     skipped = Counter(skip.reason for skip in unlabelled)
+    for skip in unlabelled:  # an ambiguous PMID is lost to every class that took it
+        for size in sizes.values():
+            if skip.item in size.pmids:
+                size.lost[skip.reason] += 1
     yield from unlabelled
     todo, fetched = list(labels), 0
     progress = tqdm(total=len(todo), desc="efetch", unit="pmid", disable=None)
@@ -179,6 +226,11 @@ def fetch_entrez(
             skips += list(pmc.attach(articles, store))
         skipped.update(skip.reason for skip in skips)
         fetched += len(articles)
+        for article in articles:
+            sizes[article.label].kept += 1
+        for skip in skips:
+            if skip.item in labels:  # a PMID's own skip, not one of its full text's
+                sizes[labels[skip.item]].lost[skip.reason] += 1
         yield from articles
         yield from skips
         progress.update(len(batch))
@@ -191,3 +243,4 @@ def fetch_entrez(
         http.stats.describe(),
         f"; PMC Cloud {pmc.bucket.stats.describe()}" if pmc is not None else "",
     )
+    _report_sizes(sizes)

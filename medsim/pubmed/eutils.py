@@ -48,6 +48,7 @@ EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 ESEARCH_MAX = 9_999
 EPOST_CHUNK = 5_000  # PMIDs per ePost: a class searched within one chunk stays under the cap
 FIRST_DAY = date(1781, 1, 1)  # older than any PubMed publication date
+MAX_PMID = 99_999_999  # PMIDs have at most 8 digits (about 41 million in 2026)
 # esearch errors that mean "busy", not "wrong": worth a retry
 _TRANSIENT = ("backend failed", "unable to obtain query", "temporarily", "timed out", "try again")
 
@@ -138,40 +139,76 @@ class EntrezClient:
             if not page or len(ids) >= min(count, limit):
                 return count, ids
 
-    def _by_dates(self, query: str, days: tuple[date, date], wanted: int) -> list[str]:
-        """Up to ``wanted`` ids, newest first, from publication-date ranges under the cap."""
+    def _take(
+        self, query: str, days: tuple[date, date], count: int, seen: dict[str, None], wanted: int
+    ) -> None:
+        """Add a range's ids to ``seen`` until it holds ``wanted``, paging past repeats.
+
+        ``[dp]`` matches print and electronic dates, so an article can be in two ranges: a
+        repeat is not counted, and the range is read further instead.
+        """
+        start = 0
+        while len(seen) < wanted and start < min(count, ESEARCH_MAX):
+            size = min(self.esearch_page, wanted - len(seen), ESEARCH_MAX - start)
+            page = self._page(query, start, size, days)[1]
+            if not page:
+                return
+            seen.update(dict.fromkeys(page))
+            start += len(page)
+
+    def _by_dates(
+        self, query: str, days: tuple[date, date], seen: dict[str, None], wanted: int
+    ) -> None:
+        """Ids into ``seen`` (up to ``wanted``), newest first, from date ranges under the cap."""
+        if len(seen) >= wanted:
+            return
         count = self._page(query, 0, 0, days)[0]
         if count == 0:
-            return []
-        if count <= ESEARCH_MAX or days[0] == days[1]:
-            if count > ESEARCH_MAX:
-                log.warning(
-                    "%d PMIDs of %r are dated %s; esearch serves the first %d of them",
-                    count,
-                    query,
-                    _day(days[0]),
-                    ESEARCH_MAX,
-                )
-            return self._window(query, wanted, days)[1]
-        middle = days[0] + timedelta(days=(days[1] - days[0]).days // 2)
-        newer = self._by_dates(query, (middle + timedelta(days=1), days[1]), wanted)
-        if len(newer) >= wanted:
-            return newer
-        return newer + self._by_dates(query, (days[0], middle), wanted - len(newer))
+            return
+        if count > ESEARCH_MAX and days[0] == days[1]:  # one day over the cap: PMID ranges
+            self._by_pmids(f"({query}) AND ", days, (1, MAX_PMID), seen, wanted)
+        elif count <= ESEARCH_MAX:
+            self._take(query, days, count, seen, wanted)
+        else:
+            middle = days[0] + timedelta(days=(days[1] - days[0]).days // 2)
+            self._by_dates(query, (middle + timedelta(days=1), days[1]), seen, wanted)
+            self._by_dates(query, (days[0], middle), seen, wanted)
+
+    def _by_pmids(
+        self,
+        prefix: str,
+        days: tuple[date, date],
+        pmids: tuple[int, int],
+        seen: dict[str, None],
+        wanted: int,
+    ) -> None:
+        """One day's ids by PMID ranges (``<lo>:<hi>[uid]``) under the cap, newest first."""
+        if len(seen) >= wanted:
+            return
+        term = f"{prefix}({pmids[0]}:{pmids[1]}[uid])"
+        count = self._page(term, 0, 0, days)[0]
+        if count <= ESEARCH_MAX or pmids[0] == pmids[1]:
+            self._take(term, days, count, seen, wanted)
+            return
+        middle = (pmids[0] + pmids[1]) // 2
+        self._by_pmids(prefix, days, (middle + 1, pmids[1]), seen, wanted)
+        self._by_pmids(prefix, days, (pmids[0], middle), seen, wanted)
 
     def esearch(self, query: str, max_results: int) -> list[str]:
         """Up to ``max_results`` PMIDs matching ``query``, without repeats.
 
         Up to 9,999: PubMed's order. Beyond, when the query matches more than 9,999: the query
-        split by publication date, newest range first.
+        split by publication date, newest range first, and a single day over the cap by PMID
+        range; an article dated in two ranges counts once.
         """
         if max_results > ESEARCH_MAX:  # count first: past the cap, paging would be wasted
             count = self._page(query, 0, 0)[0]
             if count > ESEARCH_MAX:
                 last = date(date.today().year + 1, 12, 31)
                 self.counts[query] = count
-                ids = self._by_dates(query, (FIRST_DAY, last), max_results)
-                return list(dict.fromkeys(ids))[:max_results]
+                seen: dict[str, None] = {}
+                self._by_dates(query, (FIRST_DAY, last), seen, max_results)
+                return list(seen)[:max_results]
         count, ids = self._window(query, max_results)
         self.counts[query] = count
         return list(dict.fromkeys(ids))[:max_results]

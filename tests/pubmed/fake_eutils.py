@@ -319,6 +319,9 @@ class FakeNcbi:
             return [pmid for pmid in posted if pmid in other]
         if term.startswith("(") and ") AND (" in term:
             left, right = term[1:-1].split(") AND (", 1)
+            if right.endswith("[uid]"):  # a PMID range: numbers, whether records exist or not
+                low, high = (int(n) for n in right.removesuffix("[uid]").split(":"))
+                return [pmid for pmid in self.search(left) if low <= int(pmid) <= high]
             other = set(self.search(right))
             return [pmid for pmid in self.search(left) if pmid in other]
         return self.searches.get(term, [])
