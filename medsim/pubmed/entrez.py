@@ -8,7 +8,9 @@ Flow of :func:`fetch_entrez`:
    short; NCBI's E-utilities book, chapter "The E-utilities In-Depth", ESearch), so paging
    never crosses it; a class that wants more than 9,999 of a larger query is split into
    publication-date ranges (``datetype=pdat``, ``mindate``/``maxdate``), newest first, each
-   under the cap.
+   under the cap. ``pdat`` matches print and electronic dates, so an article can fall in two
+   ranges: it is counted once and the range read further, so the class still gets exactly
+   ``max_per_class``. A single day over the cap is split by PMID range (``<lo>:<hi>[uid]``).
 2. Ambiguity, without pulling every pair's intersection: the taken PMIDs are ``epost``-ed to
    the history server (chunks of :data:`EPOST_CHUNK`, one ``WebEnv``), and each class query is
    searched again *within* them (``term=#<query_key> AND (<query>)``, the history-server
@@ -18,9 +20,14 @@ Flow of :func:`fetch_entrez`:
    params order.
 3. ``efetch`` the kept PMIDs in batches of ``batch_size`` (POSTed id lists, PubMed XML), each
    PMID once; parse with lxml and map every ``PubmedArticle`` to an
-   :class:`~medsim.pubmed.records.Article`.
+   :class:`~medsim.pubmed.records.Article`; a record PubMed marks as retracted is skipped
+   (``"retracted"``, :func:`~medsim.pubmed.efetch.retraction`).
 4. With ``pdfs: true``, attach each open-access article's full text (JATS XML, figure images,
-   PDF) from the PMC Cloud Service (:mod:`medsim.pubmed.pmc`).
+   PDF) from the PMC Cloud Service (:mod:`medsim.pubmed.pmc`); full text is optional, so no
+   bucket failure ends the stage.
+5. Class sizes, out loud: per class how many PMIDs were asked, PubMed found, were taken and
+   kept, and why any are missing (PubMed has fewer, ambiguous, retracted, no abstract, ...),
+   a warning when a class is short of ``max_per_class``.
 
 Error answers: an esearch ``<ERROR>`` that NCBI gives under load ("Search Backend failed",
 "Unable to obtain query") and an efetch ``eFetchResult`` error body are retried with backoff;
@@ -35,9 +42,9 @@ hashes the endpoint and parameters: for esearch the query, dates, ``retstart`` a
 ``retmax``), the ambiguity check per set of taken PMIDs (``ambiguity/``), and every PubMed
 record per PMID (``pubmed/``), written once its answer parsed. A PMID efetch never returned
 or that never parsed is remembered too (``pubmed/<nnn>/<pmid>.failed.json``), so a re-run does
-not ask again; ``MEDSIM_RETRY_FAILED=1`` asks again. A re-run sees the same PMIDs even if
-PubMed has grown since, and fetches only PMIDs it has never fetched; there is no expiry:
-delete ``data/cache/entrez/esearch`` to search afresh.
+not ask again; ``MEDSIM_RETRY_FAILED=1`` asks again. Searches and ID Converter answers older
+than ``fetch.refresh_days`` are asked again, so a re-run after that sees what PubMed added and
+fetches only PMIDs it has never fetched: the corpus grows.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +290,32 @@ def test_newest_open_access_version_and_kept_licences(ncbi, template, tmp_path) 
     # every licence by default, null and TDM included
     everything, _ = fetch(ncbi, tmp_path, ["1", *codes])
     assert all(a.jats_path for a in everything if isinstance(a, Article))
+
+
+def test_a_replaced_object_is_fetched_with_its_new_metadata(ncbi, template, tmp_path) -> None:
+    ncbi.add_article(clone(template, "1", "PMC0000031"))
+    ncbi.add_pmc_article("PMC0000031", JATS, pmid="1")
+    ncbi.faults["s3-object"] += ["403"]  # first run: metadata cached, the XML refused
+    first, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [r.reason for r in first if isinstance(r, Skipped)] == ["full text download failed"]
+    # NCBI replaces the XML (new md5 in new metadata); the cached metadata still has the old md5
+    new = JATS.replace(b"A cell.", b"A corrected cell.")
+    ncbi.add_pmc_article("PMC0000031", new, pmid="1")
+    second, store = fetch(ncbi, tmp_path, ["1"])
+    (article,) = [r for r in second if isinstance(r, Article)]
+    assert article.jats_path == "data/raw/pmc/1/PMC0000031.1.xml"
+    assert (store.staging / "pmc/1/PMC0000031.1.xml").read_bytes() == new
+    assert not [r for r in second if isinstance(r, Skipped)]
+
+
+def test_not_in_pmc_answers_age_after_refresh_days(ncbi, template, tmp_path) -> None:
+    ncbi.add_article(clone(template, "1", "PMC0000041"))
+    first, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [r.reason for r in first if isinstance(r, Skipped)] == ["not in pmc oa"]
+    ncbi.add_pmc_article("PMC0000041", JATS, pmid="1")  # PMC adds it later
+    again, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [r.reason for r in again if isinstance(r, Skipped)] == ["not in pmc oa"]
+    then = time.time() - 8 * 86_400  # past the default fetch.refresh_days
+    os.utime(tmp_path / "pmc" / "PMC0000041.failed.json", (then, then))
+    third, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [a.jats_path for a in third] == ["data/raw/pmc/1/PMC0000041.1.xml"]
