@@ -28,12 +28,13 @@ import datetime
 import gzip
 import hashlib
 import json
+import random
 import socket
 import struct
 import threading
 import time
 import urllib.parse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +58,9 @@ EFETCH_ERROR_DOCTYPE = (
     b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">'
 )
 ESEARCH_CAP = 9_999
+# What ``fault_rate`` draws from: what NCBI and S3 send under load, all worth a retry
+RANDOM_FAULTS = ("500", "reset", "truncate", "slow:0.3")
+RANDOM_FAULTS_S3 = ("503", "500", "reset")
 EPOST_CAP = 10_000
 NCBI_ENDPOINTS = frozenset({"esearch", "efetch", "epost", "idconv"})
 S3_ERRORS = {
@@ -188,6 +192,9 @@ class FakeNcbi:
     rate_limit: float | None = None  # NCBI's requests per second, counted at arrival
     api_keys: set[str] | None = None  # the valid keys; None: any key
     rate_limited: int = 0  # 429s answered for exceeding rate_limit
+    fault_rate: float = 0.0  # share of requests answered with a random fault (benchmarks)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    injected: Counter = field(default_factory=Counter)  # random faults sent, by kind
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -462,6 +469,10 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 refused = state.over_limit(endpoint, params)
                 queue = state.faults.get(endpoint) if refused is None else None
                 fault = queue.pop(0) if queue else None
+                if refused is None and fault is None and state.rng.random() < state.fault_rate:
+                    s3 = endpoint.startswith("s3-")
+                    fault = state.rng.choice(RANDOM_FAULTS_S3 if s3 else RANDOM_FAULTS)
+                    state.injected[fault] += 1
             if refused is not None:
                 self._send(refused[1], refused[0], "application/json")
                 return
