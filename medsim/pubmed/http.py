@@ -332,7 +332,8 @@ class NcbiHttp:
             endpoint = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
             cache_path = self.cache.path(kind, ResponseCache.key(endpoint, params), ext)
             if fresh or self.cache.stale(cache_path, kind):
-                self.stats.expired[kind] += cache_path.exists()
+                if cache_path.exists():
+                    self.stats.expired[kind] += 1
                 cached = None
             else:
                 cached = self.cache.get(cache_path)
