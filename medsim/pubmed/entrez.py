@@ -143,6 +143,14 @@ def _default_http(cache_dir: Path) -> NcbiHttp:
     return NcbiHttp(ResponseCache(Path(cache_dir) / "entrez"), retry=RetryPolicy())
 
 
+def _pmc_client(params: FetchParams, http: NcbiHttp, cache_dir: Path) -> PmcClient:
+    """The full-text client ``params`` ask for: the PDF size cap, the licences kept."""
+    from medsim.pubmed.pmc import PmcClient
+
+    licenses = None if params.licenses == "all" else params.licenses
+    return PmcClient(http, cache_dir, max_bytes=params.max_pdf_mb * 2**20, licenses=licenses)
+
+
 def _warn_without_email(http: NcbiHttp) -> None:
     if "email" not in http.identity:
         log.warning(
@@ -210,11 +218,7 @@ def fetch_entrez(
     _warn_without_email(http)
     client = EntrezClient(http, eutils_url, esearch_page)
     if params.pdfs and pmc is None:
-        from medsim.pubmed.pmc import PmcClient
-
-        licenses = None if params.licenses == "all" else params.licenses
-        max_bytes = params.max_pdf_mb * 2**20
-        pmc = PmcClient(http, Path(cache_dir), max_bytes=max_bytes, licenses=licenses)
+        pmc = _pmc_client(params, http, Path(cache_dir))
     sizes = {label: ClassSize(params.max_per_class) for label in params.classes}
     candidates = _candidates(client, params.classes, params.max_per_class, sizes)
     labels, unlabelled = _labels(candidates, params.ambiguous)
