@@ -11,9 +11,9 @@ is HTTP 429 with a JSON body (``{"error":"API rate limit exceeded","api-key":"<i
 
 A response is written to the cache only after the caller's ``check`` accepted it (for XML: it
 parsed), and atomically, so an interrupted run resumes where it stopped and never fetches a
-cached request twice. Answers that change as NCBI's data grows (:data:`AGEING_KINDS`: searches,
+cached request twice. Answers that change as NCBI's data grows (``AGEING_KINDS``: searches,
 "not in PMC" answers, bucket metadata) are asked again once older than the cache's ``max_age_s``
-(``fetch.refresh_days``).
+(``fetch.refresh_days``); when asking again fails, the older answer is kept, with a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
-import hashlib
 import http.client
 import json
 import logging
@@ -36,11 +35,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from pathlib import Path
 from typing import TypeVar
 
 from medsim.errors import MedsimError
-from medsim.io import atomic_path
+from medsim.pubmed.cache import ResponseCache
 
 __all__ = [
     "BadResponse",
@@ -67,16 +65,11 @@ T = TypeVar("T")
 
 TOOL = "medsim"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Query parameters that identify the caller, not the request: never part of a cache key (the
-# API key must not leak into file names, and adding a key must not invalidate the cache).
-IDENTITY_PARAMS = frozenset({"tool", "email", "api_key"})
 _OFFLINE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED})
 # NCBI counts request arrivals per second at its end: starts exactly 1/3 s apart can arrive
 # closer than that (a slow request then a fast one). 15 % under the limit absorbs 150 ms of jitter
 # over three requests at 3/s and costs 15 % of throughput.
 PACING_MARGIN = 0.85
-# Cached answers that go stale as NCBI's data changes: asked again after ``max_age_s``.
-AGEING_KINDS = frozenset({"esearch", "idconv", "s3-metadata"})
 
 OFFLINE_HINT = (
     "To run without internet, use a local corpus: set `fetch.source: local` and "
@@ -191,46 +184,6 @@ class RetryPolicy:
         return min(self.max_delay_s, self.base_delay_s * 2**attempt)
 
 
-class ResponseCache:
-    """Raw responses on disk, one file per request: ``<root>/<kind>/<aa>/<sha256>.<ext>``.
-
-    The key hashes the endpoint and every parameter except the caller's identity, never the
-    host: a mirror or a test server on another port shares the cache. Entries of the
-    :data:`AGEING_KINDS` older than ``max_age_s`` (None: never) read as missing.
-    """
-
-    def __init__(self, root: str | Path, max_age_s: float | None = None) -> None:
-        self.root = Path(root)
-        self.max_age_s = max_age_s
-
-    def stale(self, path: Path, kind: str) -> bool:
-        """Whether a cached answer of ``kind`` at ``path`` is past ``max_age_s``."""
-        if self.max_age_s is None or kind not in AGEING_KINDS:
-            return False
-        try:
-            return time.time() - path.stat().st_mtime > self.max_age_s
-        except FileNotFoundError:
-            return False
-
-    @staticmethod
-    def key(endpoint: str, params: Mapping[str, str]) -> str:
-        items = sorted((k, str(v)) for k, v in params.items() if k not in IDENTITY_PARAMS)
-        return hashlib.sha256(json.dumps([endpoint, items]).encode()).hexdigest()
-
-    def path(self, kind: str, key: str, ext: str = "xml") -> Path:
-        return self.root / kind / key[:2] / f"{key}.{ext}"
-
-    def get(self, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def put(self, path: Path, data: bytes) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-
-
 @dataclass
 class HttpStats:
     """Counts a run reports: requests sent, cache hits and retries, by request kind."""
@@ -327,16 +280,14 @@ class NcbiHttp:
         (and caches the new one); so does an ageing answer past the cache's ``max_age_s``.
         """
         params = dict(params or {})
-        cache_path = None
+        cache_path = expired = None
         if cache and self.cache is not None:
             endpoint = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
             cache_path = self.cache.path(kind, ResponseCache.key(endpoint, params), ext)
-            if fresh or self.cache.stale(cache_path, kind):
-                if cache_path.exists():
-                    self.stats.expired[kind] += 1
-                cached = None
-            else:
-                cached = self.cache.get(cache_path)
+            cached = self.cache.get(cache_path)
+            if cached is not None and (fresh or self.cache.stale(cache_path, kind)):
+                self.stats.expired[kind] += 1
+                expired, cached = cached, None
             if cached is not None:
                 try:
                     value = check(cached, Message())
@@ -347,7 +298,14 @@ class NcbiHttp:
                     return value
         if identify:
             params.update(self.identity)
-        value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+        try:
+            value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+        except (OfflineError, FetchError) as exc:
+            if expired is None or isinstance(exc, StatusError):
+                raise
+            # an old answer beats none: the run goes on as it would have before the refresh
+            log.warning("%s: asking again failed (%s); keeping the older cached answer", kind, exc)
+            return check(expired, Message())
         if cache_path is not None:
             self.cache.put(cache_path, raw)
         return value

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from medsim.pubmed.entrez import fetch_entrez
 from medsim.pubmed.http import (
     FetchError,
     NcbiHttp,
@@ -24,6 +25,7 @@ from medsim.pubmed.http import (
     RetryPolicy,
     paced_rate,
 )
+from medsim.pubmed.raw import RawStore
 from medsim.pubmed.records import Article, Skipped
 from tests.pubmed.fake_eutils import FakeServer
 from tests.pubmed.test_entrez import (
@@ -246,3 +248,20 @@ def test_the_fake_keeps_ncbis_paths_caps_and_history_rules(ncbi) -> None:
     url = ncbi.eutils_url + f"esearch.fcgi?db=pubmed&term={term}&WebEnv=MCID_00000001"
     assert b"usehistory" in _get(url)[1]
     assert b"<ERROR>" not in _get(url + "&usehistory=y")[1]
+
+
+def test_an_aged_answer_is_kept_when_asking_again_fails(ncbi, templates, tmp_path, caplog) -> None:
+    from tests.pubmed.test_pmc import closed_port_url
+
+    searches = populate(ncbi, templates, {"breast": range(0, 4)})
+    params = fetch_params(searches, refresh_days=7.0)
+    first = run(params, tmp_path, ncbi, make_http(tmp_path))
+    _age(tmp_path / "entrez", 8)
+    offline = closed_port_url().replace("pmc-oa-opendata/", "entrez/eutils/")
+    store = RawStore(tmp_path / "staging2")
+    with caplog.at_level("WARNING", logger="medsim.pubmed.http"):
+        again = list(
+            fetch_entrez(params, tmp_path, store, http=make_http(tmp_path), eutils_url=offline)
+        )
+    assert [a.doc_id for a in again] == [a.doc_id for a in first]
+    assert "keeping the older cached answer" in caplog.text
