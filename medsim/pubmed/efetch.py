@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections.abc import Iterable
 from email.message import Message
 from pathlib import Path
@@ -19,6 +20,7 @@ from lxml import etree
 
 from medsim.io import atomic_path
 from medsim.names import SkipReason
+from medsim.pubmed.cache import ResponseCache
 from medsim.pubmed.http import BadResponse, TransientAnswer, remember_failures
 from medsim.pubmed.medline import MedlineDocumentError, parse_article_set, record_from_element
 from medsim.pubmed.records import Article, Skipped, clean_text
@@ -134,11 +136,13 @@ class RecordCache:
     """One file per PMID, ``<root>/pubmed/<last 3 digits>/<pmid>.xml``: the record's raw XML.
 
     Cached per record rather than per efetch request, so that a run whose batches are cut
-    differently (more classes, a larger ``max_per_class``) still fetches only new PMIDs.
+    differently (more classes, a larger ``max_per_class``) still fetches only new PMIDs. A
+    remembered failure ages like the response cache's answers (``cache.max_age_s``).
     """
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, cache: ResponseCache | None = None) -> None:
         self.root = Path(root) / "pubmed" if root is not None else None
+        self.cache = cache
 
     def path(self, pmid: str) -> Path:
         assert self.root is not None
@@ -166,8 +170,12 @@ class RecordCache:
         """The remembered failure of ``pmid`` (unless ``MEDSIM_RETRY_FAILED`` asks again)."""
         if self.root is None or not remember_failures():
             return None
+        path = self.path(pmid).with_suffix(".failed.json")
         try:
-            saved = json.loads(self.path(pmid).with_suffix(".failed.json").read_text())
+            saved = json.loads(path.read_text())
+            max_age = self.cache.max_age_s if self.cache is not None else None
+            if max_age is not None and time.time() - path.stat().st_mtime > max_age:
+                return None  # past fetch.refresh_days: ask again
         except (FileNotFoundError, ValueError):
             return None
         return Skipped(pmid, saved["reason"], saved.get("detail", ""))

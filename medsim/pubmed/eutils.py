@@ -95,7 +95,7 @@ class EntrezClient:
         self.esearch_page = min(esearch_page, ESEARCH_MAX)
         self.counts: dict[str, int] = {}  # query -> PubMed's total hit count
         self.cache_root = http.cache.root if http.cache is not None else None
-        self.records = RecordCache(self.cache_root)
+        self.records = RecordCache(self.cache_root, http.cache)
 
     def _page(
         self,

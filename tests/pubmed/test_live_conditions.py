@@ -265,3 +265,18 @@ def test_an_aged_answer_is_kept_when_asking_again_fails(ncbi, templates, tmp_pat
         )
     assert [a.doc_id for a in again] == [a.doc_id for a in first]
     assert "keeping the older cached answer" in caplog.text
+
+
+def test_a_remembered_missing_record_is_asked_again_after_refresh_days(
+    ncbi, templates, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("MEDSIM_RETRY_FAILED", raising=False)
+    searches = populate(ncbi, templates, {"breast": range(0, 2)})
+    ncbi.searches["breast[query]"].append("99999999")  # listed, not returned by efetch
+    params = fetch_params(searches)
+    run(params, tmp_path, ncbi, make_http(tmp_path))
+    run(params, tmp_path, ncbi, make_http(tmp_path))
+    assert ncbi.fetched_pmids().count("99999999") == 1  # remembered
+    _age(tmp_path / "entrez" / "pubmed", 8)
+    run(params, tmp_path, ncbi, make_http(tmp_path))
+    assert ncbi.fetched_pmids().count("99999999") == 2  # aged: asked again
