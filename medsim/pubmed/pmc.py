@@ -10,7 +10,8 @@ most 200 ids per request; the old ``/pmc/utils/idconv/v1.0/`` only redirects the
 Full text is optional, in fact: whatever goes wrong with the bucket (no route to it, DNS, a
 403 from a proxy, 503 ``SlowDown`` after every retry, a URL outside the bucket, an object that
 is not what its metadata says) skips that article's full text with a reason, and the fetch goes
-on; an unreachable bucket is tried once per run, after which every article is skipped at once.
+on; an unreachable bucket is tried once per run (a bucket lost mid-run, three articles in a
+row), after which every article is skipped at once.
 Each part fails on its own: the JATS XML, each figure image, the PDF (images only with their
 XML, which is what names the figures). Only E-utilities being unreachable ends the stage.
 
@@ -75,6 +76,10 @@ IDCONV_BATCH = 200  # the converter's limit per request
 # S3 serves far more than NCBI's 3-10 requests/s; a polite fixed pace of its own keeps full text
 # from queueing behind E-utilities' limit (5 objects per article would triple a fetch's time).
 BUCKET_RATE = 20.0
+# Articles in a row whose listing or metadata failed after every retry before the bucket counts
+# as lost for the run: each failure costs about 30 s of backoff, a lost bucket would cost that
+# for every remaining article.
+GIVE_UP_AFTER = 3
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff"})
 _PMCID = re.compile(r"^PMC\d+$")
 # What the bucket says about an article, not about the network: worth remembering.
@@ -163,6 +168,7 @@ class PmcClient:
         self.idconv = idconv
         self.licenses = None if licenses is None else frozenset(licenses)
         self.down: str | None = None  # why the bucket cannot be reached this run
+        self._failures = 0  # articles in a row whose listing or metadata failed on the network
 
     # -- identifiers ---------------------------------------------------------------------
     def lookup_pmcids(self, pmids: Sequence[str]) -> dict[str, str]:
@@ -350,6 +356,12 @@ class PmcClient:
         except (Rejected, BadResponse, FetchError) as exc:  # listing or metadata
             error = _part_error(exc)
             outcome = (error.reason, error.detail)
+            self._failures = 0 if error.remembered else self._failures + 1
+            if self._failures >= GIVE_UP_AFTER:  # a bucket lost mid-run: stop asking it
+                self.down = f"{self._failures} articles in a row failed, the last: {error.detail}"
+                log.warning("PMC Cloud bucket unusable (%s): no more full text this run", self.down)
+        else:
+            self._failures = 0
         if isinstance(outcome, tuple) and outcome[0] in REMEMBERED:
             self._remember(pmcid, *outcome)
         return outcome

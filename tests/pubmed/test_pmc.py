@@ -319,3 +319,17 @@ def test_not_in_pmc_answers_age_after_refresh_days(ncbi, template, tmp_path) -> 
     os.utime(tmp_path / "pmc" / "PMC0000041.failed.json", (then, then))
     third, _ = fetch(ncbi, tmp_path, ["1"])
     assert [a.jats_path for a in third] == ["data/raw/pmc/1/PMC0000041.1.xml"]
+
+
+def test_a_bucket_lost_mid_run_is_given_up_after_three_articles(ncbi, template, tmp_path) -> None:
+    pmids = [str(i) for i in range(1, 8)]
+    for pmid in pmids:
+        ncbi.add_article(clone(template, pmid, f"PMC00000{50 + int(pmid)}"))
+        ncbi.add_pmc_article(f"PMC00000{50 + int(pmid)}", JATS, pmid=pmid)
+    ncbi.faults["s3-list"] += ["ok"] + ["reset"] * 9  # the first article, then the bucket is gone
+    records, _ = fetch(ncbi, tmp_path, pmids)
+    skips = {r.item: r.reason for r in records if isinstance(r, Skipped)}
+    assert skips == {f"pmc/{p}": "full text download failed" for p in "234"} | {
+        f"pmc/{p}": "pmc bucket unreachable" for p in "567"
+    }
+    assert ncbi.count("s3-list") == 1 + 3 * 3  # 3 tries for each of 3 articles, then none
