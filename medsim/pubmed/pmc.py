@@ -25,9 +25,11 @@ Every outcome is cached under ``<cache>/pmc/``: the files of an article version 
 them were answered (``<PMCID>.json``, with the parts whose content was unusable), and what the
 bucket said about an article without usable full text (``<PMCID>.failed.json``: not open
 access, retracted, no version), so a re-run does not ask again; such answers, like the
-metadata, are asked again once older than ``fetch.refresh_days``, and at once under
-``MEDSIM_RETRY_FAILED=1``. Network failures are never remembered. ``$MEDSIM_PMC_CLOUD_URL``
-replaces the bucket's URL (a mirror, the test fake) and ``$MEDSIM_PMC_URL`` PMC's site root.
+metadata and the saved full text (a newer version may have appeared), are asked again once older
+than ``fetch.refresh_days``, failures at once under ``MEDSIM_RETRY_FAILED=1``; when asking again
+fails on the network, the saved full text is kept. Network failures are never remembered.
+``$MEDSIM_PMC_CLOUD_URL`` replaces the bucket's URL (a mirror, the test fake) and
+``$MEDSIM_PMC_URL`` PMC's site root.
 """
 
 from __future__ import annotations
@@ -212,8 +214,6 @@ class PmcClient:
         try:
             saved = json.loads(path.read_text())
             failed = [tuple(f) for f in saved.get("failed", [])]
-            if failed and (not remember_failures() or self._aged(path)):
-                return None  # ask again for the parts that failed
         except (FileNotFoundError, ValueError):
             return None
         folder = self.root / saved["version"]
@@ -228,6 +228,16 @@ class PmcClient:
             pdf=folder / saved["pdf"] if saved["pdf"] else None,
             failed=failed,
         )
+
+    def _current(self, pmcid: str, saved: FullText) -> bool:
+        """Whether a saved full text serves as is: kept by ``fetch.licenses``, younger than
+        ``fetch.refresh_days`` (a newer version may have appeared), no part to ask again for."""
+        if not self._kept(saved) or self._aged(self.root / f"{pmcid}.json"):
+            return False
+        return not saved.failed or remember_failures()
+
+    def _kept(self, saved: FullText | None) -> bool:
+        return saved is not None and (self.licenses is None or saved.license in self.licenses)
 
     def _save(self, pmcid: str, text: FullText) -> None:
         record = {
@@ -339,29 +349,30 @@ class PmcClient:
         if not _PMCID.match(pmcid):
             return SkipReason.MALFORMED_PMC_ID, pmcid
         saved = self._saved(pmcid)
-        if saved is not None and (self.licenses is None or saved.license in self.licenses):
+        if saved is not None and self._current(pmcid, saved):
             self.bucket.stats.cache_hits["pmc full text"] += 1
             return saved
         if (remembered := self._remembered(pmcid)) is not None:
             self.bucket.stats.cache_hits["pmc failure"] += 1
             return remembered
+        # asking again failed on the network: an older saved full text beats none
+        fallback = saved if self._kept(saved) else None
         if self.down is not None:
-            return SkipReason.BUCKET_UNREACHABLE, self.down
+            return fallback or (SkipReason.BUCKET_UNREACHABLE, self.down)
         try:
             outcome = self._fetch(pmcid)
         except OfflineError as exc:  # no route to the bucket: do not try it again this run
             self.down = str(exc).split(": no network")[0]
             log.warning("PMC Cloud bucket unreachable (%s): no full text this run", self.down)
-            return SkipReason.BUCKET_UNREACHABLE, self.down
+            return fallback or (SkipReason.BUCKET_UNREACHABLE, self.down)
         except (Rejected, BadResponse, FetchError) as exc:  # listing or metadata
             error = _part_error(exc)
-            outcome = (error.reason, error.detail)
             self._failures = 0 if error.remembered else self._failures + 1
             if self._failures >= GIVE_UP_AFTER:  # a bucket lost mid-run: stop asking it
                 self.down = f"{self._failures} articles in a row failed, the last: {error.detail}"
                 log.warning("PMC Cloud bucket unusable (%s): no more full text this run", self.down)
-        else:
-            self._failures = 0
+            return (fallback if not error.remembered else None) or (error.reason, error.detail)
+        self._failures = 0
         if isinstance(outcome, tuple) and outcome[0] in REMEMBERED:
             self._remember(pmcid, *outcome)
         return outcome

@@ -333,3 +333,37 @@ def test_a_bucket_lost_mid_run_is_given_up_after_three_articles(ncbi, template, 
         f"pmc/{p}": "pmc bucket unreachable" for p in "567"
     }
     assert ncbi.count("s3-list") == 1 + 3 * 3  # 3 tries for each of 3 articles, then none
+
+
+def test_a_newer_version_is_taken_after_refresh_days_and_the_old_kept_offline(
+    ncbi, template, tmp_path
+) -> None:
+    ncbi.add_article(clone(template, "1", "PMC0000061"))
+    ncbi.add_pmc_article("PMC0000061", JATS, pmid="1")
+    first, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [a.jats_path for a in first] == ["data/raw/pmc/1/PMC0000061.1.xml"]
+    ncbi.add_pmc_article("PMC0000061", JATS, version=2, pmid="1")  # a corrected version
+    within, _ = fetch(ncbi, tmp_path, ["1"])
+    assert [a.jats_path for a in within] == ["data/raw/pmc/1/PMC0000061.1.xml"]
+    then = time.time() - 8 * 86_400  # past the default fetch.refresh_days
+    for path in (tmp_path / "pmc").glob("*.json"):
+        os.utime(path, (then, then))
+    for path in (tmp_path / "entrez" / "s3-metadata").rglob("*.json"):
+        os.utime(path, (then, then))
+    # the bucket unreachable: the saved version is kept rather than nothing
+    http = make_http(tmp_path)
+    pmc = PmcClient(http, tmp_path, MAX_BYTES, cloud_url=closed_port_url(), pmc_url=ncbi.pmc_url)
+    params = FetchParams(classes={"breast": "q"}, pdfs=True)
+    offline = list(
+        fetch_entrez(
+            params,
+            tmp_path,
+            RawStore(tmp_path / "s2"),
+            http=http,
+            eutils_url=ncbi.eutils_url,
+            pmc=pmc,
+        )
+    )
+    assert [a.jats_path for a in offline] == ["data/raw/pmc/1/PMC0000061.1.xml"]
+    after, _ = fetch(ncbi, tmp_path, ["1"])  # the bucket back: the newer version
+    assert [a.jats_path for a in after] == ["data/raw/pmc/1/PMC0000061.2.xml"]
