@@ -133,6 +133,14 @@ class FetchParams:
     # 200 ids per efetch keeps a response near 1-2 MB: small enough to retry cheaply.
     batch_size: PosInt = 200
     max_pdf_mb: PosInt = 40
+    # Full text is kept only under these PMC licence codes ("CC BY", "CC0", "CC BY-NC", ...;
+    # null: no machine-readable licence; "TDM": text and data mining only), or under any ("all").
+    # data/raw is a DVC output: `dvc push` copies whatever is kept here to the remote.
+    licenses: Literal["all"] | list[str | None] = "all"
+    # Searches, "not in PMC" answers and bucket metadata older than this are asked again, so a
+    # re-run picks up what NCBI added; a week follows PubMed's daily updates without re-asking
+    # on every run. 0 asks every time.
+    refresh_days: NonNegFloat = 7.0
 
     def __post_init__(self) -> None:
         if self.val_fraction + self.test_fraction >= 1:

