@@ -9,15 +9,19 @@ from medsim.sources import PACKAGE_ROOT, import_closure, source_digest
 
 
 def _grimp_closure(graph: grimp.ImportGraph, module: str) -> set[str]:
-    reached = {module} | graph.find_upstream_modules(module)
-    if graph.find_children(module):  # a package counts with every submodule
-        for child in graph.find_descendants(module):
-            reached |= {child} | graph.find_upstream_modules(child)
-    with_parents = set()
-    for name in reached:
+    """What importing ``module`` runs: its upstream modules, and (since importing a.b.c runs
+    a/__init__ and a/b/__init__) each one's parent packages with their own upstream modules."""
+    todo = {module} | (graph.find_descendants(module) if graph.find_children(module) else set())
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in reached or not name.startswith("medsim"):
+            continue
+        reached.add(name)
         parts = name.split(".")
-        with_parents |= {".".join(parts[: i + 1]) for i in range(len(parts))}
-    return {m for m in with_parents if m.startswith("medsim")}
+        todo |= graph.find_upstream_modules(name)
+        todo |= {".".join(parts[: i + 1]) for i in range(len(parts) - 1)}
+    return reached
 
 
 def _as_modules(paths) -> set[str]:

@@ -94,15 +94,15 @@ def check_metadata(body: bytes, headers: Message) -> dict:
     return metadata
 
 
-def check_object(md5: str | None, kind: str):
+def check_object(md5: str | None, file_type: str):
     """The ``check`` of one object: its md5, and for ``xml``/``pdf`` that it is one."""
 
     def check(body: bytes, headers: Message) -> bytes:
         if md5 and hashlib.md5(body).hexdigest() != md5:
             raise ChecksumMismatch(f"md5 mismatch ({len(body)} bytes)")
-        if kind == "pdf" and not is_pdf(body):
+        if file_type == "pdf" and not is_pdf(body):
             raise Rejected(f"not a pdf ({headers.get('Content-Type', 'unknown type')})")
-        if kind == "xml":
+        if file_type == "xml":
             try:
                 root = ET.fromstring(body)
             except ET.ParseError as exc:

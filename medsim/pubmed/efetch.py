@@ -52,8 +52,8 @@ def retraction(element: etree._Element) -> str | None:
     citation = element.find("MedlineCitation")
     if citation is None:
         return None
-    for kind in citation.iterfind("Article/PublicationTypeList/PublicationType"):
-        if clean_text(kind.text).lower() == "retracted publication":
+    for publication_type in citation.iterfind("Article/PublicationTypeList/PublicationType"):
+        if clean_text(publication_type.text).lower() == "retracted publication":
             return "PublicationType Retracted Publication"
     for link in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
         if link.get("RefType") == "RetractionIn":

@@ -11,7 +11,7 @@ is HTTP 429 with a JSON body (``{"error":"API rate limit exceeded","api-key":"<i
 
 A response is written to the cache only after the caller's ``check`` accepted it (for XML: it
 parsed), and atomically, so an interrupted run resumes where it stopped and never fetches a
-cached request twice. Answers that change as NCBI's data grows (``AGEING_KINDS``: searches,
+cached request twice. Answers that change as NCBI's data grows (``AGEING_CATEGORIES``: searches,
 "not in PMC" answers, bucket metadata) are asked again once older than the cache's ``max_age_s``
 (``fetch.refresh_days``); when asking again fails, the older answer is kept, with a warning.
 """
@@ -186,7 +186,8 @@ class RetryPolicy:
 
 @dataclass
 class HttpStats:
-    """Counts a run reports: requests sent, cache hits and retries, by request kind."""
+    """Counts a run reports: requests sent, cache hits and retries, by request category
+    (esearch, efetch, a bucket file, ...)."""
 
     requests: Counter[str] = field(default_factory=Counter)
     cache_hits: Counter[str] = field(default_factory=Counter)
@@ -258,7 +259,7 @@ class NcbiHttp:
 
     def request(
         self,
-        kind: str,
+        category: str,
         url: str,
         params: Mapping[str, str] | None = None,
         *,
@@ -283,10 +284,10 @@ class NcbiHttp:
         cache_path = expired = None
         if cache and self.cache is not None:
             endpoint = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-            cache_path = self.cache.path(kind, ResponseCache.key(endpoint, params), ext)
+            cache_path = self.cache.path(category, ResponseCache.key(endpoint, params), ext)
             cached = self.cache.get(cache_path)
-            if cached is not None and (fresh or self.cache.stale(cache_path, kind)):
-                self.stats.expired[kind] += 1
+            if cached is not None and (fresh or self.cache.stale(cache_path, category)):
+                self.stats.expired[category] += 1
                 expired, cached = cached, None
             if cached is not None:
                 try:
@@ -294,17 +295,19 @@ class NcbiHttp:
                 except (BadResponse, Rejected):
                     log.warning("discarding unreadable cache entry %s", cache_path)
                 else:
-                    self.stats.cache_hits[kind] += 1
+                    self.stats.cache_hits[category] += 1
                     return value
         if identify:
             params.update(self.identity)
         try:
-            value, raw = self._send_with_retries(kind, url, params, method, check, max_bytes)
+            value, raw = self._send_with_retries(category, url, params, method, check, max_bytes)
         except (OfflineError, FetchError) as exc:
             if expired is None or isinstance(exc, StatusError):
                 raise
             # an old answer beats none: the run goes on as it would have before the refresh
-            log.warning("%s: asking again failed (%s); keeping the older cached answer", kind, exc)
+            log.warning(
+                "%s: asking again failed (%s); keeping the older cached answer", category, exc
+            )
             return check(expired, Message())
         if cache_path is not None:
             self.cache.put(cache_path, raw)
@@ -312,7 +315,7 @@ class NcbiHttp:
 
     def _send_with_retries(
         self,
-        kind: str,
+        category: str,
         url: str,
         params: dict[str, str],
         method: str,
@@ -325,13 +328,13 @@ class NcbiHttp:
             wait: float | None = None
             damaged = False
             try:
-                raw, headers = self._send(kind, url, params, method, max_bytes)
+                raw, headers = self._send(category, url, params, method, max_bytes)
                 return check(raw, headers), raw
             except urllib.error.HTTPError as exc:
                 self._reached = True
                 message = _error_body(exc)
                 if exc.code not in RETRY_STATUSES:
-                    raise _status_error(kind, url, exc.code, message, params) from None
+                    raise _status_error(category, url, exc.code, message, params) from None
                 last = f"HTTP {exc.code}" + (f" {message}" if message else "")
                 # NCBI's 429 has no Retry-After: the backoff below (1 s, 2 s, ...) then applies
                 wait = _retry_after(exc.headers) if exc.code == 429 else None
@@ -353,20 +356,20 @@ class NcbiHttp:
                         f"connection to NCBI. {OFFLINE_HINT}"
                     ) from None
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            self.stats.retries[kind] += 1
+            self.stats.retries[category] += 1
             if attempt + 1 == self.retry.tries:
                 break
             delay = self.retry.delay(attempt) if wait is None else min(wait, self.retry.max_delay_s)
-            log.info("%s failed (%s); retry %d in %.1fs", kind, last, attempt + 1, delay)
+            log.info("%s failed (%s); retry %d in %.1fs", category, last, attempt + 1, delay)
             self._sleep(delay)
         error = DamagedResponseError if damaged else FetchError
         raise error(
-            f"{kind}: giving up on {url} after {self.retry.tries} tries (last: {last}). "
+            f"{category}: giving up on {url} after {self.retry.tries} tries (last: {last}). "
             "Completed requests are cached: re-run to resume."
         )
 
     def _send(
-        self, kind: str, url: str, params: dict[str, str], method: str, max_bytes: int | None
+        self, category: str, url: str, params: dict[str, str], method: str, max_bytes: int | None
     ) -> tuple[bytes, Message]:
         encoded = urllib.parse.urlencode(params)
         headers = {"User-Agent": self.user_agent}
@@ -376,7 +379,7 @@ class NcbiHttp:
             full = f"{url}?{encoded}" if encoded else url
             req = urllib.request.Request(full, headers=headers)
         self.limiter.wait()
-        self.stats.requests[kind] += 1
+        self.stats.requests[category] += 1
         with urllib.request.urlopen(req, timeout=self.retry.timeout_s) as response:
             self._reached = True
             if max_bytes is None:
@@ -391,7 +394,7 @@ class NcbiHttp:
 
 
 def _status_error(
-    kind: str, url: str, status: int, message: str, params: Mapping[str, str]
+    category: str, url: str, status: int, message: str, params: Mapping[str, str]
 ) -> StatusError:
     """A non-retryable HTTP status as one line; NCBI's "API key invalid" names the key."""
     if status == 400 and "api key" in message.lower() and params.get("api_key"):
@@ -402,4 +405,4 @@ def _status_error(
             status,
         )
     detail = f" ({message})" if message else ""
-    return StatusError(f"{kind}: HTTP {status} from {url}{detail}", status)
+    return StatusError(f"{category}: HTTP {status} from {url}{detail}", status)

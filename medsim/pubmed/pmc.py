@@ -291,15 +291,15 @@ class PmcClient:
             newest_why = newest_why or why
         return newest_why
 
-    def _download(self, url: str, folder: Path, kind: str) -> Path:
+    def _download(self, url: str, folder: Path, file_type: str) -> Path:
         key, md5 = object_key(url)
         path = folder / PurePosixPath(key).name
         if path.is_file():
             return path
         body = self.bucket.request(
-            f"s3-{kind}",
+            f"s3-{file_type}",
             self.cloud_url + urllib.parse.quote(key),
-            check=check_object(md5, kind),
+            check=check_object(md5, file_type),
             identify=False,
             cache=False,
             max_bytes=self.max_bytes,
@@ -308,12 +308,12 @@ class PmcClient:
             tmp.write_bytes(body)
         return path
 
-    def _part(self, url: str | None, folder: Path, kind: str) -> Path:
+    def _part(self, url: str | None, folder: Path, file_type: str) -> Path:
         """One object, or a :class:`_PartError`; an :class:`OfflineError` goes up."""
         if not url:
-            raise _PartError(SkipReason.FULL_TEXT_MISSING, f"no {kind} in the metadata", True)
+            raise _PartError(SkipReason.FULL_TEXT_MISSING, f"no {file_type} in the metadata", True)
         try:
-            return self._download(url, folder, kind)
+            return self._download(url, folder, file_type)
         except (Rejected, BadResponse, FetchError) as exc:
             raise _part_error(exc) from None
 
@@ -323,9 +323,9 @@ class PmcClient:
         text = FullText(version, meta.get("license_code"), None)
         errors: list[_PartError] = []
 
-        def get(url: str | None, kind: str, name: str) -> Path | None:
+        def get(url: str | None, file_type: str, name: str) -> Path | None:
             try:
-                return self._part(url, folder, kind)
+                return self._part(url, folder, file_type)
             except _PartError as exc:
                 errors.append(exc)
                 text.failed.append((name, exc.reason, exc.detail))

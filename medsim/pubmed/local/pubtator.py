@@ -63,13 +63,13 @@ def iter_documents(file: Path) -> Iterator[_Doc | Skipped]:
                 continue
             text = _TEXT_LINE.match(line)
             if text:
-                pmid, kind, content = text.group(1).strip(), text.group(2), text.group(3)
+                pmid, field, content = text.group(1).strip(), text.group(2), text.group(3)
                 if doc is not None and doc.pmid != pmid:
                     yield doc  # no blank line between two documents
                     doc = None
                 if doc is None:
                     doc = _Doc(pmid)
-                if kind == "t":
+                if field == "t":
                     doc.title = clean_text(content)
                 else:
                     doc.abstract = clean_text(content)
