@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from medsim.search.query import Hit
 from medsim.serve.service import Query as SearchQuery
 from medsim.serve.service import SearchService
-from medsim.serve.upload import FORM_OVERHEAD, parse_multipart, read_body
+from medsim.serve.upload import FORM_OVERHEAD, multipart_body, parse_multipart, read_body
 
 __all__ = ["Service", "get_service", "image_query", "router", "split_types"]
 
@@ -30,21 +30,7 @@ BitsParam = Annotated[int | None, Query(description="Hamming search over codes o
 BinaryParam = Annotated[
     bool, Query(description="Hamming search (64-bit codes unless bits is given)")
 ]
-# the upload is read by hand (size-capped while it streams), so the schema is declared here
-IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"image": {"type": "string", "format": "binary"}},
-                    "required": ["image"],
-                }
-            }
-        },
-    }
-}
+IMAGE_BODY = multipart_body({"image": {"type": "string", "format": "binary"}}, required=["image"])
 
 router = APIRouter(prefix="/api", tags=["api"])
 

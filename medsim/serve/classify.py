@@ -36,7 +36,7 @@ from medsim.serve.service import (
     SearchService,
     TooLargeError,
 )
-from medsim.serve.upload import FORM_OVERHEAD, parse_multipart, read_body
+from medsim.serve.upload import FORM_OVERHEAD, multipart_body, parse_multipart, read_body
 
 __all__ = ["api_router", "classify", "page_router", "warm"]
 
@@ -46,24 +46,10 @@ api_router = APIRouter(prefix="/api", tags=["api"])
 page_router = APIRouter(include_in_schema=False)
 _LOCK = threading.Lock()  # one classifier load per service
 
-# the upload is read by hand (size-capped while it streams), so the schema is declared here
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "file": {"type": "string", "format": "binary"},
-                    },
-                    "description": "a text, or one file: a PDF or an image (PNG, JPEG, ...)",
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_body(
+    {"text": {"type": "string"}, "file": {"type": "string", "format": "binary"}},
+    description="a text, or one file: a PDF or an image (PNG, JPEG, ...)",
+)
 
 
 class UpstreamError(RequestError):

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from medsim.serve.service import RequestError, TooLargeError
 
-__all__ = ["FORM_OVERHEAD", "parse_multipart", "read_body"]
+__all__ = ["FORM_OVERHEAD", "multipart_body", "parse_multipart", "read_body"]
 
 FORM_OVERHEAD = 64 * 1024  # boundaries, part headers and the small text fields of a form
 
@@ -82,3 +82,21 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     except Exception as exc:  # python-multipart raises its own error types for bad framing
         raise RequestError(f"malformed multipart form ({type(exc).__name__})") from exc
     return parts
+
+
+def multipart_body(
+    properties: dict[str, dict], required: list[str] | None = None, description: str = ""
+) -> dict:
+    """The OpenAPI ``requestBody`` of a multipart upload endpoint (``openapi_extra``): the
+    upload is read by hand (size-capped while it streams), so FastAPI cannot infer it."""
+    schema: dict = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if description:
+        schema["description"] = description
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
