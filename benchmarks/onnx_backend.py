@@ -86,6 +86,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cache", type=Path, default=None, help="ONNX exports (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help='backends to run, e.g. "torch fp32" "int8 per-channel"',
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -98,6 +104,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         encoders = backends(base, args.cache or Path(tmp), args.threads)
+        if args.only:
+            encoders = {name: e for name, e in encoders.items() if name in args.only}
         vectors = {name: enc.encode(texts) for name, enc in encoders.items()}  # also a warm-up
         seconds = timed(encoders, texts, args.repeats) if args.repeats else {}
     reference = vectors["torch fp32"]

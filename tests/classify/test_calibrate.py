@@ -48,3 +48,23 @@ def test_without_validation_documents():
     sims = np.array([[0.9, 0.1, 0.3]])
     assert fit_temperature(sims[:0], np.array([], dtype=int), 0.1).temperature == 0.1
     np.testing.assert_allclose(Temperature(0.1)(sims).sum(axis=1), 1.0)
+
+
+def test_vote_shares_with_a_floor():
+    from medsim.classify.calibrate import vote_floor
+
+    floor = vote_floor(k=10, n_classes=4)
+    assert floor == pytest.approx(1 / 40)
+    shares = np.array([[0.7, 0.3, 0.0, 0.0]])
+    # temperature 1: the shares themselves, one neighbour's vote spread over the classes
+    np.testing.assert_allclose(
+        Temperature(1.0, 1, floor)(shares), (shares + floor) / (1 + 4 * floor)
+    )
+    votes, y = overconfident_votes(2000, 0.7, seed=0)
+    fitted = fit_temperature(votes, y, floor=floor)
+    # softmax(log(e_c + f) / T) puts a on c when ((1 + f) / f) ** (1 / T) = 3a / (1 - a)
+    a = (votes.argmax(axis=1) == y).mean()
+    expected = np.log((1 + floor) / floor) / np.log(3 * a / (1 - a))
+    assert fitted.floor == floor and fitted.temperature == pytest.approx(expected, rel=1e-3)
+    test_votes, test_y = overconfident_votes(2000, 0.7, seed=1)
+    assert expected_calibration_error(fitted(test_votes), test_y) < 0.03
