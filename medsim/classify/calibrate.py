@@ -8,10 +8,11 @@ impossible), so that temperature 1 gives the shares back, nearly, and other temp
 sharpen or soften them (the shares as logits, tried first, raised OHSUMED's test ECE from
 0.050 to 0.071: a softmax of numbers in [0, 1] cannot make a zero-vote class unlikely). The
 temperature is fitted by minimising the negative log-likelihood of the validation documents'
-true classes (Guo et al. 2017, "On calibration of modern neural networks"); the floor is fixed
-by k, not fitted (with a few dozen validation documents a fitted floor only found the bounds
-of its range). A temperature keeps every row's order of the classes, so the label is the
-rule's own. The test
+true classes (Guo et al. 2017, "On calibration of modern neural networks"). The floor is
+fitted with it (the pair of least validation NLL over a grid of floors) when the validation
+split has at least :data:`MIN_FIT_FLOOR` documents, else fixed by k (with a few dozen
+documents a fitted floor only found the bounds of its range, on MedPix's 26). A temperature
+keeps every row's order of the classes, so the label is the rule's own. The test
 split is never read here; the evaluate stage reports the expected calibration error on it
 (:func:`expected_calibration_error`).
 """
@@ -24,11 +25,20 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-__all__ = ["Temperature", "expected_calibration_error", "fit_temperature", "vote_floor"]
+__all__ = [
+    "Temperature",
+    "expected_calibration_error",
+    "fit_temperature",
+    "fit_vote_temperature",
+    "vote_floor",
+]
 
 ECE_BINS = 15  # Guo et al.'s number of equal-width confidence bins
 # the search range of log(temperature): 1/1000 (near one-hot) to 100 (near uniform)
 LOG_T_BOUNDS = (np.log(1e-3), np.log(1e2))
+MIN_FIT_FLOOR = 100  # validation documents to fit a floor beside the temperature (two parameters)
+# floors tried: from almost none (a zero-vote class all but impossible) to a third of a vote
+FLOOR_GRID = tuple(float(f) for f in np.geomspace(1e-4, 0.3, 25))
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,18 @@ def fit_temperature(
         lambda log_t: _nll(logits, y, float(np.exp(log_t))), bounds=LOG_T_BOUNDS, method="bounded"
     )
     return Temperature(float(np.exp(result.x)), len(y), floor)
+
+
+def fit_vote_temperature(shares: np.ndarray, y: np.ndarray, k: int, n_classes: int) -> Temperature:
+    """The calibration of kNN vote ``shares``: floor and temperature of least validation NLL
+    (floor from :data:`FLOOR_GRID`) with at least :data:`MIN_FIT_FLOOR` validation documents,
+    else the temperature beside the fixed :func:`vote_floor`."""
+    y = np.asarray(y, dtype=int)
+    if len(y) < MIN_FIT_FLOOR:
+        return fit_temperature(shares, y, floor=vote_floor(k, n_classes))
+    fits = [fit_temperature(shares, y, floor=f) for f in FLOOR_GRID]
+    shares = np.asarray(shares, dtype=float)
+    return min(fits, key=lambda t: _nll(_logits(shares, t.floor), y, t.temperature))
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from medsim.classify.calibrate import Temperature, fit_temperature, vote_floor
+from medsim.classify.calibrate import Temperature, fit_temperature, fit_vote_temperature
 from medsim.classify.figure import FigureLabel
 from medsim.classify.rule import Reference
 
@@ -131,8 +131,7 @@ def fit_classifier(reference: Reference, val_vectors: np.ndarray, y_val: np.ndar
     ``reference.classes``); with none, both are the identity."""
     if len(y_val):
         votes = reference.votes(val_vectors, show=1)
-        floor = vote_floor(reference.k, len(reference.classes))
-        knn = fit_temperature(votes.proba, y_val, floor=floor)
+        knn = fit_vote_temperature(votes.proba, y_val, reference.k, len(reference.classes))
         proto = fit_temperature(votes.prototype_sims, y_val, PROTOTYPE_TEMPERATURE)
     else:  # nothing to fit on: the vote shares, and the prototypes as Table 1 scores them
         knn, proto = Temperature(), Temperature(PROTOTYPE_TEMPERATURE)

@@ -68,3 +68,29 @@ def test_vote_shares_with_a_floor():
     assert fitted.floor == floor and fitted.temperature == pytest.approx(expected, rel=1e-3)
     test_votes, test_y = overconfident_votes(2000, 0.7, seed=1)
     assert expected_calibration_error(fitted(test_votes), test_y) < 0.03
+
+
+def test_the_floor_is_fitted_only_on_enough_validation_documents():
+    from medsim.classify.calibrate import (
+        FLOOR_GRID,
+        MIN_FIT_FLOOR,
+        _logits,
+        _nll,
+        fit_vote_temperature,
+        vote_floor,
+    )
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    # split votes: the true class gets 0.6 of them, another class the rest, 70% of the time
+    other = (y + rng.integers(1, 4, len(y))) % 4
+    right = rng.random(len(y)) < 0.7
+    shares = 0.4 * np.eye(4)[np.where(right, other, y)] + 0.6 * np.eye(4)[np.where(right, y, other)]
+    few = fit_vote_temperature(shares[: MIN_FIT_FLOOR - 1], y[: MIN_FIT_FLOOR - 1], 10, 4)
+    assert few.floor == vote_floor(10, 4)
+    many = fit_vote_temperature(shares, y, 10, 4)
+    assert many.floor in FLOOR_GRID and many.fitted_on == 400
+    nll = _nll(_logits(shares, many.floor), y, many.temperature)
+    for floor in (FLOOR_GRID[0], vote_floor(10, 4), FLOOR_GRID[-1]):  # no other floor fits better
+        other_fit = fit_temperature(shares, y, floor=floor)
+        assert nll <= _nll(_logits(shares, floor), y, other_fit.temperature) + 1e-9
