@@ -65,9 +65,10 @@ def build_calibration(ctx: EvalContext) -> dict:
         ),
     }
     for row, (scores, plain, temperature) in rows.items():
+        floor = "" if temperature.floor is None else f", vote floor {temperature.floor:.4g}"
         fit = (
-            f"temperature {temperature.temperature:.4g} on {temperature.fitted_on} validation "
-            "documents"
+            f"temperature {temperature.temperature:.4g}{floor} on {temperature.fitted_on} "
+            "validation documents"
             if temperature.fitted_on
             else "no validation documents: not calibrated"
         )
