@@ -33,7 +33,7 @@ from medsim.encoders import embed as core
 from medsim.encoders.cache import EmbeddingCache
 from medsim.encoders.embed import SOURCES, Encoder
 from medsim.encoders.image import image_model_dim, load_image_encoder
-from medsim.encoders.text import TextEncoder, load_text_encoder
+from medsim.encoders.text import TextEncoder
 from medsim.errors import MedsimError
 from medsim.io import ParquetSink, SkipLog, atomic_dir
 from medsim.names import Modality
@@ -224,7 +224,9 @@ def _embed_texts(
     load_text = partial(core.text_encoder_from_params, embed, root.resolve())  # for Ray workers
     if embed.adapt:
         text = _adapted(text, params, root, staging)
-        load_text = partial(_load_adapted, str((staging / ADAPTED_MODEL).resolve()), embed)
+        load_text = partial(
+            _load_adapted, str((staging / ADAPTED_MODEL).resolve()), embed, root.resolve()
+        )
     cache = EmbeddingCache(root / EMBEDDINGS_CACHE_DIR, text.fingerprint, text.dim)
     for name in (Modality.TEXT.embeddings, Modality.CAPTION.embeddings, Modality.TABLE.embeddings):
         embed_file(
@@ -289,21 +291,11 @@ def _adapted(base: TextEncoder, params: Params, root: Path, staging: Path) -> Te
         seed=params.seed,
     )
     shutil.copytree(folder, staging / ADAPTED_MODEL)
-    return _load_adapted(str(staging / ADAPTED_MODEL), embed)
+    return _load_adapted(str(staging / ADAPTED_MODEL), embed, root)
 
 
-def _load_adapted(folder: str, embed: EmbedParams) -> TextEncoder:
+def _load_adapted(folder: str, embed: EmbedParams, root: Path) -> TextEncoder:
     """The adapted text encoder in ``folder``, named by where it lives after the run."""
-    adapted = load_text_encoder(
-        folder,
-        max_tokens=embed.max_tokens,
-        batch_size=embed.batch_size,
-        device=embed.device,
-        instruction=embed.instruction,
-        long_text=embed.long_text,
-        stride=embed.window_stride,
-        backend=embed.backend,
-        tokenize_workers=embed.tokenize_workers,
-    )
+    adapted = core.text_encoder_from_params(embed, root, spec=folder)
     adapted.spec = (EMBEDDINGS_DIR / ADAPTED_MODEL).as_posix()  # where it lives after the run
     return adapted
