@@ -107,8 +107,7 @@ class Inputs:
     def stored(self, pmid: str) -> Query | None:
         """The corpus's document with this PMID or doc id, or None."""
         if self._documents is None:  # one dict for every lookup of a batch
-            entry = self.store.manifest["collections"]["documents"]
-            items = self.store.items(("pmid", "doc_id")).slice(entry["offset"], entry["count"])
+            items = self.store.collection_items("documents", ("pmid", "doc_id"))
             pmids, doc_ids = items.column(0).to_pylist(), items.column(1).to_pylist()
             self._documents = {d: row for row, d in enumerate(doc_ids)}
             for row, p in reversed(list(enumerate(pmids))):  # a PMID wins, the first one

@@ -66,8 +66,7 @@ def load_classifier(store: IndexStore, root: str | Path, k: int) -> Classifier:
         raise MedsimError(f"{articles} not found: the classifier needs the corpus's splits")
     split_of = _column(articles, ["doc_id", "split"])
     with_text = _text_docs(root)
-    entry = store.manifest["collections"]["documents"]
-    items = store.items(ITEM_COLUMNS).slice(entry["offset"], entry["count"]).to_pydict()
+    items = store.collection_items("documents", ITEM_COLUMNS).to_pydict()
     labelled = [
         i
         for i, (doc, label) in enumerate(zip(items["doc_id"], items["label"], strict=True))

@@ -340,6 +340,11 @@ class IndexStore:
             self._items[columns] = self._items_file.read(columns=list(columns))
         return self._items[columns]
 
+    def collection_items(self, collection: str, columns: tuple[str, ...]) -> pa.Table:
+        """Whole columns of ``collection``'s items, row ``r`` its index's row ``r``."""
+        entry = self.manifest["collections"][collection]
+        return self.items(columns).slice(int(entry["offset"]), int(entry["count"]))
+
     def rows(
         self, collection: str, rows: list[int], columns: tuple[str, ...]
     ) -> list[dict[str, Any]]:

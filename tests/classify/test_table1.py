@@ -12,8 +12,7 @@ from medsim.search.index import load_index
 def test_index_vectors_are_table1_vectors(project):
     ctx = project.ctx
     store = load_index(project.root / "data/index")
-    entry = store.manifest["collections"]["documents"]
-    ids = store.items(("doc_id",)).slice(entry["offset"], entry["count"]).column(0).to_pylist()
+    ids = store.collection_items("documents", ("doc_id",)).column(0).to_pylist()
     expected = ctx.space.documents(ctx.space_features, ids)
     np.testing.assert_allclose(stored_vectors(store), expected, atol=1e-5)
 
@@ -27,8 +26,7 @@ def test_classifying_the_test_split_gives_table1_predictions(project):
     assert classifier.classes == t1["classes"]
     docs = ctx.docs
     test = docs[(docs["split"] == "test") & docs["label"].isin(t1["classes"])]
-    entry = store.manifest["collections"]["documents"]
-    ids = store.items(("doc_id",)).slice(entry["offset"], entry["count"]).column(0).to_pylist()
+    ids = store.collection_items("documents", ("doc_id",)).column(0).to_pylist()
     row = {d: i for i, d in enumerate(ids)}
     vectors = stored_vectors(store)[[row[d] for d in test["doc_id"]]]
     proba = classifier.proba(vectors)
