@@ -222,7 +222,8 @@ class TrainParams:
     max_tokens: PosInt = 128  # tokens per text for the tuned encoder: cost is linear in them
     interpolation: UnitFloat = 0.7  # WiSE-FT weight of the tuned encoder (chosen on OHSUMED val)
     # The space is chosen per corpus on its validation split among candidates (medsim.dml.fit):
-    # "auto", or a candidate's name to pin it (head_only, tuned, head_only+lexical0.3, ...).
+    # "auto", or a candidate's name to pin it (frozen, head_only, tuned, head_only+lexical0.3,
+    # ...).
     choose: str = "auto"
     # Share of the similarity given to the words (TF-IDF, medsim.dml.lexical); each weight is
     # a candidate, 0 the dense encoder alone. Vocabulary decides some corpora (cancer

@@ -17,8 +17,11 @@ embeddings. One module per concern:
   pairs, the class pool), :mod:`medsim.dml.validation` (MAP@R on the val split),
   :mod:`medsim.dml.steps` (the one step loop and seeding, shared with the encoder tuning),
   :mod:`medsim.dml.live` (dvclive curves).
-- :mod:`medsim.dml.fit`: ``fit_space``: candidate spaces scored on the validation split, the
-  best kept (:mod:`medsim.dml.tune` tunes the encoder, :mod:`medsim.dml.lexical` adds words).
+- :mod:`medsim.dml.fit`: ``fit_space``: the candidate spaces (:mod:`medsim.dml.candidates`;
+  :mod:`medsim.dml.tune` tunes the encoder, :mod:`medsim.dml.lexical` adds words), the best
+  kept by the criterion that fits what the space is for (:mod:`medsim.dml.choice`: kNN on the
+  validation split, few-shot on held-out classes or on folds of a few labelled documents).
+- :mod:`medsim.dml.prototypes`: nearest-prototype few-shot episodes and accuracy.
 - :mod:`medsim.dml.neighbours`: kNN classification, the rule the choice and Table 1 share,
   and the one mean average precision (validation and evaluate's retrieval rows).
 - :mod:`medsim.dml.stage`: ``run_train``, the DVC ``train`` stage (file I/O at the edges).

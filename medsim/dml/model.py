@@ -27,6 +27,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "SharedSpace",
     "codes_from_projected",
+    "document_matrix",
     "document_vectors",
     "hash_codes",
     "load_shared_space",
@@ -238,3 +239,27 @@ def document_vectors(
         if ids:
             projected_parts[modality] = (ids, project(space, modality, matrix))
     return fuse_documents(text_ids, text_projected, projected_parts)
+
+
+def document_matrix(
+    space: SharedSpace, features: Mapping[str, Sequence], doc_ids: Sequence[str]
+) -> np.ndarray:
+    """Fused document vectors of ``space`` aligned to ``doc_ids`` (zero rows for documents
+    with nothing); ``features``: modality -> (ids, doc_ids, matrix)."""
+    wanted = set(doc_ids)
+
+    def part(modality: str) -> pd.DataFrame:
+        _, docs, matrix = features[modality]
+        keep = [i for i, d in enumerate(docs) if d in wanted]
+        return pd.DataFrame({"doc_id": [docs[i] for i in keep], "vector": list(matrix[keep])})
+
+    empty = pd.DataFrame({"doc_id": [], "vector": []})
+    text = part("text") if "text" in features else empty
+    parts = {k: part(k) for k in features if k != "text"}
+    ids, matrix = document_vectors(space, text, parts)
+    index = {d: i for i, d in enumerate(ids)}
+    out = np.zeros((len(doc_ids), matrix.shape[1] if len(ids) else space.dim), dtype=np.float32)
+    for row, doc in enumerate(doc_ids):
+        if doc in index:
+            out[row] = matrix[index[doc]]
+    return out

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from medsim.config import Params
 from medsim.dml.data import Features
-from medsim.dml.fit import TEXT_MODALITIES
+from medsim.dml.model import document_matrix
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class SpaceOps:
     root: Path = Path(".")
     lexical: object = None  # medsim.dml.lexical.LexicalEncoder
     frozen_encode: TextEncoderFn | None = None
+    # how this space was chosen among the candidates (medsim.dml.choice); empty: not here
+    selection: list[dict] = field(default_factory=list)
 
     @property
     def modalities(self) -> list[str]:
@@ -82,6 +84,7 @@ class SpaceOps:
 
     @property
     def is_head_only(self) -> bool:
+        """The plain head-only candidate (not ``frozen``, not with a lexical part)."""
         return self.candidate == "head_only"
 
     @property
@@ -111,30 +114,27 @@ class SpaceOps:
 
     def features_for(self, doc_ids: Sequence[str]) -> dict[str, Features]:
         """Space inputs of ``doc_ids``'s items, encoding texts the space has not seen."""
-        from medsim.dml.fit import with_lexical
+        from medsim.dml.candidates import space_inputs
 
-        wanted = set(doc_ids)
         frozen = self.frozen if self.frozen is not None else (self.features or {})
-        out = {k: Features(*v).subset(wanted) for k, v in frozen.items()}
-        if self.space.own_text_inputs:
-            items = self.items.subset(wanted)
-            dense = {k: v for k, v in out.items() if k in TEXT_MODALITIES}
-            if self.tuned is not None:
-                dense = self.tuned.features(items)
-            out = {k: v for k, v in out.items() if k not in TEXT_MODALITIES}
-            out |= with_lexical(dense, self.lexical, items, self.lexical_weight)
-        return {k: v for k, v in out.items() if len(v[0])}
+        return space_inputs(self.space, frozen, self.items, doc_ids, self.tuned, self.lexical)
 
     def refit(
-        self, labels: Mapping[str, str], splits: Mapping[str, str], choose: str | None = None
+        self,
+        labels: Mapping[str, str],
+        splits: Mapping[str, str],
+        choose: str | None = None,
+        criterion: str = "neighbours",
     ) -> SpaceOps:
-        """A space chosen and trained again, the way the train stage does (``choose``: None
-        as ``train.choose`` says, or a candidate's name, e.g. ``head_only``), on these labels
-        and splits only. Without validation documents, the candidate this space is."""
+        """A space chosen and trained again on these labels and splits only (``choose``: None
+        as ``train.choose`` says, or a candidate's name, e.g. ``head_only``), chosen by
+        ``criterion`` (a key of :data:`medsim.dml.choice.CRITERIA`; ``neighbours`` without
+        validation documents, or a criterion that cannot choose here: the candidate this
+        space is). Its ``selection`` says how it was chosen."""
         from medsim.dml.fit import fit_space
         from medsim.dml.lexical import hybrid_encoder
 
-        if choose is None and "val" not in set(splits.values()):
+        if choose is None and criterion == "neighbours" and "val" not in set(splits.values()):
             choose = self.candidate  # nothing to choose on: the train stage's choice
         wanted = set(splits)
         frozen = self.frozen if self.frozen is not None else (self.features or {})
@@ -146,6 +146,8 @@ class SpaceOps:
             dict(splits),
             self.items.subset(wanted) if self.items is not None else None,
             choose=choose,
+            criterion=criterion,
+            fallback=self.candidate,
             encode_all=False,
         )
         dense = fitted.tuned.encode if fitted.tuned is not None else self.frozen_encode
@@ -160,6 +162,7 @@ class SpaceOps:
             self.root,
             fitted.lexical,
             self.frozen_encode,
+            fitted.selection,
         )
 
     def retrain(
@@ -182,30 +185,6 @@ class SpaceOps:
             self.params.seed,
         )
         return SpaceOps(space, self.params, dict(features))
-
-
-def document_matrix(
-    space: object, features: Mapping[str, Features], doc_ids: Sequence[str]
-) -> np.ndarray:
-    """Fused document vectors of ``space`` aligned to ``doc_ids``."""
-    from medsim.dml import document_vectors
-
-    wanted = set(doc_ids)
-
-    def part(modality: str) -> pd.DataFrame:
-        _, docs, matrix = features[modality]
-        keep = [i for i, d in enumerate(docs) if d in wanted]
-        return frame([docs[i] for i in keep], matrix[keep])
-
-    text = part("text") if "text" in features else frame([], np.zeros((0, 1)))
-    parts = {k: part(k) for k in features if k != "text"}
-    ids, matrix = document_vectors(space, text, parts)
-    index = {d: i for i, d in enumerate(ids)}
-    out = np.zeros((len(doc_ids), matrix.shape[1] if len(ids) else space.dim), dtype=np.float32)
-    for row, doc in enumerate(doc_ids):
-        if doc in index:
-            out[row] = matrix[index[doc]]
-    return out
 
 
 @dataclass(frozen=True)

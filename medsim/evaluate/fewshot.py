@@ -6,8 +6,12 @@ classes can be held out): K labelled training documents per class, every model b
 those only, the whole test split classified by nearest prototype.
 
 Held-out protocol. Classes with at least ``max(shots) + queries`` documents are candidates;
-``holdout`` of them (drawn with the seed) are held out. The proposed space is trained again
-(encoder tuning included) on the remaining classes only, so no held-out label shapes it.
+``holdout`` of them (drawn with the seed) are held out. The proposed space is chosen and
+trained again (encoder tuning included) on the remaining classes only, so no held-out label
+shapes it; the candidate is chosen by how it does on some of those remaining classes when
+built without them (``held_out_classes``, :mod:`medsim.dml.choice`), not by kNN on the
+classes it was trained on. In the low-resource protocol, by folds over the support
+(``support_folds``).
 Episodes then draw ``ways`` held-out classes, ``shots`` support and ``queries`` query
 documents per class, from any split (nothing was trained on these labels). Every model is
 scored on the same episodes by nearest prototype (cosine to the mean support vector).
@@ -17,12 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medsim.evaluate.baselines import l2, pool_by_doc, tfidf_features
+from medsim.dml.prototypes import Episodes, episode_accuracy, prototype_accuracy, sample_episodes
+from medsim.evaluate.baselines import pool_by_doc, tfidf_features
 from medsim.evaluate.memo import cached
 from medsim.evaluate.stats import mean_ci, null_row, with_ci
 
@@ -45,18 +49,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Episodes:
-    """Row indices of ``n`` episodes: support [n, ways, shots] and query [n, ways, queries]."""
-
-    support: np.ndarray
-    query: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return self.support.shape[0]
-
-
 def choose_holdout(labels: Sequence[str], min_count: int, n_holdout: int, seed: int) -> list[str]:
     """Draw ``n_holdout`` classes among those with at least ``min_count`` documents."""
     values, counts = np.unique(np.asarray(labels), return_counts=True)
@@ -65,51 +57,6 @@ def choose_holdout(labels: Sequence[str], min_count: int, n_holdout: int, seed: 
         return []
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(eligible, size=n_holdout, replace=False).tolist())
-
-
-def sample_episodes(
-    labels: Sequence[str],
-    classes: Sequence[str],
-    ways: int,
-    shots: int,
-    queries: int,
-    n_episodes: int,
-    seed: int,
-) -> Episodes:
-    """Draw episodes over ``classes``; support and query documents never overlap in one episode."""
-    labels = np.asarray(labels)
-    members = {c: np.flatnonzero(labels == c) for c in classes}
-    short = [c for c, idx in members.items() if len(idx) < shots + queries]
-    if short or len(classes) < ways:
-        raise ValueError(
-            f"{ways}-way {shots}-shot episodes with {queries} queries need {ways} classes of "
-            f">= {shots + queries} documents; too small: {short or list(classes)}"
-        )
-    rng = np.random.default_rng(seed)
-    class_list = list(classes)
-    support = np.empty((n_episodes, ways, shots), dtype=np.int64)
-    query = np.empty((n_episodes, ways, queries), dtype=np.int64)
-    for e in range(n_episodes):
-        chosen = rng.choice(len(class_list), size=ways, replace=False)
-        for w, c in enumerate(chosen):
-            picked = rng.choice(members[class_list[c]], size=shots + queries, replace=False)
-            support[e, w], query[e, w] = picked[:shots], picked[shots:]
-    return Episodes(support=support, query=query)
-
-
-def episode_accuracy(vectors: np.ndarray, episodes: Episodes, chunk: int = 100) -> np.ndarray:
-    """Nearest-prototype (cosine) accuracy of each episode, as a float array [n_episodes]."""
-    x = l2(vectors)
-    out = np.empty(episodes.n)
-    for start in range(0, episodes.n, chunk):
-        sl = slice(start, start + chunk)
-        protos = l2(x[episodes.support[sl]].mean(axis=2).reshape(-1, x.shape[1]))
-        protos = protos.reshape(*episodes.support[sl].shape[:2], x.shape[1])
-        q = x[episodes.query[sl]]  # [e, ways, queries, d]
-        sims = np.einsum("ewqd,evd->ewqv", q, protos)
-        truth = np.arange(q.shape[1])[None, :, None]
-        out[sl] = (sims.argmax(axis=-1) == truth).mean(axis=(1, 2))
-    return out
 
 
 def fewshot_table(
@@ -167,12 +114,8 @@ def build_heldout(ctx: EvalContext) -> dict:
     n_eligible = int((counts >= min_count).sum())
     wanted = ev.holdout_classes or max(ev.ways, math.ceil(len(values) / 3))
     n_holdout = min(wanted, n_eligible, len(values) - 2)
-    meta = {
-        "ways": ev.ways,
-        "queries": ev.queries,
-        "episodes": ev.episodes,
-        "n_classes": len(values),
-    }
+    meta = {"ways": ev.ways, "queries": ev.queries, "episodes": ev.episodes}
+    meta["n_classes"] = len(values)
     if n_holdout < ev.ways:
         reason = (
             f"{ev.ways}-way episodes need {ev.ways} held-out classes with >= {min_count} "
@@ -204,9 +147,9 @@ def build_heldout(ctx: EvalContext) -> dict:
     base_ids = base["doc_id"].tolist()
     base_labels = dict(zip(base_ids, base["label"], strict=True))
     base_splits = dict(zip(base_ids, base["split"], strict=True))
-    learned, meta["proposed_space"] = _learned_rows(ctx, base_labels, base_splits, novel_ids)
-    models |= learned
-
+    # chosen by how candidates do on base classes they were not built on
+    learned, chosen = _learned_rows(ctx, base_labels, base_splits, novel_ids, "held_out_classes")
+    models, meta = models | learned, meta | chosen
     novel_labels = novel["label"].astype(str).to_numpy()
     episodes: dict[int, Episodes | str] = {
         k: sample_episodes(novel_labels, held, ev.ways, k, ev.queries, ev.episodes, ctx.seed + k)
@@ -230,20 +173,26 @@ def _tfidf(ctx: EvalContext, train_texts: list[str], texts: list[str]) -> np.nda
 
 
 def _learned_rows(
-    ctx: EvalContext, labels: dict[str, str], splits: dict[str, str], doc_ids: list[str]
-) -> tuple[dict[str, np.ndarray | str], str]:
+    ctx: EvalContext,
+    labels: dict[str, str],
+    splits: dict[str, str],
+    doc_ids: list[str],
+    criterion: str,
+) -> tuple[dict[str, np.ndarray | str], dict]:
     """Document vectors of ``doc_ids`` from the proposed and head-only spaces retrained
-    on ``labels`` only (the proposed one chosen again among the candidates, on the base
-    classes' validation documents, as the train stage chooses) and which candidate that is."""
+    on ``labels`` only (the proposed one chosen again among the candidates by ``criterion``,
+    a key of :data:`medsim.dml.choice.CRITERIA`), and which candidate that is with every
+    candidate's scores (``proposed_space``, ``proposed_selection``)."""
     rows: dict[str, np.ndarray | str] = {}
-    retrained = ctx.space.refit(labels, splits)
+    retrained = ctx.space.refit(labels, splits, criterion=criterion)
     rows["proposed"] = retrained.documents(retrained.features_for(doc_ids), doc_ids)
     if retrained.is_head_only:
         rows["head_only"] = "the proposed space chosen here is the head-only one"
     else:
         head = ctx.space.refit(labels, splits, choose="head_only")
         rows["head_only"] = head.documents(head.features_for(doc_ids), doc_ids)
-    return rows, retrained.candidate
+    chosen = {"proposed_space": retrained.candidate, "proposed_selection": retrained.selection}
+    return rows, chosen
 
 
 def draw_support(labels: Sequence[str], shots: int, seed: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -258,16 +207,6 @@ def draw_support(labels: Sequence[str], shots: int, seed: int) -> tuple[np.ndarr
         picked.append(np.sort(take))
         got[str(c)] = len(take)
     return np.concatenate(picked), got
-
-
-def prototype_accuracy(
-    support: np.ndarray, y_support: np.ndarray, test: np.ndarray, y_test: np.ndarray
-) -> np.ndarray:
-    """Per-test-document correctness (0/1) of the nearest class prototype (cosine)."""
-    x_s, x_t = l2(support), l2(test)
-    classes = np.unique(y_support)
-    protos = l2(np.stack([x_s[y_support == c].mean(axis=0) for c in classes]))
-    return (classes[(x_t @ protos.T).argmax(axis=1)] == y_test).astype(float)
 
 
 def build_low_resource(ctx: EvalContext) -> dict:
@@ -293,7 +232,8 @@ def build_low_resource(ctx: EvalContext) -> dict:
         rows, got = draw_support(train["label"].astype(str).tolist(), k, seed + k)
         support = train.iloc[rows]
         s_ids, y_s = support["doc_id"].tolist(), support["label"].astype(str).to_numpy()
-        models = _low_resource_models(ctx, support, test, s_ids + test_ids)
+        models, chosen = _low_resource_models(ctx, support, test, s_ids + test_ids)
+        meta |= {f"{key}_{k}_shot": value for key, value in chosen.items()}
         block: dict = {}
         for name, vectors in models.items():
             if isinstance(vectors, str):
@@ -316,8 +256,9 @@ def build_low_resource(ctx: EvalContext) -> dict:
 
 def _low_resource_models(
     ctx: EvalContext, support, test, doc_ids: list[str]
-) -> dict[str, np.ndarray | str]:
-    """Vectors of ``doc_ids`` (support then test) per model, each fitted on ``support`` only."""
+) -> tuple[dict[str, np.ndarray | str], dict]:
+    """Vectors of ``doc_ids`` (support then test) per model, each fitted on ``support`` only;
+    and how the proposed space was chosen."""
     models: dict[str, np.ndarray | str] = {}
     if ctx.has_images:
         _, fig_docs, images = ctx.features["image"]
@@ -329,6 +270,8 @@ def _low_resource_models(
     models["transformer_prototype"] = ctx.text_vectors(doc_ids)
     s_ids = support["doc_id"].tolist()
     labels = dict(zip(s_ids, support["label"], strict=True))
-    # no validation documents among the support: the train stage's choice is refitted
-    models |= _learned_rows(ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids)[0]
-    return models
+    # chosen by folds over the support (no other labelled document is read)
+    learned, chosen = _learned_rows(
+        ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids, "support_folds"
+    )
+    return models | learned, chosen

@@ -87,12 +87,15 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
         f"The proposed space is the candidate `{chosen}`, chosen by the train stage on this "
         "corpus's validation split (kNN accuracy of the validation documents against the "
         "training documents, validation MAP@R breaking ties; never the test split). "
+        "`frozen`: the embed stage's vectors as they are; "
         "`head_only`: residual heads over the frozen embeddings; `tuned`: the encoder's top "
         f"{ctx.params.train.tune_layers} layers tuned with the `{ctx.params.loss}` loss, then "
         f"averaged with the original weights (WiSE-FT, tuned weight "
         f"{ctx.params.train.interpolation}); `+lexical<w>`: the words' TF-IDF vector (fitted "
         "on the training documents) beside the dense one, with weight w in the similarity. "
-        "Pin one with `train.choose`.",
+        "Pin one with `train.choose`. Table 2's refits choose by how a candidate does few-shot "
+        "(on base classes it was not built on, or on folds of the support; its meta's "
+        "`proposed_selection`), since kNN on the classes trained on cannot see that.",
         "",
     ]
     candidates = (table or {}).get("candidates", {})

@@ -45,21 +45,34 @@ def _params(**train):
 def test_candidates_cheapest_first_one_per_lexical_weight():
     train = _params(tune_encoder=True, lexical_weights=[0.0, 0.5]).train
     assert candidate_names(train) == [
+        "frozen",
+        "frozen+lexical0.5",
         "head_only",
         "head_only+lexical0.5",
         "tuned",
         "tuned+lexical0.5",
     ]
-    assert candidate_names(train, can_tune=False) == ["head_only", "head_only+lexical0.5"]
+    assert candidate_names(train, can_tune=False) == [
+        "frozen",
+        "frozen+lexical0.5",
+        "head_only",
+        "head_only+lexical0.5",
+    ]
 
 
 def test_the_candidate_best_on_validation_is_kept(tmp_path):
     frozen, labels, splits, items = _corpus()
     fitted = fit_space(_params(), tmp_path, frozen, labels, splits, items)
     scores = {r["candidate"]: r["val_knn_accuracy"] for r in fitted.selection}
-    assert set(scores) == {"head_only", "head_only+lexical0.3", "head_only+lexical0.5"}
+    assert set(scores) == {
+        f"{base}{lexical}"
+        for base in ("frozen", "head_only")
+        for lexical in ("", "+lexical0.3", "+lexical0.5")
+    }
+    assert {r["criterion"] for r in fitted.selection} == {"neighbours"}
     # the words decide the class, the dense vectors are noise: a lexical candidate wins
-    assert fitted.candidate != "head_only" and scores["head_only"] < scores[fitted.candidate]
+    assert "+lexical" in fitted.candidate
+    assert max(scores["frozen"], scores["head_only"]) < scores[fitted.candidate]
     assert scores[fitted.candidate] == max(scores.values())
     assert [r["chosen"] for r in fitted.selection].count(True) == 1
     assert fitted.space.lexical == "lexical" and fitted.lexical is not None
@@ -94,7 +107,7 @@ def test_choose_pins_one_candidate_and_builds_only_it(tmp_path):
 def test_without_texts_only_dense_candidates(tmp_path):
     frozen, labels, splits, _ = _corpus()
     fitted = fit_space(_params(), tmp_path, frozen, labels, splits, None)
-    assert [r["candidate"] for r in fitted.selection] == ["head_only"]
+    assert [r["candidate"] for r in fitted.selection] == ["frozen", "head_only"]
 
 
 def test_validation_knn_by_hand():

@@ -167,11 +167,13 @@ def test_run_train_writes_a_loadable_model(tiny_corpus, tmp_path):
     # the tiny corpus has too few words for a vocabulary: the lexical candidates say so
     selection = json.loads((out / "selection.json").read_text())
     assert [r["candidate"] for r in selection] == [
-        "head_only",
-        "head_only+lexical0.3",
-        "head_only+lexical0.5",
+        f"{base}{lexical}"
+        for base in ("frozen", "head_only")
+        for lexical in ("", "+lexical0.3", "+lexical0.5")
     ]
-    assert selection[0]["chosen"] and "no terms remain" in selection[1]["skipped"]
+    assert [r["chosen"] for r in selection].count(True) == 1
+    assert all("no terms remain" in r["skipped"] for r in selection if "+lexical" in r["candidate"])
+    assert {r["criterion"] for r in selection} == {"neighbours"}
     space = load_shared_space(out)
     assert space.modalities == ["text", "caption", "image"] and space.loss == "multi_similarity"
     assert space.bits == [32, 64]

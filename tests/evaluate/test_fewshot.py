@@ -88,7 +88,15 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
         for model in ("transformer_prototype", "tfidf_prototype", "proposed", "cnn_prototype"):
             assert 0.25 < block[model]["accuracy"] <= 1.0, (k, model)  # chance is 1/4
             assert block[model]["accuracy_ci_low"] <= block[model]["accuracy"]
-        assert "head-only" in block["head_only"]["reason"]  # this space is not tuned
+        # chosen on folds of the support (the space has no texts: frozen or head_only)
+        selection = table["meta"][f"proposed_selection_{k}_shot"]
+        assert [r["candidate"] for r in selection] == ["frozen", "head_only"]
+        assert {r["criterion"] for r in selection} == {"support_folds"}
+        assert all(r["n_probes"] == min(k, 5) for r in selection)
+        if table["meta"][f"proposed_space_{k}_shot"] == "head_only":
+            assert "head-only" in block["head_only"]["reason"]
+        else:
+            assert 0.25 < block["head_only"]["accuracy"] <= 1.0
     forced = dataclasses.replace(
         synthetic,
         params=dataclasses.replace(
@@ -99,3 +107,15 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
     )
     table = build_table2(forced)
     assert table["protocol"] == "none" and table["2_shot"]["proposed"]["accuracy"] is None
+
+
+def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthetic):
+    table = build_table2(synthetic)
+    assert table["protocol"] == "heldout_classes"
+    selection = table["meta"]["proposed_selection"]
+    assert [r["candidate"] for r in selection] == ["frozen", "head_only"]
+    assert {r["criterion"] for r in selection} == {"held_out_classes"}
+    assert [r["chosen"] for r in selection].count(True) == 1
+    chosen = next(r for r in selection if r["chosen"])
+    assert chosen["candidate"] == table["meta"]["proposed_space"]
+    assert chosen["probe_accuracy"] == max(r["probe_accuracy"] for r in selection)
