@@ -3,6 +3,8 @@ document they were built on, the test split never read, and the frozen candidate
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,16 @@ def test_the_frozen_candidate_maps_images_into_the_text_space(tiny_corpus, tmp_p
     # the caption vectors have another dimension than the text's: they get a head too
     assert fitted.space.head_types == {"text": "identity", "caption": "linear", "image": "linear"}
     assert fitted.space.dim == 16
+
+
+def test_a_candidate_due_after_the_budget_is_skipped_and_recorded(tmp_path):
+    frozen, labels, splits = _axes_corpus()
+    params = _params()
+    # every candidate after the first starts too late
+    params = dataclasses.replace(
+        params, train=dataclasses.replace(params.train, select_budget_s=1e-9)
+    )
+    fitted = _choose("held_out_classes", frozen, labels, splits, tmp_path, params=params)
+    first, second = fitted.selection
+    assert first["chosen"] and first["candidate"] == fitted.candidate == "frozen"
+    assert "select_budget_s" in second["skipped"] and second["criterion"] == "held_out_classes"
