@@ -188,7 +188,7 @@ def render_report(
         if name in tables:
             out += [f"## {title}", "", f"Seed: {SEED[name]['source']}.", ""]
             out += render(tables[name], SEED[name])
-            out += ["", f"meta: `{dict(tables[name].get('meta', {}))}`", ""]
+            out += _meta_lines(tables[name].get("meta", {}))
     for name, title in (
         ("retrieval", "Cross-modal retrieval"),
         ("modality", "Figure modality classification"),
@@ -206,6 +206,22 @@ def render_report(
         out += [f"![{p}](../{p})" for p in plots]
         out.append("")
     return "\n".join(out)
+
+
+def _meta_lines(meta: Mapping) -> list[str]:
+    """A table's meta, with each refitted space's choice (``proposed_selection*``: records of
+    :mod:`medsim.dml.choice`) as one short line of candidate scores rather than its records."""
+    selections = {k: v for k, v in meta.items() if k.startswith("proposed_selection")}
+    rest = {k: v for k, v in meta.items() if k not in selections}
+    out = ["", f"meta: `{rest}`"]
+    for key, records in selections.items():
+        cells = []
+        for r in records:
+            score = r.get("probe_accuracy", r.get("val_knn_accuracy", r.get("skipped")))
+            cells.append(f"{r['candidate']} {score}" + (" (chosen)" if r.get("chosen") else ""))
+        criterion = records[0].get("criterion", "") if records else ""
+        out += ["", f"{key} ({criterion}): " + ", ".join(cells)]
+    return [*out, ""]
 
 
 def _header(corpus_notes: Sequence[str]) -> list[str]:

@@ -18,6 +18,19 @@ def test_side_by_side_rows_and_protocol_are_in_the_report():
                 "head_only": {"accuracy": 0.71},
                 "proposed": {"accuracy": 0.72},
             },
+            "meta": {
+                "n_test": 40,
+                "proposed_selection_5_shot": [
+                    {
+                        "candidate": "frozen",
+                        "criterion": "support_folds",
+                        "probe_accuracy": 0.8,
+                        "chosen": True,
+                    },
+                    {"candidate": "head_only", "probe_accuracy": 0.75, "chosen": False},
+                    {"candidate": "tuned", "skipped": "train.select_budget_s (1 s)"},
+                ],
+            },
         },
         "textbench": {
             "before": {"retrieval_ndcg_at_10": 0.97},
@@ -36,6 +49,12 @@ def test_side_by_side_rows_and_protocol_are_in_the_report():
         == "| proposed (the chosen space) | 0.723 | 0.720 | — | 0.956 |"
     )
     assert "Table 2 5-shot (low_resource)" in report
+    # the refit's choice: one short line of candidate scores, not its records in the meta
+    assert "meta: `{'n_test': 40}`" in report
+    assert (
+        "proposed_selection_5_shot (support_folds): frozen 0.8 (chosen), head_only 0.75, "
+        "tuned train.select_budget_s (1 s)" in report
+    )
     assert "## Table 2: few-shot (low-resource: K labelled training documents per class" in report
     # no design note (an old run): no side-by-side section
     assert "how it was chosen" not in render_report(tables, [], [])
