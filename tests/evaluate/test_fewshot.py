@@ -119,3 +119,18 @@ def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthet
     chosen = next(r for r in selection if r["chosen"])
     assert chosen["candidate"] == table["meta"]["proposed_space"]
     assert chosen["probe_accuracy"] == max(r["probe_accuracy"] for r in selection)
+
+
+def test_one_shot_support_keeps_the_train_stage_space_and_says_why(synthetic):
+    four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
+    ev = dataclasses.replace(synthetic.params.evaluate, shots=[1], bootstrap=0)
+    ctx = dataclasses.replace(
+        synthetic,
+        params=dataclasses.replace(synthetic.params, evaluate=ev),
+        articles=four.reset_index(drop=True),
+    )
+    table = build_table2(ctx)
+    assert table["meta"]["proposed_space_1_shot"] == synthetic.space.candidate
+    [record] = table["meta"]["proposed_selection_1_shot"]
+    assert record["criterion"] == "pinned" and record["instead_of"] == "support_folds"
+    assert "smallest has 1" in record["why"]
