@@ -105,5 +105,30 @@ def run_train(params: Params, root: str | Path = ".") -> Path:
             fitted.lexical.save(tmp / LEXICAL_DIR)
         if fitted.space.own_text_inputs:
             _write_space_embeddings(fitted, tmp / SPACE_EMBEDDINGS)
+    if fitted.tuned is not None:
+        _export_for_queries(params, root)
     log.info("train stage: %.1f s, space %s", time.perf_counter() - start, fitted.candidate)
     return root / MODEL_DIR
+
+
+def _export_for_queries(params: Params, root: Path) -> None:
+    """The saved tuned encoder exported (and quantized) for ``embed.backend`` the way the
+    embed stage's model is, into the model cache that ``medsim search`` and ``medsim serve``
+    load from, so their first query does not pay for it. A model that cannot be exported is
+    logged, not fatal: the space is saved, and a query under that backend says the same."""
+    if params.embed.backend == "torch":
+        return
+    from medsim.encoders.text import load_text_encoder
+    from medsim.errors import MedsimError
+
+    try:
+        load_text_encoder(
+            (MODEL_DIR / TEXT_MODEL_DIR).as_posix(),
+            root=root,
+            max_tokens=params.train.max_tokens,  # what the index manifest gives queries
+            device="cpu",
+            instruction=params.embed.instruction,
+            backend=params.embed.backend,
+        )
+    except MedsimError as exc:
+        log.error("tuned encoder not exported for embed.backend %s: %s", params.embed.backend, exc)

@@ -46,6 +46,8 @@ def _window_counts(ctx: EvalContext) -> dict[str, Any]:
     tuned = getattr(ctx.space.tuned, "split", None)
     if tuned is not None:
         counts["tuned_window_tokens"] = tuned.max_tokens
+        # windows: read whole; truncate: the opening only (tuned_opening, chosen on validation)
+        counts["tuned_long_text"] = tuned.base.long_text
         counts["longer_than_tuned_window"] = sum(1 for n in _window_pieces(tuned, texts) if n > 1)
     return counts
 
@@ -91,7 +93,9 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
         "`head_only`: residual heads over the frozen embeddings; `tuned`: the encoder's top "
         f"{ctx.params.train.tune_layers} layers tuned with the `{ctx.params.loss}` loss, then "
         f"averaged with the original weights (WiSE-FT, tuned weight "
-        f"{ctx.params.train.interpolation}); `+lexical<w>`: the words' TF-IDF vector (fitted "
+        f"{ctx.params.train.interpolation}), reading whole documents; `tuned_opening`: "
+        f"the same, tuned on and reading each document's first {ctx.params.train.max_tokens} "
+        "tokens only; `+lexical<w>`: the words' TF-IDF vector (fitted "
         "on the training documents) beside the dense one, with weight w in the similarity. "
         "Pin one with `train.choose`. Table 2's refits choose by how a candidate does few-shot "
         "(on base classes it was not built on, or on folds of the support; its meta's "
@@ -117,4 +121,10 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
             f"are longer than the embed window ({documents['embed_window_tokens']} tokens); "
             f"`embed.long_text: {documents['long_text']}`.",
         ]
+    if "tuned_window_tokens" in documents:
+        how = "whole, as windows" if documents["tuned_long_text"] == "windows" else "cut to it"
+        lines.append(
+            f"{documents['longer_than_tuned_window']} are longer than the tuned encoder's window "
+            f"({documents['tuned_window_tokens']} tokens) and it reads them {how}."
+        )
     return lines

@@ -180,7 +180,8 @@ def _load_tuned(params: Params, root: Path, space: object) -> object:
         device=params.embed.device,
         instruction=params.embed.instruction,
         root=root,
-        long_text=params.embed.long_text,
+        # as it was tuned: tuned_opening reads the opening only (spaces from before: embed's way)
+        long_text=tuned_params.get("long_text", params.embed.long_text),
         stride=params.embed.window_stride,
     )
     split = SplitEncoder(

@@ -300,7 +300,10 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
         # the words' part of a query's vector (medsim.dml.lexical), when the space has one
         "lexical": (MODEL_DIR / space.lexical).as_posix() if space.lexical else None,
         "lexical_weight": float(space.params.get("lexical_weight", 0.0)),
-        "long_text": params.embed.long_text,
+        # how the query encoder reads a long text: as the space's tuned encoder was tuned
+        "long_text": space.params.get("long_text", params.embed.long_text)
+        if tuned
+        else params.embed.long_text,
         "window_stride": params.embed.window_stride,
         "backend": params.embed.backend,  # what runs the query encoder
         "max_tokens": int(space.params.get("max_tokens", params.embed.max_tokens))

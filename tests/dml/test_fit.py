@@ -3,10 +3,13 @@ never read."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from medsim.config import params_from_dict
+from medsim.dml.candidates import tuned_reading
 from medsim.dml.data import Features
 from medsim.dml.fit import candidate_names, fit_space, validation_knn
 from medsim.dml.model import SharedSpace
@@ -43,21 +46,34 @@ def _params(**train):
 
 
 def test_candidates_cheapest_first_one_per_lexical_weight():
-    train = _params(tune_encoder=True, lexical_weights=[0.0, 0.5]).train
-    assert candidate_names(train) == [
+    params = _params(tune_encoder=True, lexical_weights=[0.0, 0.5])
+    assert candidate_names(params) == [
         "frozen",
         "frozen+lexical0.5",
         "head_only",
         "head_only+lexical0.5",
         "tuned",
         "tuned+lexical0.5",
+        "tuned_opening",
+        "tuned_opening+lexical0.5",
     ]
-    assert candidate_names(train, can_tune=False) == [
+    assert candidate_names(params, can_tune=False) == [
         "frozen",
         "frozen+lexical0.5",
         "head_only",
         "head_only+lexical0.5",
     ]
+
+
+def test_tuned_opening_only_where_tuned_reads_more_than_the_opening():
+    params = _params(tune_encoder=True, lexical_weights=[0.0])
+    truncating = dataclasses.replace(
+        params, embed=dataclasses.replace(params.embed, long_text="truncate")
+    )
+    assert candidate_names(truncating) == ["frozen", "head_only", "tuned"]
+    assert tuned_reading("tuned", params) == "windows"
+    assert tuned_reading("tuned_opening", params) == "truncate"
+    assert tuned_reading("head_only", params) is None
 
 
 def test_the_candidate_best_on_validation_is_kept(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -269,6 +270,8 @@ def test_train_stage_scores_every_candidate_and_keeps_the_best(bert_folder, tmp_
         "head_only+lexical0.5",
         "tuned",
         "tuned+lexical0.5",
+        "tuned_opening",
+        "tuned_opening+lexical0.5",
     ]
     best = max(selection, key=lambda r: (r["val_knn_accuracy"], r["val_map_at_r"]))
     chosen = [r for r in selection if r["chosen"]]
@@ -277,3 +280,53 @@ def test_train_stage_scores_every_candidate_and_keeps_the_best(bert_folder, tmp_
     assert space.params["candidate"] == chosen[0]["candidate"]
     assert (out / "text_model").exists() == chosen[0]["candidate"].startswith("tuned")
     assert (out / "lexical").exists() == ("lexical" in chosen[0]["candidate"])
+
+
+def test_train_stage_exports_the_tuned_encoder_for_the_query_backend(
+    bert_folder, tmp_path, monkeypatch
+):
+    """Under an ONNX backend the saved tuned encoder is exported where queries load it from,
+    so the first query finds the export instead of making one."""
+    from medsim.encoders import backends
+
+    monkeypatch.setenv("MEDSIM_CACHE", str(tmp_path / "cache"))
+    _project(tmp_path, _corpus())
+    params = _params(bert_folder, choose="tuned")
+    params = dataclasses.replace(params, embed=dataclasses.replace(params.embed, backend="onnx"))
+    run_train(params, tmp_path)
+    assert list((tmp_path / "cache").rglob("*.onnx"))
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the query loader exported again")
+
+    monkeypatch.setattr(backends, "export_onnx", no_export)
+    query = load_text_encoder(
+        "data/model/text_model", root=tmp_path, max_tokens=24, device="cpu", backend="onnx"
+    )
+    assert query.runner is not None
+
+
+def test_tuned_opening_reads_the_opening_and_says_so_to_queries(bert_folder, tmp_path):
+    """tuned_opening is tuned on, and reads, each document's first train.max_tokens tokens:
+    the saved space records it, the index manifest hands it to the query encoder, and that
+    encoder reproduces the vectors train wrote for a document longer than the window."""
+    from medsim.search.stage import _manifest_meta
+
+    rows = _corpus()
+    rows[2]["abstract"] = " ".join(["tumour growth signalling"] * 20)  # past 24 tokens
+    _project(tmp_path, rows)
+    params = _params(bert_folder, choose="tuned_opening")
+    out = run_train(params, tmp_path)
+    space = load_shared_space(out)
+    assert space.params["long_text"] == "truncate"
+    manifest = _manifest_meta(space, params)
+    assert manifest["long_text"] == "truncate" and manifest["max_tokens"] == 24
+    encoder = load_text_encoder(
+        str(out / "text_model"), max_tokens=24, device="cpu", long_text=manifest["long_text"]
+    )
+    items = read_text_items(tmp_path)
+    ids, _, x = load_features(out / "embeddings")["text"]
+    row = items.doc_ids.index(rows[2]["doc_id"])
+    assert encoder.longer_than_window([items.texts[row]]) == 1
+    again = encoder.encode([items.texts[row]])[0]
+    assert float(again @ x[ids.index(rows[2]["doc_id"])]) > 0.999
