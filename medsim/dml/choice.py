@@ -34,7 +34,9 @@ __all__ = ["CRITERIA", "Probe", "held_out_classes", "neighbours", "support_folds
 log = logging.getLogger(__name__)
 
 NEIGHBOURS, HELD_OUT_CLASSES, SUPPORT_FOLDS = "neighbours", "held_out_classes", "support_folds"
-MAX_FOLDS = 5  # more folds cost more builds and barely change a mean over a handful of docs
+# each fold builds every candidate again (a tuning for each tuned one: minutes on a CPU), so
+# two: every support document is scored once, by spaces built on the other half
+MAX_FOLDS = 2
 
 
 def _run(
@@ -252,7 +254,7 @@ def _class_probe(corpus: Corpus) -> list[Probe] | str:
 def support_folds(corpus: Corpus, names: list[str], fallback: str | None = None) -> FittedSpace:
     """For a space built from K labelled documents per class (Table 2, low-resource):
     stratified folds over the training documents (fold f holds the f-th document of each
-    class, min(K, 5) folds); each candidate built on the other folds, scored by
+    class, min(K, MAX_FOLDS) folds); each candidate built on the other folds, scored by
     nearest-prototype accuracy of the held fold; mean over folds. Under 2 documents in some
     class: ``fallback`` (the train stage's candidate) is built, else ``neighbours`` chooses."""
     probes = _fold_probes(corpus)
