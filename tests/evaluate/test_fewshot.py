@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from medsim.dml.choice import MAX_FOLDS
 from medsim.evaluate.fewshot import (
     build_table2,
     choose_holdout,
@@ -92,7 +93,7 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
         selection = table["meta"][f"proposed_selection_{k}_shot"]
         assert [r["candidate"] for r in selection] == ["frozen", "head_only"]
         assert {r["criterion"] for r in selection} == {"support_folds"}
-        assert all(r["n_probes"] == min(k, 5) for r in selection)
+        assert all(r["n_probes"] == min(k, MAX_FOLDS) for r in selection)
         if table["meta"][f"proposed_space_{k}_shot"] == "head_only":
             assert "head-only" in block["head_only"]["reason"]
         else:
