@@ -225,6 +225,9 @@ class TrainParams:
     # "auto", or a candidate's name to pin it (frozen, head_only, tuned, head_only+lexical0.3,
     # ...).
     choose: str = "auto"
+    # How the space classifies (medsim.dml.neighbours.RULES): "auto" keeps whichever of a kNN
+    # vote and the nearest class prototype classifies the validation split better; or pin one.
+    rule: Literal["auto", "knn", "prototype"] = "auto"
     # Share of the similarity given to the words (TF-IDF, medsim.dml.lexical); each weight is
     # a candidate, 0 the dense encoder alone. Vocabulary decides some corpora (cancer
     # hallmarks: gene and pathway names) and not others (OHSUMED): so it is chosen per corpus.

@@ -1,9 +1,11 @@
 """The classifier: the rule (:mod:`.rule`) with calibrated probabilities (:mod:`.calibrate`),
 answering with the evidence: nearest labelled documents and class prototype similarities.
 
-Without added classes the label is the kNN vote of Table 1's proposed row. With classes added
-from a few examples (``medsim classify --classes``) every class, trained or new, is scored by
-nearest prototype, Table 2's rule: a new class has no training documents to vote.
+Without added classes the label is the rule of Table 1's proposed row: a kNN vote or the
+nearest class prototype, whichever the train stage found better on the validation split (the
+space records it). With classes added from a few examples (``medsim classify --classes``) every
+class, trained or new, is scored by nearest prototype, Table 2's rule: a new class has no
+training documents to vote.
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ class Classifier:
     reference: Reference
     knn_calibration: Temperature
     prototype_calibration: Temperature
+    trained_rule: Rule = "knn"  # the space's rule for its trained classes
 
     @property
     def rule(self) -> Rule:
-        return "knn" if self.reference.added is None else "prototype"
+        return self.trained_rule if self.reference.added is None else "prototype"
 
     @property
     def classes(self) -> list[str]:
@@ -126,13 +129,16 @@ class Classifier:
         return out
 
 
-def fit_classifier(reference: Reference, val_vectors: np.ndarray, y_val: np.ndarray) -> Classifier:
+def fit_classifier(
+    reference: Reference, val_vectors: np.ndarray, y_val: np.ndarray, rule: Rule = "knn"
+) -> Classifier:
     """Fit both rules' temperatures on validation documents (vectors and class indices into
-    ``reference.classes``); with none, both are the identity."""
+    ``reference.classes``); with none, both are the identity. ``rule``: the space's rule for
+    the trained classes (its ``params["rule"]``)."""
     if len(y_val):
         votes = reference.votes(val_vectors, show=1)
         knn = fit_vote_temperature(votes.proba, y_val, reference.k, len(reference.classes))
         proto = fit_temperature(votes.prototype_sims, y_val, PROTOTYPE_TEMPERATURE)
     else:  # nothing to fit on: the vote shares, and the prototypes as Table 1 scores them
         knn, proto = Temperature(), Temperature(PROTOTYPE_TEMPERATURE)
-    return Classifier(reference, knn, proto)
+    return Classifier(reference, knn, proto, rule)

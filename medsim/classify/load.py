@@ -54,7 +54,8 @@ def _text_docs(root: Path) -> set[str] | None:
 
 
 def load_classifier(store: IndexStore, root: str | Path, k: int) -> Classifier:
-    """Table 1's proposed rule over ``store``'s training documents, calibrated on validation.
+    """Table 1's proposed rule (the index manifest's ``rule``) over ``store``'s training
+    documents, calibrated on validation.
 
     ``root``: the project folder (``data/articles.parquet`` gives the splits); ``k``: the
     vote's neighbours (``evaluate.knn_k``). A MedsimError when nothing labelled is there."""
@@ -93,13 +94,14 @@ def load_classifier(store: IndexStore, root: str | Path, k: int) -> Classifier:
         pmids=[items["pmid"][i] for i in train],
     )
     y_val = np.array([cls[items["label"][i]] for i in val], dtype=int)
-    classifier = fit_classifier(reference, vectors[val], y_val)
+    # an index from before the choice holds no rule: it was built for the kNN vote
+    classifier = fit_classifier(reference, vectors[val], y_val, store.manifest.get("rule", "knn"))
     log.info(
-        "classifier: %d training documents, %d classes, k=%d, temperature %.3f on %d val docs",
+        "classifier: %d training documents, %d classes, rule %s (k=%d), calibrated on %d val docs",
         len(train),
         len(classes),
+        classifier.rule,
         k,
-        classifier.knn_calibration.temperature,
         len(val),
     )
     return classifier

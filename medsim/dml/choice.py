@@ -2,8 +2,10 @@
 
 :data:`CRITERIA` maps what the choice is for to how it is made (see :mod:`medsim.dml.fit`
 for why there are three). Every criterion builds the candidates in order (cheapest first),
-scores each, keeps the best (a tie goes to the earlier one) and records every candidate's
-scores with the criterion's name in ``FittedSpace.selection``; none reads the test split.
+scores each, keeps the best (a tie goes to the earlier one; ``support_folds``, whose probes
+are a few dozen documents, keeps the cheapest within one standard error) and records every
+candidate's scores with the criterion's name in ``FittedSpace.selection``; none reads the
+test split.
 A candidate due to start after ``train.select_budget_s`` is skipped and recorded as such.
 """
 
@@ -23,13 +25,20 @@ import pandas as pd
 from medsim.dml.candidates import Builder, Corpus, FittedSpace, space_inputs
 from medsim.dml.data import Features
 from medsim.dml.model import SharedSpace, document_matrix, document_vectors
-from medsim.dml.neighbours import knn_proba
+from medsim.dml.neighbours import RULES, rule_proba
 from medsim.dml.prototypes import episode_accuracy, prototype_accuracy, sample_episodes
 from medsim.dml.rows import prepare_modalities
 from medsim.dml.validation import validation_scores
 from medsim.errors import MedsimError
 
-__all__ = ["CRITERIA", "Probe", "held_out_classes", "neighbours", "support_folds"]
+__all__ = [
+    "CRITERIA",
+    "Probe",
+    "held_out_classes",
+    "neighbours",
+    "support_folds",
+    "validation_accuracy",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +48,29 @@ NEIGHBOURS, HELD_OUT_CLASSES, SUPPORT_FOLDS = "neighbours", "held_out_classes", 
 MAX_FOLDS = 2
 
 
+def _best(records: list[dict[str, Any]], key: Callable[[Mapping[str, Any]], tuple]) -> str:
+    """The candidate of highest ``key`` (the earlier one on a tie)."""
+    return max(records, key=key)["candidate"]
+
+
 def _run(
     corpus: Corpus,
     names: list[str],
     score: Callable[[str], dict[str, Any] | str],
     key: Callable[[Mapping[str, Any]], tuple[float, ...]],
     criterion: str,
+    pick: Callable[[list[dict[str, Any]], Callable], str] = _best,
 ) -> tuple[str, list[dict[str, Any]]]:
     """Score the candidates in order (``score``: a record, or why the candidate cannot be
-    built); the best one's name and every record."""
+    built); the name ``pick`` takes from the scored records, and every record."""
     budget = corpus.params.train.select_budget_s
     start = time.perf_counter()
-    best: dict[str, Any] | None = None
+    scored_records: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for name in names:
         elapsed = time.perf_counter() - start
         head = {"candidate": name, "criterion": criterion}
-        if best is not None and budget and elapsed > budget:
+        if scored_records and budget and elapsed > budget:
             records.append(head | {"skipped": f"train.select_budget_s ({budget:g} s)"})
             continue
         scored = score(name)
@@ -66,12 +81,11 @@ def _run(
             continue
         record = head | scored | {"seconds": round(time.perf_counter() - start - elapsed, 1)}
         records.append(record)
+        scored_records.append(record)
         log.info("candidate %s: %s", name, ", ".join(f"{k} {v}" for k, v in record.items()))
-        if best is None or key(record) > key(best):
-            best = record
-    if best is None:
+    if not scored_records:
         raise MedsimError(f"no candidate could be built: {records}")
-    chosen = best["candidate"]
+    chosen = pick(scored_records, key)
     log.info("chosen space: %s (of %d candidates, by %s)", chosen, len(records), criterion)
     return chosen, [{**r, "chosen": r["candidate"] == chosen} for r in records]
 
@@ -82,12 +96,14 @@ def _chosen(fitted: FittedSpace, records: list[dict[str, Any]]) -> FittedSpace:
     return fitted
 
 
-# --- neighbours: the train stage's and Table 1's rule ----------------------------------------
+# --- neighbours: the train stage's and Table 1's choice ----------------------------------------
 
 
 def neighbours(corpus: Corpus, names: list[str], fallback: str | None = None) -> FittedSpace:
-    """Each candidate built on the training split, scored by kNN accuracy of the validation
-    documents against the training documents (validation MAP@R breaks ties)."""
+    """Each candidate built on the training split and scored by how it classifies the
+    validation documents against the training documents, by each rule of
+    :data:`~medsim.dml.neighbours.RULES` (``train.rule`` pins one); its better rule's
+    accuracy ranks it and validation MAP@R breaks ties. The space records that rule."""
     builder, built = Builder(corpus), {}
 
     def score(name: str) -> dict[str, Any] | str:
@@ -98,38 +114,57 @@ def neighbours(corpus: Corpus, names: list[str], fallback: str | None = None) ->
         return _scores(fitted, corpus)
 
     chosen, records = _run(corpus, names, score, _neighbours_key, NEIGHBOURS)
-    return _chosen(built[chosen], records)
+    fitted = _chosen(built[chosen], records)
+    fitted.space.params["rule"] = next(r["rule"] for r in records if r["chosen"])
+    return fitted
 
 
 def _neighbours_key(record: Mapping[str, Any]) -> tuple[float, float]:
-    """Higher is better: validation kNN accuracy, then validation MAP@R (None: lowest)."""
-    acc, mapr = record.get("val_knn_accuracy"), record.get("val_map_at_r")
+    """Higher is better: validation accuracy by the candidate's rule, then validation MAP@R
+    (None: lowest)."""
+    acc, mapr = record.get("val_accuracy"), record.get("val_map_at_r")
     return (-np.inf if acc is None else acc, -np.inf if mapr is None else mapr)
 
 
 def _scores(fitted: FittedSpace, corpus: Corpus) -> dict[str, Any]:
-    """Validation kNN accuracy and MAP@R of a candidate (None without validation documents)."""
-    k = corpus.params.evaluate.knn_k
+    """Validation accuracy of a candidate by each rule, the rule it keeps, and validation
+    MAP@R (accuracies None without validation documents)."""
+    train = corpus.params.train
     features = {k: Features(*v).subset(corpus.seen) for k, v in fitted.features.items()}
-    accuracy, n_val = validation_knn(fitted.space, features, corpus.labels, corpus.splits, k)
+    accuracies, n_val = validation_accuracy(
+        fitted.space,
+        features,
+        corpus.labels,
+        corpus.splits,
+        k=corpus.params.evaluate.knn_k,
+        temperature=train.temperature,
+    )
+    rules = list(RULES) if train.rule == "auto" else [train.rule]
+    # the first rule wins a tie (max keeps the first maximum)
+    rule = max(rules, key=lambda r: -np.inf if accuracies is None else accuracies[r])
     modalities, _ = prepare_modalities(features, corpus.labels, corpus.splits)
     mapr = validation_scores(fitted.space, modalities).get("map_at_r")
-    return {
-        "val_knn_accuracy": None if accuracy is None else round(accuracy, 6),
+    by_rule = {f"val_{r}_accuracy": None if accuracies is None else accuracies[r] for r in RULES}
+    return by_rule | {
+        "rule": rule,
+        "val_accuracy": None if accuracies is None else accuracies[rule],
         "val_map_at_r": None if mapr is None else round(float(mapr), 6),
         "n_val": n_val,
     }
 
 
-def validation_knn(
+def validation_accuracy(
     space: SharedSpace,
     features: Mapping[str, Features],
     labels: Mapping[str, str],
     splits: Mapping[str, str],
+    *,
     k: int,
-) -> tuple[float | None, int]:
-    """kNN@``k`` accuracy of the validation documents (fused document vectors) against the
-    training documents, and how many validation documents were scored (None when none)."""
+    temperature: float,
+) -> tuple[dict[str, float] | None, int]:
+    """Accuracy of the validation documents (fused document vectors) classified against the
+    training documents by each rule of :data:`RULES` (rounded to 6 places), and how many
+    validation documents were scored (None when none)."""
     frames = {
         modality: pd.DataFrame({"doc_id": docs, "vector": list(matrix)})
         for modality, (_, docs, matrix) in features.items()
@@ -146,8 +181,13 @@ def validation_knn(
         return None, 0
     y_train = np.array([index[labels[ids[i]]] for i in train])
     y_val = np.array([index[labels[ids[i]]] for i in val])
-    proba = knn_proba(vectors[train], y_train, vectors[val], len(index), k)
-    return float((proba.argmax(axis=1) == y_val).mean()), len(val)
+    accuracies = {}
+    for rule in RULES:
+        proba = rule_proba(
+            rule, vectors[train], y_train, vectors[val], len(index), k=k, temperature=temperature
+        )
+        accuracies[rule] = round(float((proba.argmax(axis=1) == y_val).mean()), 6)
+    return accuracies, len(val)
 
 
 # --- probes: build on one part of the labelled documents, score few-shot on another -----------
@@ -165,11 +205,28 @@ class Probe:
     score: Callable[[np.ndarray], float]
 
 
+def _within_one_standard_error(
+    records: list[dict[str, Any]], key: Callable[[Mapping[str, Any]], tuple]
+) -> str:
+    """The first (cheapest) candidate whose probe accuracy is within one standard error of the
+    best one's (binomial, over the probe documents): the one-standard-error rule (Hastie,
+    Tibshirani & Friedman, ESL 7.10). A probe of a few dozen support documents ranks
+    candidates mostly by chance, and the cheaper candidate changes the frozen vectors less."""
+    best = max(records, key=key)
+    p, n = best["probe_accuracy"], best["n_probe_docs"]
+    floor = p - math.sqrt(p * (1 - p) / n)
+    return next(r["candidate"] for r in records if r["probe_accuracy"] >= floor)
+
+
 def _by_probes(
-    corpus: Corpus, names: list[str], probes: list[Probe], criterion: str
+    corpus: Corpus,
+    names: list[str],
+    probes: list[Probe],
+    criterion: str,
+    pick: Callable[[list[dict[str, Any]], Callable], str] = _best,
 ) -> FittedSpace:
     """Each candidate built on every probe's fit part and scored on its probe documents (mean
-    accuracy over probes); the best one then built again on the whole corpus."""
+    accuracy over probes); the one ``pick`` takes then built again on the whole corpus."""
     builders = [Builder(corpus.restrict(p.labels, p.splits)) for p in probes]
 
     def score(name: str) -> dict[str, Any] | str:
@@ -193,7 +250,8 @@ def _by_probes(
             "n_probe_docs": sum(len(p.doc_ids) for p in probes),
         }
 
-    chosen, records = _run(corpus, names, score, lambda r: (r["probe_accuracy"],), criterion)
+    key = lambda r: (r["probe_accuracy"],)  # noqa: E731
+    chosen, records = _run(corpus, names, score, key, criterion, pick)
     fitted = Builder(corpus).build(chosen)
     if isinstance(fitted, str):
         raise MedsimError(f"{chosen}: {fitted}")
@@ -255,11 +313,12 @@ def support_folds(corpus: Corpus, names: list[str], fallback: str | None = None)
     """For a space built from K labelled documents per class (Table 2, low-resource):
     stratified folds over the training documents (fold f holds the f-th document of each
     class, min(K, MAX_FOLDS) folds); each candidate built on the other folds, scored by
-    nearest-prototype accuracy of the held fold; mean over folds. Under 2 documents in some
-    class: ``fallback`` (the train stage's candidate) is built, else ``neighbours`` chooses."""
+    nearest-prototype accuracy of the held fold; mean over folds; the cheapest candidate
+    within one standard error of the best is kept. Under 2 documents in some class:
+    ``fallback`` (the train stage's candidate) is built, else ``neighbours`` chooses."""
     probes = _fold_probes(corpus)
     if not isinstance(probes, str):
-        return _by_probes(corpus, names, probes, SUPPORT_FOLDS)
+        return _by_probes(corpus, names, probes, SUPPORT_FOLDS, _within_one_standard_error)
     if fallback is None:
         return _fallen_back(neighbours(corpus, names), SUPPORT_FOLDS, probes)
     if fallback not in names:

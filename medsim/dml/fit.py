@@ -17,9 +17,10 @@ names that TF-IDF sees and a sentence encoder blurs. So :func:`fit_space` builds
 and keeps the one a criterion (:data:`medsim.dml.choice.CRITERIA`) scores best. The criterion
 is set by what the space is for, because a score only sees what its documents show:
 
-- ``neighbours`` (the train stage, Table 1: new documents of the classes trained on): kNN
-  accuracy of the validation documents against the training documents (validation MAP@R
-  breaks ties);
+- ``neighbours`` (the train stage, Table 1: new documents of the classes trained on):
+  accuracy of the validation documents classified against the training documents, by a kNN
+  vote and by the nearest class prototype; a candidate is ranked by its better rule (which
+  the space keeps for classifying; ``train.rule`` pins one), validation MAP@R breaks ties;
 - ``held_out_classes`` (Table 2's held-out protocol: classes no label of which shaped the
   space). Validation documents of the same classes cannot tell a space that learned the
   classes from one that learned to tell classes apart: heads that pull the trained classes
@@ -53,7 +54,7 @@ from medsim.dml.candidates import (
     parse_candidate,
     with_lexical,
 )
-from medsim.dml.choice import CRITERIA, NEIGHBOURS, neighbours, validation_knn
+from medsim.dml.choice import CRITERIA, NEIGHBOURS, neighbours, validation_accuracy
 from medsim.dml.data import Features
 from medsim.dml.live import log_history
 from medsim.errors import MedsimError
@@ -66,7 +67,7 @@ __all__ = [
     "FittedSpace",
     "candidate_names",
     "fit_space",
-    "validation_knn",
+    "validation_accuracy",
     "with_lexical",
 ]
 

@@ -3,8 +3,9 @@
 The classifier (:mod:`medsim.classify`) is Table 1's proposed rule with a temperature fitted
 on the validation split; this builder fits it the same way on this run's space and scores the
 test split: ECE before and after, for the kNN rule and for nearest prototype (the rule of
-classes added from examples). ``metrics/calibration.json`` holds the ECEs, and
-``metrics/details/calibration.json`` the fitted temperatures and the counts.
+classes added from examples), and under ``proposed`` for the rule the space chose.
+``metrics/calibration.json`` holds the ECEs, and ``metrics/details/calibration.json`` the
+fitted temperatures and the counts.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ def build_calibration(ctx: EvalContext) -> dict:
     }
     k = ctx.params.evaluate.knn_k
     reference = Reference(classes, ids["train"], vectors["train"], ys["train"], k)
-    classifier = fit_classifier(reference, vectors["val"], ys["val"])
+    classifier = fit_classifier(reference, vectors["val"], ys["val"], ctx.space.rule)
     votes = reference.votes(vectors["test"], show=1)
     y_test = ys["test"]
     table: dict = {}
     sims = votes.prototype_sims
     # row -> (the rule's scores, Table 1's own probabilities for them, the fitted temperature)
     rows = {
-        "proposed": (votes.proba, votes.proba, classifier.knn_calibration),
+        "proposed_knn": (votes.proba, votes.proba, classifier.knn_calibration),
         "proposed_prototype": (
             sims,
             _softmax(sims, ctx.params.train.temperature),
@@ -77,6 +78,7 @@ def build_calibration(ctx: EvalContext) -> dict:
             "ece_uncalibrated": expected_calibration_error(plain, y_test),
             "fit": fit,  # a sentence, not a number: a temperature is no fraction to compare
         }
+    table = {"proposed": table[f"proposed_{classifier.rule}"], **table}  # the classifier's own
     table["meta"] = {"n_val": len(ys["val"]), "n_test": len(y_test), "bins": ECE_BINS, "knn_k": k}
     return table
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
+from medsim.dml.neighbours import RULES, rule_proba
 from medsim.evaluate.baselines import (
     knn_proba,
-    l2,
     logistic_proba,
     mlp_proba,
     pool_by_doc,
@@ -165,21 +165,6 @@ def confusion(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> 
     return confusion_matrix(y_true, np.asarray(proba).argmax(axis=1), labels=range(len(classes)))
 
 
-def prototype_proba(
-    train: np.ndarray, y_train: np.ndarray, test: np.ndarray, n_classes: int, temperature: float
-) -> np.ndarray:
-    """Nearest class mean (cosine), as a softmax over similarities / ``temperature``."""
-    train, test = l2(train), l2(test)
-    protos = np.zeros((n_classes, train.shape[1]), dtype=np.float32)
-    for c in np.unique(y_train):
-        protos[c] = train[y_train == c].mean(axis=0)
-    logits = test @ l2(protos).T / temperature
-    logits[:, ~np.isin(np.arange(n_classes), y_train)] = -np.inf
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
-
-
 @dataclass(frozen=True)
 class _Split:
     """Table 1's documents: labelled train / val / test of the training classes."""
@@ -208,7 +193,8 @@ ROWS = (
     "metric_learning_no_llm",
     "frozen_knn",
     "head_only",
-    "proposed",
+    "proposed",  # the space by the rule it chose on validation: one of the two below
+    "proposed_knn",
     "proposed_prototype",
 )
 
@@ -249,6 +235,7 @@ def build_table1(ctx: EvalContext) -> Built:
         "n_classes": split.n_classes,
         "knn_k": ev.knn_k,
         "bootstrap": ev.bootstrap,
+        "proposed_rule": ctx.space.rule,  # chosen on validation by the train stage
     }
     proba = frozen_proba | {k: v for k, v in outputs.items() if not isinstance(v, str)}
     products = {
@@ -334,9 +321,10 @@ def _image_rows(ctx: EvalContext, s: _Split, outputs: dict[str, ModelOutput]) ->
 def _space_outputs(
     ctx: EvalContext, s: _Split
 ) -> tuple[dict[str, ModelOutput], np.ndarray, SpaceOps | None]:
-    """The rows of this run's spaces: head-only (refitted when the encoder was tuned),
-    proposed (kNN) and proposed_prototype; the proposed test vectors; the refitted head-only
-    space (None when the chosen space is head-only itself)."""
+    """The rows of this run's spaces: head-only (refitted when the encoder was tuned), the
+    chosen space by each rule (``proposed_<rule>``) and by its own (``proposed``); the
+    proposed test vectors; the refitted head-only space (None when the chosen space is
+    head-only itself)."""
     n_tr, k = len(s.tr_ids), ctx.params.evaluate.knn_k
     labels = dict(zip(s.labelled["doc_id"], s.labelled["label"], strict=True))
     splits = dict(zip(s.labelled["doc_id"], s.labelled["split"], strict=True))
@@ -350,8 +338,10 @@ def _space_outputs(
         outputs["head_only"] = "the space chosen on validation is head-only: the proposed row"
     vecs = ctx.space.documents(ctx.space_features, s.tr_ids + s.te_ids)
     p_tr, p_te = vecs[:n_tr], vecs[n_tr:]
-    outputs["proposed"] = knn_proba(p_tr, s.y_tr, p_te, s.n_classes, k)
-    outputs["proposed_prototype"] = prototype_proba(
-        p_tr, s.y_tr, p_te, s.n_classes, ctx.params.train.temperature
-    )
+    temperature = ctx.params.train.temperature
+    for rule in RULES:
+        outputs[f"proposed_{rule}"] = rule_proba(
+            rule, p_tr, s.y_tr, p_te, s.n_classes, k=k, temperature=temperature
+        )
+    outputs["proposed"] = outputs[f"proposed_{ctx.space.rule}"]
     return outputs, p_te, head

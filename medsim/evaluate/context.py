@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from medsim.config import Params
 from medsim.dml.data import Features
 from medsim.dml.model import document_matrix
+from medsim.dml.neighbours import space_rule
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ class SpaceOps:
         """Which candidate space this is (spaces from before the choice: by their encoder)."""
         default = "tuned" if self.tuned is not None else "head_only"
         return str(self.space.params.get("candidate", default))
+
+    @property
+    def rule(self) -> str:
+        """How the space classifies (:func:`medsim.dml.neighbours.space_rule`)."""
+        return space_rule(self.space.params)
 
     @property
     def is_head_only(self) -> bool:

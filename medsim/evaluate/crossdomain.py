@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from medsim.dml.neighbours import rule_proba
 from medsim.errors import MedsimError
 from medsim.evaluate.baselines import knn_proba, logistic_proba, tfidf_features
 from medsim.evaluate.classification import METRICS, classification_table
@@ -146,8 +147,14 @@ def build_table3(ctx: EvalContext) -> dict:
         lambda: _frozen_rows(ctx, source, target, src, tgt, len(classes)),
     )
     s_src = ctx.space.project("text", ctx.space_inputs("text", src_ids))
-    proposed = knn_proba(
-        s_src, y_src, ctx.space_texts(target["text"].tolist()), len(classes), ev.knn_k
+    proposed = rule_proba(
+        ctx.space.rule,
+        s_src,
+        y_src,
+        ctx.space_texts(target["text"].tolist()),
+        len(classes),
+        k=ev.knn_k,
+        temperature=ctx.params.train.temperature,
     )
     table |= classification_table({"proposed": proposed}, y_tgt, ev.bootstrap, ctx.seed)
     table["meta"] = meta

@@ -217,7 +217,7 @@ def _meta_lines(meta: Mapping) -> list[str]:
     for key, records in selections.items():
         cells = []
         for r in records:
-            score = r.get("probe_accuracy", r.get("val_knn_accuracy", r.get("skipped")))
+            score = r.get("probe_accuracy", r.get("val_accuracy", r.get("skipped")))
             cells.append(f"{r['candidate']} {score}" + (" (chosen)" if r.get("chosen") else ""))
         criterion = records[0].get("criterion", "") if records else ""
         out += ["", f"{key} ({criterion}): " + ", ".join(cells)]

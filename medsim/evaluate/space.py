@@ -68,8 +68,8 @@ def _window_pieces(split: Any, texts: list[str]) -> list[int]:
 
 
 def build_space(ctx: EvalContext) -> dict:
-    """The chosen candidate, every candidate's validation kNN accuracy and MAP@R, and the
-    window counts (counts and names go to ``metrics/details/space.json``)."""
+    """The chosen candidate and its rule, every candidate's validation accuracies and MAP@R,
+    and the window counts (counts and names go to ``metrics/details/space.json``)."""
     selection = read_selection(ctx)
     candidates = {
         r["candidate"]: {k: v for k, v in r.items() if k not in ("candidate", "chosen")}
@@ -77,6 +77,7 @@ def build_space(ctx: EvalContext) -> dict:
     }
     return {
         "chosen": ctx.space.candidate,
+        "rule": ctx.space.rule,
         "candidates": candidates,
         "documents": _window_counts(ctx),
     }
@@ -86,9 +87,11 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
     """REPORT.md lines: what the chosen space is, and the candidates' validation scores."""
     chosen = ctx.space.candidate
     lines = [
-        f"The proposed space is the candidate `{chosen}`, chosen by the train stage on this "
-        "corpus's validation split (kNN accuracy of the validation documents against the "
-        "training documents, validation MAP@R breaking ties; never the test split). "
+        f"The proposed space is the candidate `{chosen}`, classifying by `{ctx.space.rule}`, "
+        "both chosen by the train stage on this corpus's validation split: each candidate "
+        "classifies the validation documents against the training documents by a kNN vote and "
+        "by the nearest class prototype, keeps its better rule, and is ranked by that rule's "
+        "accuracy (validation MAP@R breaks ties; never the test split). "
         "`frozen`: the embed stage's vectors as they are; "
         "`head_only`: residual heads over the frozen embeddings; `tuned`: the encoder's top "
         f"{ctx.params.train.tune_layers} layers tuned with the `{ctx.params.loss}` loss, then "
@@ -104,13 +107,17 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
     ]
     candidates = (table or {}).get("candidates", {})
     if candidates:
-        lines += ["| candidate | val kNN accuracy | val MAP@R | val documents | seconds |"]
-        lines += ["|---|---|---|---|---|"]
+        columns = ("val_knn_accuracy", "val_prototype_accuracy", "rule", "val_map_at_r")
+        lines += [
+            "| candidate | val kNN accuracy | val prototype accuracy | rule | val MAP@R "
+            "| val documents | seconds |"
+        ]
+        lines += ["|---|---|---|---|---|---|---|"]
         for name, r in candidates.items():
             mark = f"**{name}** (chosen)" if name == chosen else name
-            cells = [r.get(k, r.get("skipped", "—")) for k in ("val_knn_accuracy", "val_map_at_r")]
+            cells = [r.get(k, r.get("skipped", "—")) for k in columns]
             lines.append(
-                f"| {mark} | {cells[0]} | {cells[1]} | {r.get('n_val', '—')} | "
+                f"| {mark} | {' | '.join(map(str, cells))} | {r.get('n_val', '—')} | "
                 f"{r.get('seconds', '—')} |"
             )
     documents = (table or {}).get("documents", {})

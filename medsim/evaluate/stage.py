@@ -257,9 +257,11 @@ def corpus_notes(ctx: EvalContext) -> list[str]:
         "over those features, not fine-tuned networks.",
         f"Texts the embed stage never saw (cross-domain target, separate titles and abstracts, "
         f"zero-shot prompts) were encoded with: {ctx.encoder_note}.",
-        "Metric-learning rows (no LLM and proposed) classify by distance-weighted kNN "
-        f"(k = {ctx.params.evaluate.knn_k}) in their learned space; 'proposed_prototype' by "
-        "nearest class mean. The no-LLM baseline is TF-IDF + SVD text features (plus the CNN "
+        "Metric-learning rows classify in their learned space: 'metric_learning_no_llm' and "
+        f"'proposed_knn' by distance-weighted kNN (k = {ctx.params.evaluate.knn_k}), "
+        "'proposed_prototype' by nearest class mean, and 'proposed' by whichever of the two "
+        f"the train stage chose on the validation split (here {ctx.space.rule}). The no-LLM "
+        "baseline is TF-IDF + SVD text features (plus the CNN "
         "features when there are figures) trained with triplet loss by the same train_space.",
     ]
     if not ctx.has_images:

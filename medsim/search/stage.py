@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medsim.dml.neighbours import space_rule
 from medsim.errors import MedsimError
 from medsim.io import SkipLog, atomic_dir, release_unused_memory, stream_batches
 from medsim.names import SkipReason
@@ -300,6 +301,8 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
         # the words' part of a query's vector (medsim.dml.lexical), when the space has one
         "lexical": (MODEL_DIR / space.lexical).as_posix() if space.lexical else None,
         "lexical_weight": float(space.params.get("lexical_weight", 0.0)),
+        # how medsim classify labels a document: the rule the space chose on validation
+        "rule": space_rule(space.params),
         # how the query encoder reads a long text: as the space's tuned encoder was tuned
         "long_text": space.params.get("long_text", params.embed.long_text)
         if tuned

@@ -51,3 +51,31 @@ def test_a_stored_training_document_does_not_vote_for_itself(project):
     (with_self,) = classifier.predict(ref.vectors[:1])
     assert with_self.neighbours[0].doc_id == doc
     assert with_self.neighbours[0].similarity > 0.999
+
+
+def test_a_space_that_chose_prototypes_classifies_by_them(project, monkeypatch):
+    # the train stage recorded "prototype" (the index manifest carries it): Table 1's proposed
+    # row and the classifier both answer by the nearest class mean
+    ctx = project.ctx
+    monkeypatch.setitem(ctx.space.space.params, "rule", "prototype")
+    built = build_table1(ctx)
+    t1, products = built.table, built.products
+    assert t1["meta"]["proposed_rule"] == "prototype"
+    assert t1["proposed"] == t1["proposed_prototype"]
+    np.testing.assert_array_equal(
+        products["proba"]["proposed"], products["proba"]["proposed_prototype"]
+    )
+    store = load_index(project.root / "data/index")
+    monkeypatch.setitem(store.manifest, "rule", "prototype")
+    classifier = load_classifier(store, project.root, ctx.params.evaluate.knn_k)
+    assert classifier.rule == "prototype"
+    docs = ctx.docs
+    test = docs[(docs["split"] == "test") & docs["label"].isin(products["classes"])]
+    ids = store.collection_items("documents", ("doc_id",)).column(0).to_pylist()
+    row = {d: i for i, d in enumerate(ids)}
+    proba = classifier.proba(stored_vectors(store)[[row[d] for d in test["doc_id"]]])
+    np.testing.assert_array_equal(
+        proba.argmax(axis=1), products["proba"]["proposed_prototype"].argmax(axis=1)
+    )
+    (prediction,) = classifier.predict(stored_vectors(store)[:1])
+    assert prediction.rule == "prototype"

@@ -14,7 +14,7 @@ from torch import nn
 from medsim.config import params_from_dict
 from medsim.dml import candidates
 from medsim.dml.candidates import Corpus, FittedSpace
-from medsim.dml.choice import MAX_FOLDS, _fold_probes
+from medsim.dml.choice import MAX_FOLDS, _fold_probes, _within_one_standard_error
 from medsim.dml.data import Features
 from medsim.dml.fit import fit_space
 from medsim.dml.model import SharedSpace, document_matrix, load_shared_space
@@ -101,6 +101,20 @@ def test_heads_that_collapse_unseen_classes_still_win_support_folds(overfit_head
     assert fitted.candidate == "head_only"
     assert all(r["criterion"] == "support_folds" for r in fitted.selection)
     assert all(r["n_probes"] == MAX_FOLDS for r in fitted.selection)
+
+
+def test_support_folds_keep_the_cheapest_candidate_within_one_standard_error():
+    def records(*accuracies):
+        return [
+            {"candidate": name, "probe_accuracy": a, "n_probe_docs": 100}
+            for name, a in zip(("frozen", "head_only", "tuned"), accuracies, strict=False)
+        ]
+
+    key = lambda r: (r["probe_accuracy"],)  # noqa: E731
+    # best 0.5 on 100 documents: one standard error is sqrt(0.25 / 100) = 0.05
+    assert _within_one_standard_error(records(0.46, 0.44, 0.50), key) == "frozen"
+    assert _within_one_standard_error(records(0.44, 0.46, 0.50), key) == "head_only"
+    assert _within_one_standard_error(records(0.40, 0.44, 0.50), key) == "tuned"
 
 
 def test_folds_never_score_a_document_they_were_built_on():

@@ -11,7 +11,7 @@ import pytest
 from medsim.config import params_from_dict
 from medsim.dml.candidates import tuned_reading
 from medsim.dml.data import Features
-from medsim.dml.fit import candidate_names, fit_space, validation_knn
+from medsim.dml.fit import candidate_names, fit_space, validation_accuracy
 from medsim.dml.model import SharedSpace
 from medsim.dml.tune import TextItems
 from medsim.errors import MedsimError
@@ -79,7 +79,7 @@ def test_tuned_opening_only_where_tuned_reads_more_than_the_opening():
 def test_the_candidate_best_on_validation_is_kept(tmp_path):
     frozen, labels, splits, items = _corpus()
     fitted = fit_space(_params(), tmp_path, frozen, labels, splits, items)
-    scores = {r["candidate"]: r["val_knn_accuracy"] for r in fitted.selection}
+    scores = {r["candidate"]: r["val_accuracy"] for r in fitted.selection}
     assert set(scores) == {
         f"{base}{lexical}"
         for base in ("frozen", "head_only")
@@ -126,12 +126,47 @@ def test_without_texts_only_dense_candidates(tmp_path):
     assert [r["candidate"] for r in fitted.selection] == ["frozen", "head_only"]
 
 
-def test_validation_knn_by_hand():
+def test_validation_accuracy_by_hand():
     # 2-d identity space: train a=(1,0), b=(0,1); val (0.9,0.1) is a, (0.2,0.8) is b
     space = SharedSpace({"text": 2}, dim=2, hidden=4, head_types={"text": "identity"}).eval()
     ids = ["t1", "t2", "v1", "v2"]
     x = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
     labels = {"t1": "a", "t2": "b", "v1": "a", "v2": "a"}
     splits = {"t1": "train", "t2": "train", "v1": "val", "v2": "val"}
-    accuracy, n = validation_knn(space, {"text": Features(ids, ids, x)}, labels, splits, k=1)
-    assert (accuracy, n) == (0.5, 2)
+    accuracy, n = validation_accuracy(
+        space, {"text": Features(ids, ids, x)}, labels, splits, k=1, temperature=0.1
+    )
+    assert (accuracy, n) == ({"knn": 0.5, "prototype": 0.5}, 2)
+
+
+def _noisy_corpus() -> tuple[dict, dict, dict]:
+    """Two classes along a line, one training label wrong beside each validation document:
+    the kNN vote (k=1) follows the wrong label, the class means do not."""
+    ids = ["a1", "a2", "a3", "x1", "b1", "b2", "b3", "y1", "va", "vb"]
+    x = np.array(
+        [
+            [1, 0], [0.95, 0.05], [0.9, 0.1], [0.7, 0.3],  # a; a 'b' sits at (0.7, 0.3)
+            [0, 1], [0.05, 0.95], [0.1, 0.9], [0.3, 0.7],  # b; an 'a' sits at (0.3, 0.7)
+            [0.68, 0.32], [0.32, 0.68],  # validation: an a, a b
+        ],
+        dtype=np.float32,
+    )  # fmt: skip
+    labels = dict(zip(ids, "aaabbbbaab", strict=True))
+    splits = {d: "val" if d.startswith("v") else "train" for d in ids}
+    return {"text": Features(ids, ids, x)}, labels, splits
+
+
+def test_the_rule_better_on_validation_is_kept_and_can_be_pinned(tmp_path):
+    frozen, labels, splits = _noisy_corpus()
+
+    def params(**train):
+        train = {"tune_encoder": False, "choose": "frozen", **train}
+        return params_from_dict({"train": train, "evaluate": {"knn_k": 1}})
+
+    fitted = fit_space(params(), tmp_path, frozen, labels, splits)
+    (record,) = fitted.selection
+    assert (record["val_knn_accuracy"], record["val_prototype_accuracy"]) == (0.0, 1.0)
+    assert record["rule"] == "prototype" and record["val_accuracy"] == 1.0
+    assert fitted.space.params["rule"] == "prototype"
+    pinned = fit_space(params(rule="knn"), tmp_path, frozen, labels, splits)
+    assert pinned.space.params["rule"] == "knn" and pinned.selection[0]["val_accuracy"] == 0.0

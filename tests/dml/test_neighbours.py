@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from medsim.dml.neighbours import average_precisions, knn_proba, mean_average_precision
+from medsim.dml.neighbours import (
+    RULES,
+    average_precisions,
+    knn_proba,
+    mean_average_precision,
+    prototype_proba,
+    rule_proba,
+)
 
 
 def test_mean_average_precision_hand_values():
@@ -39,3 +46,38 @@ def test_knn_proba_votes_by_distance_over_all_classes():
     train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
     proba = knn_proba(train, np.array([0, 0, 2]), np.array([[1.0, 0.05]]), n_classes=3, k=1)
     assert proba.shape == (1, 3) and proba[0, 0] == 1.0 and proba[0, 1] == 0.0
+
+
+def test_prototype_proba_picks_the_nearest_class_mean():
+    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    y = np.array([0, 0, 2, 2])
+    proba = prototype_proba(train, y, np.array([[1, 0.2], [0.2, 1]]), 3, temperature=0.1)
+    assert proba.argmax(axis=1).tolist() == [0, 2]
+    assert proba[:, 1].max() == 0  # a class without training documents gets nothing
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+
+
+def test_rules_by_name_agree_with_their_functions():
+    # two tight classes and one query near each; the kNN vote and the class mean agree here
+    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    y = np.array([0, 0, 1, 1])
+    queries = np.array([[1, 0.2], [0.2, 1]], dtype=np.float32)
+    for rule in RULES:
+        proba = rule_proba(rule, train, y, queries, 2, k=3, temperature=0.1)
+        assert proba.argmax(axis=1).tolist() == [0, 1], rule
+    np.testing.assert_allclose(
+        rule_proba("prototype", train, y, queries, 2, k=3, temperature=0.1),
+        prototype_proba(train, y, queries, 2, temperature=0.1),
+    )
+    with pytest.raises(ValueError, match="unknown classification rule 'svm'"):
+        rule_proba("svm", train, y, queries, 2, k=3, temperature=0.1)
+
+
+def test_a_noisy_label_is_outvoted_by_the_class_mean_not_by_its_neighbours():
+    # class 0: three points along x, one mislabelled point sits right beside the query; with
+    # k=1 the neighbour's wrong label wins, the class means still put the query in class 0
+    train = np.array([[1, 0], [0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0, 1]], dtype=np.float32)
+    y = np.array([0, 0, 0, 1, 1])
+    query = np.array([[0.62, 0.38]], dtype=np.float32)
+    assert rule_proba("knn", train, y, query, 2, k=1, temperature=0.1).argmax() == 1
+    assert rule_proba("prototype", train, y, query, 2, k=1, temperature=0.1).argmax() == 0

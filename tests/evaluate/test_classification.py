@@ -8,7 +8,6 @@ from medsim.evaluate.classification import (
     macro_f1_batched,
     macro_ovr_auc,
     macro_ovr_auc_batched,
-    prototype_proba,
 )
 from medsim.evaluate.stats import bootstrap_indices
 
@@ -91,12 +90,3 @@ def test_table_has_null_rows_with_reasons():
     table = classification_table({"a": np.eye(2), "b": "no images"}, y, n_boot=10, seed=0)
     assert table["a"]["accuracy"] == 1.0
     assert table["b"] == {"accuracy": None, "macro_f1": None, "auc": None, "reason": "no images"}
-
-
-def test_prototype_proba_picks_the_nearest_class_mean():
-    train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
-    y = np.array([0, 0, 2, 2])
-    proba = prototype_proba(train, y, np.array([[1, 0.2], [0.2, 1]]), 3, temperature=0.1)
-    assert proba.argmax(axis=1).tolist() == [0, 2]
-    assert proba[:, 1].max() == 0  # a class without training documents gets nothing
-    np.testing.assert_allclose(proba.sum(axis=1), 1)
