@@ -1,12 +1,13 @@
-"""The classification rule of Table 1's proposed row, on vectors of the trained space.
+"""The evidence of Table 1's proposed rules, on vectors of the trained space.
 
-A document is classified by distance-weighted kNN (cosine, ``evaluate.knn_k`` neighbours)
-among the labelled training documents in the learned space: :func:`medsim.dml.neighbours.knn_proba`,
-the one kNN the train stage chooses with and Table 1 scores. Classes are the training labels in
-sorted order (Table 1's column order). Beside the vote, each class's prototype (the unit mean
-of its training documents) and its similarity to the query are reported: the evidence a reader
-checks, and the rule Table 2 uses for classes learned from a few examples
-(:meth:`Reference.with_classes`).
+For each query: the distance-weighted kNN vote (cosine, ``evaluate.knn_k`` neighbours) among
+the labelled training documents in the learned space (:func:`medsim.dml.neighbours.knn_proba`,
+the one kNN the train stage scores and Table 1 reports) and each class's prototype (the unit
+mean of its training documents) with its similarity to the query. Which of the two labels the
+document is the space's choice (:class:`medsim.classify.classifier.Classifier`); both are the
+evidence a reader checks, and the prototypes are the rule Table 2 uses for classes learned
+from a few examples (:meth:`Reference.with_classes`). Classes are the training labels in
+sorted order (Table 1's column order).
 """
 
 from __future__ import annotations

@@ -155,13 +155,15 @@ def _side_by_side(tables: Mapping[str, Mapping]) -> list[str]:
         )
     header = [
         "space",
-        "Table 1 kNN accuracy",
+        "Table 1 accuracy",
         *(f"Table 2 {k}-shot ({protocol})" for k in shots),
         "Table 3 accuracy",
         "title -> abstract nDCG@10",
     ]
     note = (
-        "Table 1: kNN@k in each space (the frozen row is kNN on the embed stage's vectors); "
+        "Table 1: kNN@k in the frozen (the embed stage's vectors) and head-only spaces, the "
+        "proposed space by the rule it chose on validation (Table 1's `proposed_knn` row is "
+        "its kNN); "
         "Table 3's frozen row is the frozen encoder + logistic regression."
     )
     return [*_table(header, body), "", note]
