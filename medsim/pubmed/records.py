@@ -49,11 +49,16 @@ class Article:
     pdf_path: str | None = None
     jats_path: str | None = None
     license: str | None = None
+    # what a drawn split is hashed from (None: the doc_id); a reader that keeps one text under
+    # several ids (a multi-label row per label) gives them one key, so that the copies share a
+    # side: a test document whose text was trained on under another label is a leak
+    split_key: str | None = None
 
     def to_row(self, seed: int, val_fraction: float, test_fraction: float) -> dict[str, Any]:
         """The ARTICLES row, with the split drawn for this document."""
         row = dict(self.__dict__)
-        row["split"] = assign_split(self.doc_id, seed, val_fraction, test_fraction, self.split)
+        key = row.pop("split_key") or self.doc_id
+        row["split"] = assign_split(key, seed, val_fraction, test_fraction, self.split)
         return row
 
 

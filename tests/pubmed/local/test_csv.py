@@ -70,6 +70,22 @@ def test_split_from_names_needs_a_train_file(tmp_path: Path) -> None:
     assert {a.split for a in read(tmp_path)} == {None}
 
 
+def test_copies_of_one_text_under_other_labels_share_a_drawn_split(tmp_path: Path) -> None:
+    header = ["abstract", "label"]
+    rows = [[f"Abstract number {i}. It is about topic {i}.", "a"] for i in range(40)]
+    rows += [["Abstract number 7. It is about topic 7.", "b"]]  # row 8's text, another label
+    out = read(write_csv(tmp_path / "corpus.csv", [header, *rows]))
+    first, copy = out[7], out[40]
+    assert (first.label, copy.label) == ("a", "b") and first.doc_id != copy.doc_id
+    for seed in range(20):
+        split = {a.doc_id: a.to_row(seed, 0.2, 0.3)["split"] for a in out}
+        assert split[first.doc_id] == split[copy.doc_id], seed
+    # and the key never reaches the articles table
+    assert "split_key" not in first.to_row(0, 0.2, 0.3)
+    # distinct texts still spread over every side
+    assert {a.to_row(0, 0.2, 0.3)["split"] for a in out} == {"train", "val", "test"}
+
+
 def test_bad_rows_are_skipped_and_the_rest_read(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     path.write_text(
