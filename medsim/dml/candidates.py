@@ -111,6 +111,13 @@ def tuned_reading(base: str, params: Params) -> str | None:
     return {TUNED: params.embed.long_text, TUNED_OPENING: OPENING}.get(base)
 
 
+def space_reading(space_params: Mapping[str, Any], embed_long_text: str) -> str:
+    """How a tuned space's encoder reads a long text (an ``embed.long_text`` value): as it was
+    tuned (``tuned_opening``: the opening only); spaces from before the record read as the
+    embed stage does."""
+    return str(space_params.get("long_text", embed_long_text))
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Heads this small are bound by per-op overhead, not arithmetic: one thread is as fast on

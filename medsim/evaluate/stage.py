@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medsim.config import Params
+from medsim.dml.candidates import space_reading
 from medsim.dml.fit import LAYER_CACHE_DIR, TEXT_MODALITIES
 from medsim.errors import MedsimError
 from medsim.evaluate.calibration import build_calibration
@@ -180,8 +181,7 @@ def _load_tuned(params: Params, root: Path, space: object) -> object:
         device=params.embed.device,
         instruction=params.embed.instruction,
         root=root,
-        # as it was tuned: tuned_opening reads the opening only (spaces from before: embed's way)
-        long_text=tuned_params.get("long_text", params.embed.long_text),
+        long_text=space_reading(tuned_params, params.embed.long_text),
         stride=params.embed.window_stride,
     )
     split = SplitEncoder(

@@ -287,6 +287,8 @@ def _document_stream(
 
 
 def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
+    from medsim.dml.candidates import space_reading
+
     tuned = bool(space.text_model)
     return {
         "dim": space.dim,
@@ -304,7 +306,7 @@ def _manifest_meta(space: SharedSpace, params: Params) -> dict[str, Any]:
         # how medsim classify labels a document: the rule the space chose on validation
         "rule": space_rule(space.params),
         # how the query encoder reads a long text: as the space's tuned encoder was tuned
-        "long_text": space.params.get("long_text", params.embed.long_text)
+        "long_text": space_reading(space.params, params.embed.long_text)
         if tuned
         else params.embed.long_text,
         "window_stride": params.embed.window_stride,

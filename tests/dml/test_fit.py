@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medsim.config import params_from_dict
-from medsim.dml.candidates import tuned_reading
+from medsim.dml.candidates import space_reading, tuned_reading
 from medsim.dml.data import Features
 from medsim.dml.fit import candidate_names, fit_space, validation_accuracy
 from medsim.dml.model import SharedSpace
@@ -74,6 +74,9 @@ def test_tuned_opening_only_where_tuned_reads_more_than_the_opening():
     assert tuned_reading("tuned", params) == "windows"
     assert tuned_reading("tuned_opening", params) == "truncate"
     assert tuned_reading("head_only", params) is None
+    # a saved space reads as it was tuned; one from before the record, as embed does
+    assert space_reading({"long_text": "truncate"}, "windows") == "truncate"
+    assert space_reading({}, "windows") == "windows"
 
 
 def test_the_candidate_best_on_validation_is_kept(tmp_path):
