@@ -18,19 +18,9 @@ from functools import cached_property
 
 import numpy as np
 
-from medsim.dml.neighbours import knn_proba, l2
+from medsim.dml.neighbours import class_means, knn_proba, l2
 
 __all__ = ["Neighbour", "Reference", "Votes", "class_means", "nearest_rows"]
-
-
-def class_means(vectors: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Unit mean of each class's unit vectors, ``[n_classes, dim]`` (zero for an empty class):
-    the prototype of Table 1's ``proposed_prototype`` row and of Table 2."""
-    vectors = l2(vectors)
-    out = np.zeros((n_classes, vectors.shape[1]), dtype=np.float32)
-    for c in np.unique(y):
-        out[int(c)] = vectors[y == c].mean(axis=0)
-    return l2(out)
 
 
 def nearest_rows(

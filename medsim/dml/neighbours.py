@@ -16,6 +16,7 @@ from sklearn.preprocessing import normalize
 __all__ = [
     "RULES",
     "average_precisions",
+    "class_means",
     "expand_proba",
     "knn_proba",
     "l2",
@@ -48,15 +49,22 @@ def knn_proba(
     return expand_proba(model.predict_proba(test), model.classes_, n_classes)
 
 
+def class_means(vectors: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Unit mean of each class's unit vectors, ``[n_classes, dim]`` (zero for an empty class):
+    the prototype of Table 1's ``proposed_prototype`` row, of ``medsim classify`` and of
+    Table 2."""
+    vectors = l2(vectors)
+    out = np.zeros((n_classes, vectors.shape[1]), dtype=np.float32)
+    for c in np.unique(y):
+        out[int(c)] = vectors[y == c].mean(axis=0)
+    return l2(out)
+
+
 def prototype_proba(
     train: np.ndarray, y_train: np.ndarray, test: np.ndarray, n_classes: int, temperature: float
 ) -> np.ndarray:
     """Nearest class mean (cosine), as a softmax over similarities / ``temperature``."""
-    train, test = l2(train), l2(test)
-    protos = np.zeros((n_classes, train.shape[1]), dtype=np.float32)
-    for c in np.unique(y_train):
-        protos[c] = train[y_train == c].mean(axis=0)
-    logits = test @ l2(protos).T / temperature
+    logits = l2(test) @ class_means(train, y_train, n_classes).T / temperature
     logits[:, ~np.isin(np.arange(n_classes), y_train)] = -np.inf
     logits -= logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
