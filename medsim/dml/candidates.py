@@ -13,12 +13,17 @@ the two together; this module only builds. A candidate is ``<base>`` or
 - ``tuned``: the encoder's top layers tuned with the loss, then WiSE-FT, identity heads over its
   vectors, reading whole documents as ``embed.long_text`` says (minutes; only with
   ``train.tune_encoder``);
-- ``tuned_opening``: the same recipe tuned on, and reading, each document's opening
-  ``train.max_tokens`` tokens only (:data:`OPENING`). Where a corpus states its class up front
-  (OHSUMED's disease category is in the title and first sentences) the later windows dilute
-  it: validation kNN@10 on OHSUMED 0.723 against 0.684 for ``tuned``; where the class hinges
-  on what the whole abstract says (HoC's hallmarks) it loses, 0.697 against 0.822. Which one
-  a corpus gets is the choice's to make, not a default's.
+- ``frozen_opening``: the untuned encoder reading each document's opening
+  ``train.max_tokens`` tokens only (:data:`OPENING`), identity heads (one encoding pass);
+- ``tuned_opening``: the ``tuned`` recipe tuned on, and reading, the opening only. Where a
+  corpus states its class up front (OHSUMED's disease category is in the title and first
+  sentences) the later windows dilute it: validation kNN@10 on OHSUMED 0.723 against 0.684
+  for ``tuned``; where the class hinges on what the whole abstract says (HoC's hallmarks) it
+  loses, 0.697 against 0.822. Which one a corpus gets is the choice's to make, not a default's.
+
+A tuned base costs minutes, so only one reading is tuned: :data:`SAME_READING` pairs each
+tuned base with the untuned base that reads documents its way, and
+:mod:`medsim.dml.choice` tunes the reading whose untuned base scored better.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ from medsim.paths import EMBEDDINGS_CACHE_DIR, LAYER_CACHE_DIR
 
 __all__ = [
     "FROZEN",
+    "FROZEN_OPENING",
     "HEAD_ONLY",
     "OPENING",
+    "SAME_READING",
     "TEXT_MODALITIES",
     "TUNED",
     "TUNED_OPENING",
@@ -58,9 +65,12 @@ __all__ = [
 ]
 
 TEXT_MODALITIES = (Modality.TEXT, Modality.CAPTION, Modality.TABLE)
-FROZEN, HEAD_ONLY, TUNED, TUNED_OPENING = "frozen", "head_only", "tuned", "tuned_opening"
-# how tuned_opening reads a document: embed.long_text's cut at train.max_tokens
+FROZEN, HEAD_ONLY, TUNED = "frozen", "head_only", "tuned"
+FROZEN_OPENING, TUNED_OPENING = "frozen_opening", "tuned_opening"
+# how the *_opening bases read a document: embed.long_text's cut at train.max_tokens
 OPENING = "truncate"
+# tuned base -> the untuned base that reads documents the same way
+SAME_READING = {TUNED: FROZEN, TUNED_OPENING: FROZEN_OPENING}
 
 
 @dataclass
@@ -97,18 +107,21 @@ def parse_candidate(name: str) -> tuple[str, float]:
 
 
 def candidate_names(params: Params, can_tune: bool = True) -> list[str]:
-    """The candidates of ``params`` in the order they are built (cheapest first);
-    ``tuned_opening`` only where ``tuned`` reads more than the opening."""
+    """The candidates of ``params`` in the order they are built (cheapest first); the
+    opening bases only where ``tuned`` reads more than the opening."""
     train, bases = params.train, [FROZEN, HEAD_ONLY]
     if train.tune_encoder and can_tune:
-        bases += [TUNED] + ([TUNED_OPENING] if params.embed.long_text != OPENING else [])
+        opening = params.embed.long_text != OPENING
+        bases += [FROZEN_OPENING] * opening + [TUNED] + [TUNED_OPENING] * opening
     return [_name(base, w) for base in bases for w in dict.fromkeys(train.lexical_weights)]
 
 
 def tuned_reading(base: str, params: Params) -> str | None:
-    """How a tuned base reads a long document (an ``embed.long_text`` value); None: not
-    tuned."""
-    return {TUNED: params.embed.long_text, TUNED_OPENING: OPENING}.get(base)
+    """How a base that reads with its own encoder (tuned, or ``frozen_opening``) reads a long
+    document (an ``embed.long_text`` value); None: it takes the embed stage's vectors."""
+    return {TUNED: params.embed.long_text, TUNED_OPENING: OPENING, FROZEN_OPENING: OPENING}.get(
+        base
+    )
 
 
 def space_reading(space_params: Mapping[str, Any], embed_long_text: str) -> str:
@@ -207,13 +220,13 @@ def space_inputs(
 
 @dataclass
 class Builder:
-    """Builds candidates on one corpus; the lexical encoder and the tuned encoder are made once
-    (on first need) and shared by every candidate that takes them. A candidate that cannot be
-    built here comes back as the reason why."""
+    """Builds candidates on one corpus; the lexical encoder and each base's own text encoder
+    are made once (on first need) and shared by every candidate that takes them. A candidate
+    that cannot be built here comes back as the reason why."""
 
     corpus: Corpus
     _lexical: LexicalEncoder | str | None = None
-    _tuned: dict[str, tuple[Any, list] | str] = field(default_factory=dict)
+    _encoders: dict[str, tuple[Any, list] | str] = field(default_factory=dict)
 
     def build(self, name: str) -> FittedSpace | str:
         base, weight = parse_candidate(name)
@@ -223,7 +236,7 @@ class Builder:
         if isinstance(lexical, str):  # too few words to fit a vocabulary on
             return lexical
         reading = tuned_reading(base, self.corpus.params)
-        tuned = self.tuned(reading) if reading is not None else None
+        tuned = self.encoder(base, reading) if reading is not None else None
         if isinstance(tuned, str):  # e.g. an encoder that cannot be tuned
             return tuned
         features = with_lexical(self._dense(tuned), lexical, self.corpus.items, weight)
@@ -261,19 +274,21 @@ class Builder:
                 self._lexical = str(exc)
         return self._lexical
 
-    def tuned(self, reading: str) -> tuple[Any, list] | str:
-        """The text encoder tuned reading documents the ``reading`` way (an ``embed.long_text``
-        value) and its step history (or why it could not be tuned)."""
-        if reading not in self._tuned:
+    def encoder(self, base: str, reading: str) -> tuple[Any, list] | str:
+        """The text encoder of ``base`` reading documents the ``reading`` way (an
+        ``embed.long_text`` value), tuned unless the base is ``frozen_opening``, and its step
+        history (or why it could not be made)."""
+        if base not in self._encoders:
             try:
-                self._tuned[reading] = _tune(self.corpus, reading)
+                self._encoders[base] = _tune(self.corpus, reading, tune=base != FROZEN_OPENING)
             except MedsimError as exc:
-                self._tuned[reading] = str(exc)
-        return self._tuned[reading]
+                self._encoders[base] = str(exc)
+        return self._encoders[base]
 
 
-def _tune(corpus: Corpus, reading: str) -> tuple[Any, list]:
-    """The tuned text encoder (:mod:`medsim.dml.tune`) and its step history."""
+def _tune(corpus: Corpus, reading: str, tune: bool = True) -> tuple[Any, list]:
+    """The text encoder reading the ``reading`` way, tuned (:mod:`medsim.dml.tune`) or as it
+    is (``tune`` False: no steps), and its step history."""
     from medsim.dml.tune import TunedText, tune_text_encoder
     from medsim.encoders.embed import text_encoder_from_params
     from medsim.encoders.layers import SplitEncoder
@@ -284,9 +299,11 @@ def _tune(corpus: Corpus, reading: str) -> tuple[Any, list]:
     embed = dataclasses.replace(params.embed, backend="torch", long_text=reading)
     base = text_encoder_from_params(embed, corpus.root)
     split = SplitEncoder(base, train.tune_layers, train.max_tokens, corpus.root / LAYER_CACHE_DIR)
-    history = tune_text_encoder(
-        split, corpus.items, corpus.labels, corpus.splits, train, corpus.loss, params.seed
-    )
+    history = []
+    if tune:
+        history = tune_text_encoder(
+            split, corpus.items, corpus.labels, corpus.splits, train, corpus.loss, params.seed
+        )
     return TunedText(split, corpus.root / EMBEDDINGS_CACHE_DIR), history
 
 
@@ -325,6 +342,7 @@ def _identity_heads(corpus: Corpus, features: Mapping[str, Features]) -> FittedS
 BASES: dict[str, Callable[[Corpus, Mapping[str, Features]], FittedSpace]] = {
     FROZEN: _identity_heads,
     HEAD_ONLY: _residual_heads,
+    FROZEN_OPENING: _identity_heads,
     TUNED: _identity_heads,
     TUNED_OPENING: _identity_heads,
 }

@@ -6,7 +6,11 @@ scores each, keeps the best (a tie goes to the earlier one; ``support_folds``, w
 are a few dozen documents, keeps the cheapest within one standard error) and records every
 candidate's scores with the criterion's name in ``FittedSpace.selection``; none reads the
 test split.
-A candidate due to start after ``train.select_budget_s`` is skipped and recorded as such.
+A candidate due to start after ``train.select_budget_s`` is skipped and recorded as such, and
+so is a tuned base whose reading (whole documents, or their opening) scored worse untuned
+than the other reading (:func:`untuned_reads_worse`): a tuning costs minutes, and on every
+corpus measured the untuned encoder ranked the two readings as the tuned ones did
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medsim.dml.candidates import Builder, Corpus, FittedSpace, space_inputs
+from medsim.dml.candidates import (
+    SAME_READING,
+    Builder,
+    Corpus,
+    FittedSpace,
+    parse_candidate,
+    space_inputs,
+)
 from medsim.dml.data import Features
 from medsim.dml.model import SharedSpace, document_matrix, document_vectors
 from medsim.dml.neighbours import RULES, rule_proba
@@ -37,6 +48,7 @@ __all__ = [
     "held_out_classes",
     "neighbours",
     "support_folds",
+    "untuned_reads_worse",
     "validation_accuracy",
 ]
 
@@ -73,6 +85,10 @@ def _run(
         if scored_records and budget and elapsed > budget:
             records.append(head | {"skipped": f"train.select_budget_s ({budget:g} s)"})
             continue
+        worse = untuned_reads_worse(name, scored_records, key)
+        if worse:
+            records.append(head | {"skipped": worse})
+            continue
         scored = score(name)
         if isinstance(scored, str):
             if len(names) == 1:
@@ -88,6 +104,27 @@ def _run(
     chosen = pick(scored_records, key)
     log.info("chosen space: %s (of %d candidates, by %s)", chosen, len(records), criterion)
     return chosen, [{**r, "chosen": r["candidate"] == chosen} for r in records]
+
+
+def untuned_reads_worse(
+    name: str, scored: list[dict[str, Any]], key: Callable[[Mapping[str, Any]], tuple]
+) -> str | None:
+    """Why the tuned candidate ``name`` is not built: the untuned base that reads documents
+    its way (:data:`~medsim.dml.candidates.SAME_READING`) scored below the other one among the
+    ``scored`` records (by ``key``; a tie goes to the first scored, ``frozen``: whole
+    documents). None: build it (not a tuned base, or nothing to compare)."""
+    base, _ = parse_candidate(name)
+    untuned = {r["candidate"]: r for r in scored if r["candidate"] in SAME_READING.values()}
+    if base not in SAME_READING or len(untuned) < len(SAME_READING):
+        return None
+    best = max(untuned.values(), key=key)
+    mine = untuned[SAME_READING[base]]
+    if best is mine:
+        return None
+    return (
+        f"untuned, {best['candidate']} reads documents better than {mine['candidate']} "
+        f"({key(best)[0]:.4f} against {key(mine)[0]:.4f}): only that reading is tuned"
+    )
 
 
 def _chosen(fitted: FittedSpace, records: list[dict[str, Any]]) -> FittedSpace:
@@ -203,6 +240,7 @@ class Probe:
     splits: dict[str, str]
     doc_ids: list[str]
     score: Callable[[np.ndarray], float]
+    n_scored: int  # documents whose accuracy ``score`` averages (for its standard error)
 
 
 def _within_one_standard_error(
@@ -247,7 +285,7 @@ def _by_probes(
         return {
             "probe_accuracy": round(float(np.mean(accuracies)), 6),
             "n_probes": len(probes),
-            "n_probe_docs": sum(len(p.doc_ids) for p in probes),
+            "n_probe_docs": sum(p.n_scored for p in probes),
         }
 
     key = lambda r: (r["probe_accuracy"],)  # noqa: E731
@@ -306,7 +344,7 @@ def _class_probe(corpus: Corpus) -> list[Probe] | str:
         return float(np.mean([episode_accuracy(vectors, e).mean() for e in episodes]))
 
     labels = {d: corpus.labels[d] for d in fit}
-    return [Probe(labels, fit, doc_ids, score)]
+    return [Probe(labels, fit, doc_ids, score, len(doc_ids))]
 
 
 def support_folds(corpus: Corpus, names: list[str], fallback: str | None = None) -> FittedSpace:
@@ -352,7 +390,7 @@ def _fold_probes(corpus: Corpus) -> list[Probe] | str:
         y_held = np.array([corpus.labels[d] for d in held])
         score = functools.partial(_held_fold_accuracy, y_fit=y_fit, y_held=y_held)
         labels = {d: corpus.labels[d] for d in fit}
-        probes.append(Probe(labels, dict.fromkeys(fit, "train"), fit + held, score))
+        probes.append(Probe(labels, dict.fromkeys(fit, "train"), fit + held, score, len(held)))
     return probes
 
 

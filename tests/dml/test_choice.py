@@ -14,7 +14,12 @@ from torch import nn
 from medsim.config import params_from_dict
 from medsim.dml import candidates
 from medsim.dml.candidates import Corpus, FittedSpace
-from medsim.dml.choice import MAX_FOLDS, _fold_probes, _within_one_standard_error
+from medsim.dml.choice import (
+    MAX_FOLDS,
+    _fold_probes,
+    _within_one_standard_error,
+    untuned_reads_worse,
+)
 from medsim.dml.data import Features
 from medsim.dml.fit import fit_space
 from medsim.dml.model import SharedSpace, document_matrix, load_shared_space
@@ -115,6 +120,37 @@ def test_support_folds_keep_the_cheapest_candidate_within_one_standard_error():
     assert _within_one_standard_error(records(0.46, 0.44, 0.50), key) == "frozen"
     assert _within_one_standard_error(records(0.44, 0.46, 0.50), key) == "head_only"
     assert _within_one_standard_error(records(0.40, 0.44, 0.50), key) == "tuned"
+
+
+def test_only_the_reading_that_scores_better_untuned_is_tuned():
+    key = lambda r: (r["probe_accuracy"],)  # noqa: E731
+
+    def scored(whole, opening):
+        return [
+            {"candidate": "frozen", "probe_accuracy": whole},
+            {"candidate": "head_only", "probe_accuracy": 0.9},  # not a reading: ignored
+            {"candidate": "frozen_opening", "probe_accuracy": opening},
+        ]
+
+    opening_wins = scored(0.60, 0.70)
+    assert untuned_reads_worse("tuned_opening", opening_wins, key) is None
+    why = untuned_reads_worse("tuned+lexical0.3", opening_wins, key)  # its lexical variants too
+    assert why.startswith("untuned, frozen_opening reads documents better than frozen")
+    assert "0.7000 against 0.6000" in why
+    # a tie goes to whole documents
+    assert untuned_reads_worse("tuned", scored(0.6, 0.6), key) is None
+    assert untuned_reads_worse("tuned_opening", scored(0.6, 0.6), key) is not None
+    # nothing to compare (frozen_opening not scored: pinned, over budget): build it
+    assert untuned_reads_worse("tuned_opening", opening_wins[:2], key) is None
+    assert untuned_reads_worse("head_only", opening_wins, key) is None
+
+
+def test_a_fold_probe_counts_the_documents_it_scores():
+    frozen, labels, splits = _axes_corpus()
+    support = {d: "train" for d, s in splits.items() if s == "train" and int(d[-2:]) < 10}
+    corpus = Corpus(_params(), None, frozen, labels, support, None, "triplet", False)
+    probes = _fold_probes(corpus)
+    assert sum(p.n_scored for p in probes) == len(support)  # each held once, fit ones not
 
 
 def test_folds_never_score_a_document_they_were_built_on():

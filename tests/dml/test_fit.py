@@ -52,6 +52,8 @@ def test_candidates_cheapest_first_one_per_lexical_weight():
         "frozen+lexical0.5",
         "head_only",
         "head_only+lexical0.5",
+        "frozen_opening",
+        "frozen_opening+lexical0.5",
         "tuned",
         "tuned+lexical0.5",
         "tuned_opening",
@@ -73,6 +75,7 @@ def test_tuned_opening_only_where_tuned_reads_more_than_the_opening():
     assert candidate_names(truncating) == ["frozen", "head_only", "tuned"]
     assert tuned_reading("tuned", params) == "windows"
     assert tuned_reading("tuned_opening", params) == "truncate"
+    assert tuned_reading("frozen_opening", params) == "truncate"
     assert tuned_reading("head_only", params) is None
     # a saved space reads as it was tuned; one from before the record, as embed does
     assert space_reading({"long_text": "truncate"}, "windows") == "truncate"
