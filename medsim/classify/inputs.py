@@ -161,6 +161,7 @@ class Inputs:
     def fuse(self, parts: PdfParts) -> np.ndarray:
         """The document vector [1, dim] of a PDF's parts, by the index's fusion rule."""
         from medsim.dml.fusion import fuse_documents
+        from medsim.dml.model import fuses_text_only
 
         heads = self.encoder.space.heads
         text = self.texts([parts.text]) if parts.text else np.zeros((0, self.encoder.space.dim))
@@ -182,7 +183,8 @@ class Inputs:
         if not len(text) and not found:
             raise MedsimError("the PDF has no text, figures or tables to classify")
         ids = ["pdf"] * len(text)
-        _, fused = fuse_documents(ids, text, {k: (["pdf"] * len(v), v) for k, v in found.items()})
+        parts = {k: (["pdf"] * len(v), v) for k, v in found.items()}
+        _, fused = fuse_documents(ids, text, parts, fuses_text_only(self.encoder.space))
         return fused
 
     def image(self, path: Path) -> Query:

@@ -21,6 +21,10 @@ the two together; this module only builds. A candidate is ``<base>`` or
   for ``tuned``; where the class hinges on what the whole abstract says (HoC's hallmarks) it
   loses, 0.697 against 0.822. Which one a corpus gets is the choice's to make, not a default's.
 
+Where documents have parts besides their text (captions, tables, images), each candidate
+also comes as ``<name>+text_only`` (:data:`TEXT_ONLY`, listed first: it fits less): the same
+space, but a document with text is its text alone (:mod:`medsim.dml.fusion`).
+
 A tuned base costs minutes, so only one reading is tuned: :data:`SAME_READING` pairs each
 tuned base with the untuned base that reads documents its way, and
 :mod:`medsim.dml.choice` tunes the reading whose untuned base scored better.
@@ -29,6 +33,7 @@ tuned base with the untuned base that reads documents its way, and
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,12 +58,14 @@ __all__ = [
     "OPENING",
     "SAME_READING",
     "TEXT_MODALITIES",
+    "TEXT_ONLY",
     "TUNED",
     "TUNED_OPENING",
     "Builder",
     "Corpus",
     "FittedSpace",
     "candidate_names",
+    "is_text_only",
     "parse_candidate",
     "space_inputs",
     "with_lexical",
@@ -71,6 +78,8 @@ FROZEN_OPENING, TUNED_OPENING = "frozen_opening", "tuned_opening"
 OPENING = "truncate"
 # tuned base -> the untuned base that reads documents the same way
 SAME_READING = {TUNED: FROZEN, TUNED_OPENING: FROZEN_OPENING}
+# the suffix of a candidate whose documents with text are their text alone
+TEXT_ONLY = "+text_only"
 
 
 @dataclass
@@ -96,24 +105,34 @@ class FittedSpace:
         return float(self.space.params.get("lexical_weight", 0.0))
 
 
-def _name(base: str, weight: float) -> str:
-    return base if weight == 0 else f"{base}+lexical{weight:g}"
+def _name(base: str, weight: float, text_only: bool = False) -> str:
+    name = base if weight == 0 else f"{base}+lexical{weight:g}"
+    return name + TEXT_ONLY if text_only else name
 
 
 def parse_candidate(name: str) -> tuple[str, float]:
-    """``"head_only+lexical0.3"`` -> ``("head_only", 0.3)``."""
-    base, _, weight = name.partition("+lexical")
+    """``"head_only+lexical0.3"`` -> ``("head_only", 0.3)`` (a :data:`TEXT_ONLY` suffix
+    aside)."""
+    base, _, weight = name.removesuffix(TEXT_ONLY).partition("+lexical")
     return base, float(weight) if weight else 0.0
 
 
-def candidate_names(params: Params, can_tune: bool = True) -> list[str]:
+def is_text_only(name: str) -> bool:
+    """Whether the candidate ``name`` fuses a document with text from its text alone."""
+    return name.endswith(TEXT_ONLY)
+
+
+def candidate_names(params: Params, can_tune: bool = True, with_parts: bool = False) -> list[str]:
     """The candidates of ``params`` in the order they are built (cheapest first); the
-    opening bases only where ``tuned`` reads more than the opening."""
+    opening bases only where ``tuned`` reads more than the opening; ``with_parts`` (documents
+    have captions, tables or images): each one's ``+text_only`` variant before it."""
     train, bases = params.train, [FROZEN, HEAD_ONLY]
     if train.tune_encoder and can_tune:
         opening = params.embed.long_text != OPENING
         bases += [FROZEN_OPENING] * opening + [TUNED] + [TUNED_OPENING] * opening
-    return [_name(base, w) for base in bases for w in dict.fromkeys(train.lexical_weights)]
+    variants = (True, False) if with_parts else (False,)
+    weights = dict.fromkeys(train.lexical_weights)
+    return [_name(base, w, t) for base in bases for w in weights for t in variants]
 
 
 def tuned_reading(base: str, params: Params) -> str | None:
@@ -227,8 +246,21 @@ class Builder:
     corpus: Corpus
     _lexical: LexicalEncoder | str | None = None
     _encoders: dict[str, tuple[Any, list] | str] = field(default_factory=dict)
+    # the last space built and its name: a +text_only variant and its twin share it
+    _last: tuple[str, FittedSpace | str] | None = None
 
     def build(self, name: str) -> FittedSpace | str:
+        fused = name.removesuffix(TEXT_ONLY)
+        if self._last is None or self._last[0] != fused:
+            self._last = (fused, self._build(fused))
+        fitted = self._last[1]
+        if isinstance(fitted, str) or not is_text_only(name):
+            return fitted
+        variant = dataclasses.replace(fitted, space=copy.deepcopy(fitted.space))
+        variant.space.params["text_only"] = True
+        return variant
+
+    def _build(self, name: str) -> FittedSpace | str:
         base, weight = parse_candidate(name)
         if base not in BASES:
             raise MedsimError(f"unknown candidate base '{base}'; known: {list(BASES)}")

@@ -97,7 +97,8 @@ def fit_space(
     if criterion not in CRITERIA:
         raise MedsimError(f"unknown criterion '{criterion}'; known: {sorted(CRITERIA)}")
     corpus = Corpus(params, root, frozen, labels, splits, items, loss or params.loss, encode_all)
-    names = candidate_names(params, items is not None and "text" in frozen)
+    with_parts = any(modality != "text" for modality in frozen)
+    names = candidate_names(params, items is not None and "text" in frozen, with_parts)
     if not names:
         raise MedsimError("train.lexical_weights is empty: list at least one weight (0: none)")
     if items is None:

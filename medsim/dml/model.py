@@ -29,6 +29,7 @@ __all__ = [
     "codes_from_projected",
     "document_matrix",
     "document_vectors",
+    "fuses_text_only",
     "hash_codes",
     "load_shared_space",
     "project",
@@ -238,7 +239,12 @@ def document_vectors(
         ids, matrix = _ids_and_matrix(table)
         if ids:
             projected_parts[modality] = (ids, project(space, modality, matrix))
-    return fuse_documents(text_ids, text_projected, projected_parts)
+    return fuse_documents(text_ids, text_projected, projected_parts, fuses_text_only(space))
+
+
+def fuses_text_only(space: SharedSpace) -> bool:
+    """Whether a document with text is its text alone (:mod:`medsim.dml.fusion`)."""
+    return bool(space.params.get("text_only", False))
 
 
 def document_matrix(

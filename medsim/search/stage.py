@@ -244,15 +244,17 @@ def _fused(
     then the documents that have parts but no text: the rows and order of one call over all."""
     from medsim.dml import project
     from medsim.dml.fusion import fuse_documents
+    from medsim.dml.model import fuses_text_only
 
     # only the documents with parts are remembered: PubMed's abstracts (most of the corpus)
     # have none, and a set of every doc_id would grow with the corpus
     with_parts = parts.doc_ids()
     seen = set(with_parts)
     with_text: set[str] = set()
+    text_only = fuses_text_only(space)
     for _, doc_ids, matrix in _embedding_batches(text) if text else ():
         with_text.update(d for d in doc_ids if d in seen)
-        yield fuse_documents(doc_ids, project(space, "text", matrix), parts.of(doc_ids))
+        yield fuse_documents(doc_ids, project(space, "text", matrix), parts.of(doc_ids), text_only)
     rest = [d for d in with_parts if d not in with_text]
     if rest:
         yield fuse_documents([], np.zeros((0, space.dim), np.float32), parts.of(rest))

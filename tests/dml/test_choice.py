@@ -22,7 +22,7 @@ from medsim.dml.choice import (
 )
 from medsim.dml.data import Features
 from medsim.dml.fit import fit_space
-from medsim.dml.model import SharedSpace, document_matrix, load_shared_space
+from medsim.dml.model import SharedSpace, document_matrix, load_shared_space, project
 from medsim.errors import MedsimError
 
 N_CLASSES, DIM = 6, 12
@@ -236,6 +236,29 @@ def test_the_frozen_candidate_maps_images_into_the_text_space(tiny_corpus, tmp_p
     # the caption vectors have another dimension than the text's: they get a head too
     assert fitted.space.head_types == {"text": "identity", "caption": "linear", "image": "linear"}
     assert fitted.space.dim == 16
+
+
+def test_a_text_only_variant_is_its_twin_without_the_parts_in_documents(tiny_corpus, tmp_path):
+    """Both variants of a candidate are scored; they share one trained space (the same heads),
+    and only documents with text change: the text-only one is the text's own vector."""
+    params = params_from_dict(
+        {"train": {"tune_encoder": False, "epochs": 2, "lexical_weights": [0.0]}}
+    )
+    c = tiny_corpus
+    fitted = fit_space(params, tmp_path, c["features"], c["labels"], c["splits"], None)
+    names = [r["candidate"] for r in fitted.selection]
+    assert names == ["frozen+text_only", "frozen", "head_only+text_only", "head_only"]
+    docs = c["features"]["text"][0][:5]
+    features = {k: Features(*v) for k, v in c["features"].items()}
+    space = fitted.space
+    space.params["text_only"] = True
+    alone = document_matrix(space, features, docs)
+    space.params["text_only"] = False
+    fused = document_matrix(space, features, docs)
+    text = project(space, "text", features["text"][2][:5])
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    np.testing.assert_allclose(alone, text, atol=1e-5)
+    assert not np.allclose(fused, alone, atol=1e-3)
 
 
 def test_a_candidate_due_after_the_budget_is_skipped_and_recorded(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medsim.config import params_from_dict
-from medsim.dml.candidates import space_reading, tuned_reading
+from medsim.dml.candidates import is_text_only, parse_candidate, space_reading, tuned_reading
 from medsim.dml.data import Features
 from medsim.dml.fit import candidate_names, fit_space, validation_accuracy
 from medsim.dml.model import SharedSpace
@@ -65,6 +65,22 @@ def test_candidates_cheapest_first_one_per_lexical_weight():
         "head_only",
         "head_only+lexical0.5",
     ]
+
+
+def test_documents_with_parts_get_text_only_variants_first():
+    params = _params(lexical_weights=[0.0, 0.5])
+    assert candidate_names(params, with_parts=True) == [
+        "frozen+text_only",
+        "frozen",
+        "frozen+lexical0.5+text_only",
+        "frozen+lexical0.5",
+        "head_only+text_only",
+        "head_only",
+        "head_only+lexical0.5+text_only",
+        "head_only+lexical0.5",
+    ]
+    assert parse_candidate("head_only+lexical0.5+text_only") == ("head_only", 0.5)
+    assert is_text_only("frozen+text_only") and not is_text_only("frozen")
 
 
 def test_tuned_opening_only_where_tuned_reads_more_than_the_opening():

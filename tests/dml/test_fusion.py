@@ -37,3 +37,12 @@ def test_each_kind_counts_once_and_part_only_documents_are_kept():
 def test_nothing_in_nothing_out():
     ids, fused = fuse_documents([], np.zeros((0, 4), dtype=np.float32), {})
     assert ids == [] and fused.shape == (0, 4)
+
+
+def test_text_only_keeps_parts_for_documents_without_text():
+    text = np.array([[1.0, 0.0]], dtype=np.float32)
+    images = (["a", "b"], np.array([[0.0, 1.0], [0.0, 2.0]], dtype=np.float32))
+    ids, fused = fuse_documents(["a"], text, {"image": images}, text_only=True)
+    assert ids == ["a", "b"]
+    # a: its text alone (not the mean with its image, [0.707, 0.707]); b: its image
+    np.testing.assert_allclose(fused, [[1.0, 0.0], [0.0, 1.0]])

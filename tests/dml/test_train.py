@@ -167,9 +167,10 @@ def test_run_train_writes_a_loadable_model(tiny_corpus, tmp_path):
     # the tiny corpus has too few words for a vocabulary: the lexical candidates say so
     selection = json.loads((out / "selection.json").read_text())
     assert [r["candidate"] for r in selection] == [
-        f"{base}{lexical}"
+        f"{base}{lexical}{fusion}"
         for base in ("frozen", "head_only")
         for lexical in ("", "+lexical0.3", "+lexical0.5")
+        for fusion in ("+text_only", "")  # documents have captions and images
     ]
     assert [r["chosen"] for r in selection].count(True) == 1
     assert all("no terms remain" in r["skipped"] for r in selection if "+lexical" in r["candidate"])

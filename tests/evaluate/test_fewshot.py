@@ -17,6 +17,11 @@ from medsim.evaluate.fewshot import (
 LABELS = np.array(["a"] * 10 + ["b"] * 8 + ["c"] * 12 + ["d"] * 3)
 
 
+# the synthetic corpus has no texts to tune on and its documents have figures: each base with
+# the figures in the document vector and without
+CANDIDATES = ["frozen+text_only", "frozen", "head_only+text_only", "head_only"]
+
+
 def test_episodes_have_the_right_class_counts_and_no_overlap():
     ep = sample_episodes(LABELS, ["a", "b", "c"], ways=2, shots=3, queries=4, n_episodes=50, seed=0)
     assert ep.support.shape == (50, 2, 3)
@@ -89,9 +94,10 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
         for model in ("transformer_prototype", "tfidf_prototype", "proposed", "cnn_prototype"):
             assert 0.25 < block[model]["accuracy"] <= 1.0, (k, model)  # chance is 1/4
             assert block[model]["accuracy_ci_low"] <= block[model]["accuracy"]
-        # chosen on folds of the support (the space has no texts: frozen or head_only)
+        # chosen on folds of the support (the space has no texts: frozen or head_only, each
+        # with the documents' figures and without)
         selection = table["meta"][f"proposed_selection_{k}_shot"]
-        assert [r["candidate"] for r in selection] == ["frozen", "head_only"]
+        assert [r["candidate"] for r in selection] == CANDIDATES
         assert {r["criterion"] for r in selection} == {"support_folds"}
         assert all(r["n_probes"] == min(k, MAX_FOLDS) for r in selection)
         if table["meta"][f"proposed_space_{k}_shot"] == "head_only":
@@ -114,7 +120,7 @@ def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthet
     table = build_table2(synthetic)
     assert table["protocol"] == "heldout_classes"
     selection = table["meta"]["proposed_selection"]
-    assert [r["candidate"] for r in selection] == ["frozen", "head_only"]
+    assert [r["candidate"] for r in selection] == CANDIDATES
     assert {r["criterion"] for r in selection} == {"held_out_classes"}
     assert [r["chosen"] for r in selection].count(True) == 1
     chosen = next(r for r in selection if r["chosen"])
