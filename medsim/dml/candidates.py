@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medsim.config import Params, TrainParams
@@ -244,6 +245,9 @@ class Builder:
     that cannot be built here comes back as the reason why."""
 
     corpus: Corpus
+    # whether a criterion scores candidates on the features of the documents the corpus
+    # labels (neighbours); a probe encodes the documents it scores itself
+    encode_seen: bool = True
     _lexical: LexicalEncoder | str | None = None
     _encoders: dict[str, tuple[Any, list] | str] = field(default_factory=dict)
     # the last space built and its name: a +text_only variant and its twin share it
@@ -271,8 +275,7 @@ class Builder:
         tuned = self.encoder(base, reading) if reading is not None else None
         if isinstance(tuned, str):  # e.g. an encoder that cannot be tuned
             return tuned
-        features = with_lexical(self._dense(tuned), lexical, self.corpus.items, weight)
-        fitted = BASES[base](self.corpus, features)
+        fitted = BASES[base](self.corpus, self._features(tuned, lexical, weight))
         if tuned is not None:
             fitted.tuned, fitted.tune_history = tuned
             fitted.space.text_model = TEXT_MODEL_DIR
@@ -281,6 +284,18 @@ class Builder:
         fitted.space.params["lexical_weight"] = weight
         fitted.space.lexical = LEXICAL_DIR if lexical is not None else None
         return fitted
+
+    def _features(
+        self, tuned: tuple[Any, list] | None, lexical: LexicalEncoder | None, weight: float
+    ) -> dict[str, Features]:
+        """A candidate's input features of the documents the choice reads. None (no rows)
+        for an encoder of its own where no criterion reads them and text is all there is
+        (identity heads, nothing to train): encoding thousands of documents is most of what
+        a probe of a tuned candidate would cost."""
+        if tuned is not None and not self.encode_seen and set(self.corpus.frozen) == {"text"}:
+            dim = tuned[0].dim + (lexical.dim if lexical is not None and weight else 0)
+            return {"text": Features([], [], np.zeros((0, dim), dtype=np.float32))}
+        return with_lexical(self._dense(tuned), lexical, self.corpus.items, weight)
 
     def _dense(self, tuned: tuple[Any, list] | None) -> dict[str, Features]:
         if tuned is None:

@@ -265,7 +265,7 @@ def _by_probes(
 ) -> FittedSpace:
     """Each candidate built on every probe's fit part and scored on its probe documents (mean
     accuracy over probes); the one ``pick`` takes then built again on the whole corpus."""
-    builders = [Builder(corpus.restrict(p.labels, p.splits)) for p in probes]
+    builders = [Builder(corpus.restrict(p.labels, p.splits), encode_seen=False) for p in probes]
 
     def score(name: str) -> dict[str, Any] | str:
         accuracies = []
@@ -290,7 +290,8 @@ def _by_probes(
 
     key = lambda r: (r["probe_accuracy"],)  # noqa: E731
     chosen, records = _run(corpus, names, score, key, criterion, pick)
-    fitted = Builder(corpus).build(chosen)
+    # its documents are encoded where they are used (fit_space's callers: evaluate's refits)
+    fitted = Builder(corpus, encode_seen=corpus.encode_all).build(chosen)
     if isinstance(fitted, str):
         raise MedsimError(f"{chosen}: {fitted}")
     return _chosen(fitted, records)

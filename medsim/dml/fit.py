@@ -8,11 +8,14 @@ names that TF-IDF sees and a sentence encoder blurs. So :func:`fit_space` builds
 - ``frozen``: the embed stage's vectors as they are (an image modality gets a linear head
   into that space); nothing is trained on the text;
 - ``head_only``: residual heads over the embed stage's vectors (seconds);
-- ``tuned``: the encoder's top layers tuned with the loss, then WiSE-FT (minutes; only with
-  ``train.tune_encoder``);
+- ``frozen_opening``: the untuned encoder reading each document's opening only;
+- ``tuned`` and ``tuned_opening``: the encoder's top layers tuned with the loss, then WiSE-FT,
+  reading whole documents or their opening (minutes; only with ``train.tune_encoder``; only
+  the reading whose untuned base scored better is tuned);
 - each of them with the lexical part beside the dense vectors
   (:mod:`medsim.dml.lexical`), one candidate ``<base>+lexical<w>`` per non-zero weight ``w``
-  in ``train.lexical_weights``;
+  in ``train.lexical_weights``; where documents have captions, tables or images, each also as
+  ``<name>+text_only`` (documents with text fused from it alone);
 
 and keeps the one a criterion (:data:`medsim.dml.choice.CRITERIA`) scores best. The criterion
 is set by what the space is for, because a score only sees what its documents show:

@@ -336,3 +336,33 @@ def test_tuned_opening_reads_the_opening_and_says_so_to_queries(bert_folder, tmp
     assert encoder.longer_than_window([items.texts[row]]) == 1
     again = encoder.encode([items.texts[row]])[0]
     assert float(again @ x[ids.index(rows[2]["doc_id"])]) > 0.999
+
+
+def test_a_probe_encodes_only_the_documents_it_scores(bert_folder, tmp_path):
+    """On a text-only corpus a probe's tuned candidate needs no vectors of the documents it
+    was built on (identity heads, nothing to train): none are encoded, and the documents it
+    scores get the same vectors as from a build that encoded everything."""
+    from medsim.dml.candidates import Builder, Corpus, space_inputs
+    from medsim.dml.data import load_labels
+    from medsim.dml.model import document_matrix
+
+    _project(tmp_path, _corpus(), figures=False)
+    params = _params(bert_folder, lexical_weights=[0.0, 0.5])
+    features = load_features(tmp_path / "data/embeddings")
+    labels, splits = load_labels(tmp_path / "data/articles.parquet")
+    corpus = Corpus(
+        params, tmp_path, features, labels, splits, read_text_items(tmp_path), "triplet", False
+    )
+    scored = sorted(d for d, s in splits.items() if s == "test")
+    for name in ("tuned", "tuned+lexical0.5"):
+        lazy, eager = (Builder(corpus, encode_seen=flag).build(name) for flag in (False, True))
+        assert len(lazy.features["text"].ids) == 0 < len(eager.features["text"].ids)
+        vectors = [
+            document_matrix(
+                f.space,
+                space_inputs(f.space, features, corpus.items, scored, f.tuned, f.lexical),
+                scored,
+            )
+            for f in (lazy, eager)
+        ]
+        np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
