@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsim.dml.neighbours import l2
+from medsim.dml.neighbours import class_means, l2
 
 __all__ = ["Episodes", "episode_accuracy", "prototype_accuracy", "sample_episodes"]
 
@@ -78,7 +78,6 @@ def prototype_accuracy(
     support: np.ndarray, y_support: np.ndarray, test: np.ndarray, y_test: np.ndarray
 ) -> np.ndarray:
     """Per-test-document correctness (0/1) of the nearest class prototype (cosine)."""
-    x_s, x_t = l2(support), l2(test)
-    classes = np.unique(y_support)
-    protos = l2(np.stack([x_s[y_support == c].mean(axis=0) for c in classes]))
-    return (classes[(x_t @ protos.T).argmax(axis=1)] == y_test).astype(float)
+    classes, y_index = np.unique(y_support, return_inverse=True)
+    protos = class_means(support, y_index, len(classes))
+    return (classes[(l2(test) @ protos.T).argmax(axis=1)] == y_test).astype(float)
