@@ -128,9 +128,10 @@ def candidate_names(params: Params, can_tune: bool = True, with_parts: bool = Fa
     opening bases only where ``tuned`` reads more than the opening; ``with_parts`` (documents
     have captions, tables or images): each one's ``+text_only`` variant before it."""
     train, bases = params.train, [FROZEN, HEAD_ONLY]
-    if train.tune_encoder and can_tune:
-        opening = params.embed.long_text != OPENING
-        bases += [FROZEN_OPENING] * opening + [TUNED] + [TUNED_OPENING] * opening
+    if train.tune_encoder and can_tune and params.embed.long_text == OPENING:
+        bases += [TUNED]  # it reads the opening already
+    elif train.tune_encoder and can_tune:
+        bases += [FROZEN_OPENING, TUNED, TUNED_OPENING]
     variants = (True, False) if with_parts else (False,)
     weights = dict.fromkeys(train.lexical_weights)
     return [_name(base, w, t) for base in bases for w in weights for t in variants]
@@ -139,9 +140,9 @@ def candidate_names(params: Params, can_tune: bool = True, with_parts: bool = Fa
 def tuned_reading(base: str, params: Params) -> str | None:
     """How a base that reads with its own encoder (tuned, or ``frozen_opening``) reads a long
     document (an ``embed.long_text`` value); None: it takes the embed stage's vectors."""
-    return {TUNED: params.embed.long_text, TUNED_OPENING: OPENING, FROZEN_OPENING: OPENING}.get(
-        base
-    )
+    if base == TUNED:
+        return params.embed.long_text
+    return OPENING if base in (FROZEN_OPENING, TUNED_OPENING) else None
 
 
 def space_reading(space_params: Mapping[str, Any], embed_long_text: str) -> str:
