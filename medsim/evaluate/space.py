@@ -96,10 +96,12 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
         "`head_only`: residual heads over the frozen embeddings; `tuned`: the encoder's top "
         f"{ctx.params.train.tune_layers} layers tuned with the `{ctx.params.loss}` loss, then "
         f"averaged with the original weights (WiSE-FT, tuned weight "
-        f"{ctx.params.train.interpolation}), reading whole documents; `tuned_opening`: "
-        f"the same, tuned on and reading each document's first {ctx.params.train.max_tokens} "
-        "tokens only; `+lexical<w>`: the words' TF-IDF vector (fitted "
-        "on the training documents) beside the dense one, with weight w in the similarity. "
+        f"{ctx.params.train.interpolation}), reading whole documents; `frozen_opening` and "
+        "`tuned_opening`: the untuned and the tuned encoder reading each document's first "
+        f"{ctx.params.train.max_tokens} tokens only (only the reading whose untuned candidate "
+        "scored better is tuned); `+lexical<w>`: the words' TF-IDF vector (fitted "
+        "on the training documents) beside the dense one, with weight w in the similarity; "
+        "`+text_only`: a document with text is its text alone, without its figures' vectors. "
         "Pin one with `train.choose`. Table 2's refits choose by how a candidate does few-shot "
         "(on base classes it was not built on, or on folds of the support; its meta's "
         "`proposed_selection`), since kNN on the classes trained on cannot see that.",
@@ -115,7 +117,9 @@ def design_note(ctx: EvalContext, table: dict | None) -> list[str]:
         lines += ["|---|---|---|---|---|---|---|"]
         for name, r in candidates.items():
             mark = f"**{name}** (chosen)" if name == chosen else name
-            cells = [r.get(k, r.get("skipped", "—")) for k in columns]
+            cells = [r.get(k, "—") for k in columns]
+            if "skipped" in r:  # not built: why, once
+                cells = [f"skipped: {r['skipped']}"] + ["—"] * (len(columns) - 1)
             lines.append(
                 f"| {mark} | {' | '.join(map(str, cells))} | {r.get('n_val', '—')} | "
                 f"{r.get('seconds', '—')} |"

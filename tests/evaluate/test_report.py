@@ -58,3 +58,25 @@ def test_side_by_side_rows_and_protocol_are_in_the_report():
     assert "## Table 2: few-shot (low-resource: K labelled training documents per class" in report
     # no design note (an old run): no side-by-side section
     assert "how it was chosen" not in render_report(tables, [], [])
+
+
+def test_a_skipped_candidate_says_why_once_in_the_design_note():
+    from types import SimpleNamespace
+
+    from medsim.config import params_from_dict
+    from medsim.evaluate.space import design_note
+
+    ctx = SimpleNamespace(
+        space=SimpleNamespace(candidate="frozen", rule="knn"), params=params_from_dict({})
+    )
+    table = {
+        "candidates": {
+            "frozen": {"val_knn_accuracy": 0.8, "val_prototype_accuracy": 0.7, "rule": "knn"},
+            "tuned_opening": {"skipped": "untuned, frozen reads documents better"},
+        }
+    }
+    rows = [line for line in design_note(ctx, table) if line.startswith("| ")]
+    assert rows[1] == "| **frozen** (chosen) | 0.8 | 0.7 | knn | — | — | — |"
+    assert rows[2] == (
+        "| tuned_opening | skipped: untuned, frozen reads documents better | — | — | — | — | — |"
+    )
