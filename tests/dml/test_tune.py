@@ -366,3 +366,25 @@ def test_a_probe_encodes_only_the_documents_it_scores(bert_folder, tmp_path):
             for f in (lazy, eager)
         ]
         np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
+
+
+def test_frozen_opening_is_the_untuned_encoder_reading_the_opening(bert_folder, tmp_path):
+    """Pinned, frozen_opening saves the encoder as it was (no tuning step) with the opening
+    reading, and its document vectors are that encoder's vectors of each opening."""
+    rows = _corpus()
+    rows[2]["abstract"] = " ".join(["tumour growth signalling"] * 20)  # past 24 tokens
+    _project(tmp_path, rows)
+    out = run_train(_params(bert_folder, choose="frozen_opening"), tmp_path)
+    space = load_shared_space(out)
+    assert space.params["candidate"] == "frozen_opening"
+    assert space.params["long_text"] == "truncate"
+    meta = json.loads((out / "text_model" / "medsim_tune.json").read_text())
+    assert meta["tune_history"] == []
+    original = load_text_encoder(
+        str(bert_folder), max_tokens=24, device="cpu", long_text="truncate"
+    )
+    items = read_text_items(tmp_path)
+    ids, _, x = load_features(out / "embeddings")["text"]
+    row = items.doc_ids.index(rows[2]["doc_id"])
+    again = original.encode([items.texts[row]])[0]
+    assert float(again @ x[ids.index(rows[2]["doc_id"])]) > 0.999
