@@ -289,7 +289,7 @@ class Builder:
     def _features(
         self, tuned: tuple[Any, list] | None, lexical: LexicalEncoder | None, weight: float
     ) -> dict[str, Features]:
-        """A candidate's input features of the documents the choice reads. None (no rows)
+        """A candidate's input features of the documents the choice reads. Empty (no rows)
         for an encoder of its own where no criterion reads them and text is all there is
         (identity heads, nothing to train): encoding thousands of documents is most of what
         a probe of a tuned candidate would cost."""
@@ -324,11 +324,11 @@ class Builder:
 
     def encoder(self, base: str, reading: str) -> tuple[Any, list] | str:
         """The text encoder of ``base`` reading documents the ``reading`` way (an
-        ``embed.long_text`` value), tuned unless the base is ``frozen_opening``, and its step
-        history (or why it could not be made)."""
+        ``embed.long_text`` value), tuned where the base is a tuned one (a key of
+        :data:`SAME_READING`), and its step history (or why it could not be made)."""
         if base not in self._encoders:
             try:
-                self._encoders[base] = _tune(self.corpus, reading, tune=base != FROZEN_OPENING)
+                self._encoders[base] = _tune(self.corpus, reading, tune=base in SAME_READING)
             except MedsimError as exc:
                 self._encoders[base] = str(exc)
         return self._encoders[base]
