@@ -233,8 +233,12 @@ class SplitEncoder:
             log.info("lower layers: computed %d new texts of %d", len(todo), len(texts))
         return [self._memory[k] if k in self._memory else self.cache.get(k) for k in keys]
 
-    def upper(self, states: Sequence[np.ndarray]) -> torch.Tensor:
-        """Unit vectors ``[n, dim]`` from lower-layer states (autograd as the caller sets)."""
+    def upper(
+        self, states: Sequence[np.ndarray], dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Unit vectors ``[n, dim]`` float32 from lower-layer states (autograd as the caller
+        sets). ``dtype`` other than float32: the layers compute under autocast to it (mixed
+        precision: the weights stay float32, pooling and the vectors too)."""
         longest = max(len(s) for s in states)
         hidden = torch.zeros(len(states), longest, self.dim)
         mask = torch.zeros(len(states), longest, dtype=torch.long)
@@ -243,9 +247,10 @@ class SplitEncoder:
             mask[i, : len(s)] = 1
         hidden, mask = hidden.to(self.device), mask.to(self.device)
         attention = self._mask(hidden, mask)
-        for layer in self.upper_layers:
-            hidden = layer(hidden, attention)
-        return F.normalize(self.pool(hidden, mask).float(), dim=-1)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            for layer in self.upper_layers:
+                hidden = layer(hidden, attention)
+        return F.normalize(self.pool(hidden.float(), mask), dim=-1)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Vectors ``[n, dim]`` float32 of ``texts`` with the current upper weights (a text

@@ -19,6 +19,7 @@ from medsim.dml.tune import (
     interpolate,
     read_text_items,
     tune_text_encoder,
+    tuning_dtype,
 )
 from medsim.encoders.layers import SplitEncoder
 from medsim.encoders.text import load_text_encoder
@@ -126,10 +127,11 @@ def test_tuning_moves_only_the_upper_layers_and_weight_zero_is_the_original(bert
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_tuning_runs_where_the_encoder_is(bert_folder, device):
-    """Every term (a loss with proxies, titles, captions) on the encoder's device; the
-    tuned encoder's vectors come back as CPU arrays."""
+def test_tuning_runs_where_the_encoder_is(bert_folder, device, precision):
+    """Every term (a loss with proxies, titles, captions) on the encoder's device, at either
+    precision with float32 weights; the tuned encoder's vectors come back as CPU arrays."""
     rows = _corpus()
     items = TextItems(
         [r["doc_id"] for r in rows],
@@ -145,7 +147,9 @@ def test_tuning_runs_where_the_encoder_is(bert_folder, device):
     )
     encoder = load_text_encoder(str(bert_folder), max_tokens=24, device=device)
     split = SplitEncoder(encoder, 1, 24, None)
-    params = _params(bert_folder, interpolation=1.0, cross_modal_weight=1.0).train
+    params = _params(
+        bert_folder, interpolation=1.0, cross_modal_weight=1.0, tune_precision=precision
+    ).train
     history = tune_text_encoder(
         split,
         items,
@@ -156,9 +160,24 @@ def test_tuning_runs_where_the_encoder_is(bert_folder, device):
         0,
     )
     assert all(np.isfinite(h["loss"]) and h["cross_modal_loss"] > 0 for h in history)
-    assert next(iter(split.upper_state().values())).device.type == device
+    weight = split.upper_state()["0.attention.self.query.weight"]
+    assert weight.device.type == device and weight.dtype == torch.float32
     vectors = TunedText(split).encode(items.texts[:3])
     assert vectors.shape == (3, split.dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1)
+
+
+@pytest.mark.parametrize(
+    "avx512_bf16, amx, expected",
+    [(True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, torch.float32)],
+)
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert tuning_dtype(torch.device("cpu"), "auto") == expected
+    assert tuning_dtype(torch.device("cpu"), "float32") == torch.float32
+    assert tuning_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
 
 
 def test_tuning_needs_two_classes(bert_folder):

@@ -59,6 +59,18 @@ def test_lower_states_are_cached_and_shared_by_a_tuned_copy(tiny_bert, tmp_path)
     assert SplitEncoder(tiny_bert, 1, 16, tmp_path).lower_key != again.lower_key
 
 
+def test_bfloat16_upper_layers_give_float32_vectors_near_the_float32_ones(tiny_bert, tmp_path):
+    split = SplitEncoder(tiny_bert, 1, 32, tmp_path)
+    states = split.lower(TEXTS)
+    full = split.upper(states)
+    mixed = split.upper(states, dtype=torch.bfloat16)
+    assert mixed.dtype == torch.float32
+    np.testing.assert_allclose((full * mixed).sum(1).detach().numpy(), 1.0, atol=1e-2)
+    mixed.sum().backward()  # gradients reach the float32 weights
+    grads = [p.grad for p in split.upper_layers.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)
+
+
 def test_only_the_upper_layers_can_learn(tiny_bert, tmp_path):
     SplitEncoder(tiny_bert, 1, 32, tmp_path)
     trainable = {n for n, p in tiny_bert.model.named_parameters() if p.requires_grad}
