@@ -220,7 +220,7 @@ class TrainParams:
     tune_batch_size: PosInt = 32
     tune_lr: PosFloat = 5e-5
     # The tuned layers' arithmetic (medsim.dml.tune.tuning_dtype): auto is bfloat16 where the
-    # chip has it natively, for 1.7x faster steps on such a CPU; weights stay float32.
+    # chip has it natively, for 1.6x faster steps on such a CPU; weights stay float32.
     tune_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     max_tokens: PosInt = 128  # tokens per text for the tuned encoder: cost is linear in them
     interpolation: UnitFloat = 0.7  # WiSE-FT weight of the tuned encoder (chosen on OHSUMED val)
