@@ -328,7 +328,7 @@ def tuning_dtype(device: torch.device, precision: str) -> torch.dtype:
     if precision != "auto":
         return getattr(torch, precision)
     if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
+        native = torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere and later
     else:  # private probes, so a torch without them falls back to float32
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         native = any(getattr(torch.cpu, name, lambda: False)() for name in probes)

@@ -180,6 +180,19 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it(
     assert tuning_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
 
 
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_on_a_gpu_asks_for_native_bfloat16(monkeypatch, native, expected):
+    asked = {}
+
+    def supported(including_emulation: bool = True) -> bool:
+        asked["emulation"] = including_emulation
+        return native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    assert tuning_dtype(torch.device("cuda"), "auto") == expected
+    assert asked == {"emulation": False}  # emulated bfloat16 (before Ampere) is slower
+
+
 def test_tuning_needs_two_classes(bert_folder):
     encoder = load_text_encoder(str(bert_folder), max_tokens=24, device="cpu")
     items = TextItems(["d1", "d2"], ["a b", "c d"], ["a", "c"])
