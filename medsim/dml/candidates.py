@@ -45,7 +45,7 @@ import torch
 
 from medsim.config import Params, TrainParams
 from medsim.dml.data import Features
-from medsim.dml.lexical import LexicalEncoder, hybrid
+from medsim.dml.lexical import LexicalEncoder, fit_lexical, hybrid
 from medsim.dml.model import LEXICAL_DIR, TEXT_MODEL_DIR, SharedSpace
 from medsim.dml.train import train_space
 from medsim.errors import MedsimError
@@ -177,6 +177,10 @@ class Corpus:
     items: Any  # medsim.dml.tune.TextItems, or None: no texts (no tuning, no lexical part)
     loss: str
     encode_all: bool
+    # the texts the lexical encoder learns words from (it reads no label); None: those of the
+    # training documents in ``splits``. Kept by :meth:`restrict`, so every fold of a choice
+    # reads the same words
+    lexical_texts: tuple[str, ...] | None = None
 
     @property
     def seen(self) -> set[str]:
@@ -307,17 +311,17 @@ class Builder:
         return others | dense
 
     def lexical(self) -> LexicalEncoder | str:
-        """The lexical encoder, fitted on the training documents' texts only (or why not)."""
+        """The lexical encoder, fitted on the corpus's ``lexical_texts`` (by default the
+        training documents' texts; never the test split's), or why there is none."""
         if self._lexical is None:
-            items, splits = self.corpus.items, self.corpus.splits
-            texts = [
-                t
-                for d, t in zip(items.doc_ids, items.texts, strict=True)
-                if splits.get(d) == "train"
-            ]
+            texts = self.corpus.lexical_texts
+            if texts is None:
+                items, splits = self.corpus.items, self.corpus.splits
+                pairs = zip(items.doc_ids, items.texts, strict=True)
+                texts = tuple(t for d, t in pairs if splits.get(d) == "train")
             try:
                 train, seed = self.corpus.params.train, self.corpus.params.seed
-                self._lexical = LexicalEncoder.fit(texts, train.lexical_dim, seed)
+                self._lexical = fit_lexical(texts, train.lexical_dim, seed)
             except MedsimError as exc:
                 self._lexical = str(exc)
         return self._lexical

@@ -44,7 +44,7 @@ the criterion.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +90,22 @@ def fit_space(
     criterion: str = NEIGHBOURS,
     fallback: str | None = None,
     encode_all: bool = True,
+    lexical_texts: Sequence[str] | None = None,
     log_dir: Path | None = None,
 ) -> FittedSpace:
     """The candidate ``criterion`` (a key of :data:`CRITERIA`) scores best (see the module
     docstring), or the one ``choose`` (default ``train.choose``) names. ``fallback``: the
     candidate to build when the criterion cannot choose and has one to fall back to (the
     train stage's, for ``support_folds``). ``encode_all`` False encodes only the training
-    and validation documents (evaluation refits encode what they need)."""
+    and validation documents (evaluation refits encode what they need). ``lexical_texts``:
+    the unlabelled texts the lexical part learns its words from (default: the training
+    documents' texts)."""
     if criterion not in CRITERIA:
         raise MedsimError(f"unknown criterion '{criterion}'; known: {sorted(CRITERIA)}")
-    corpus = Corpus(params, root, frozen, labels, splits, items, loss or params.loss, encode_all)
+    words = tuple(lexical_texts) if lexical_texts is not None else None
+    corpus = Corpus(
+        params, root, frozen, labels, splits, items, loss or params.loss, encode_all, words
+    )
     with_parts = any(modality != "text" for modality in frozen)
     names = candidate_names(params, items is not None and "text" in frozen, with_parts)
     if not names:

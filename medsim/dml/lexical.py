@@ -18,6 +18,7 @@ Saved as plain arrays (vocabulary, idf, SVD components) that load without pickle
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from sklearn.preprocessing import normalize
 
 from medsim.errors import MedsimError
 
-__all__ = ["LexicalEncoder", "hybrid", "hybrid_encoder"]
+__all__ = ["LexicalEncoder", "fit_lexical", "hybrid", "hybrid_encoder"]
 
 # words and word pairs seen in at least two training documents and in at most 90% of them
 TFIDF_SETTINGS = {
@@ -86,6 +87,14 @@ class LexicalEncoder:
         vectorizer = TfidfVectorizer(**TFIDF_SETTINGS, vocabulary=vocabulary)
         vectorizer.idf_ = arrays["idf"]
         return cls(vectorizer, arrays["components"])
+
+
+@functools.lru_cache(maxsize=2)
+def fit_lexical(texts: tuple[str, ...], dim: int, seed: int) -> LexicalEncoder:
+    """:meth:`LexicalEncoder.fit`, remembered for the last two sets of texts: a choice fits
+    one encoder per fold and once more on the whole, and Table 2 chooses at every K, all
+    from the same unlabelled texts (seconds each). The encoder is only read after fitting."""
+    return LexicalEncoder.fit(texts, dim, seed)
 
 
 def hybrid(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:

@@ -131,12 +131,15 @@ class SpaceOps:
         splits: Mapping[str, str],
         choose: str | None = None,
         criterion: str = "neighbours",
+        unlabelled: Sequence[str] | None = None,
     ) -> SpaceOps:
         """A space chosen and trained again on these labels and splits only (``choose``: None
         as ``train.choose`` says, or a candidate's name, e.g. ``head_only``), chosen by
         ``criterion`` (a key of :data:`medsim.dml.choice.CRITERIA`; ``neighbours`` without
         validation documents, or a criterion that cannot choose here: the candidate this
-        space is). Its ``selection`` says how it was chosen."""
+        space is). Its ``selection`` says how it was chosen. ``unlabelled``: documents whose
+        texts, not labels, the lexical part may learn its words from (default: the training
+        documents of ``splits``)."""
         from medsim.dml.fit import fit_space
         from medsim.dml.lexical import hybrid_encoder
 
@@ -155,6 +158,7 @@ class SpaceOps:
             criterion=criterion,
             fallback=self.candidate,
             encode_all=False,
+            lexical_texts=self._texts(unlabelled),
         )
         dense = fitted.tuned.encode if fitted.tuned is not None else self.frozen_encode
         return SpaceOps(
@@ -170,6 +174,12 @@ class SpaceOps:
             self.frozen_encode,
             fitted.selection,
         )
+
+    def _texts(self, doc_ids: Sequence[str] | None) -> list[str] | None:
+        """The texts of ``doc_ids`` (None: None; no texts: none)."""
+        if doc_ids is None or self.items is None:
+            return None
+        return self.items.subset(set(doc_ids)).texts
 
     def retrain(
         self,

@@ -3,7 +3,10 @@
 ``heldout_classes`` (the corpus has enough classes): N-way K-shot episodes on classes held
 out from metric-learning training. ``low_resource`` (e.g. six cancer types, where no five
 classes can be held out): K labelled training documents per class, every model built from
-those only, the whole test split classified by nearest prototype.
+those labels only, the whole test split classified by nearest prototype. Labels are what is
+scarce, not text: what learns without labels (the TF-IDF vocabulary and directions, of the
+TF-IDF row and of the lexical part of a candidate space) learns from the texts of the whole
+training split, as the pretrained encoder learned from unlabelled text.
 
 Held-out protocol. Classes with at least ``max(shots) + queries`` documents are candidates;
 ``holdout`` of them (drawn with the seed) are held out. The proposed space is chosen and
@@ -178,13 +181,15 @@ def _learned_rows(
     splits: dict[str, str],
     doc_ids: list[str],
     criterion: str,
+    unlabelled: list[str] | None = None,
 ) -> tuple[dict[str, np.ndarray | str], dict]:
     """Document vectors of ``doc_ids`` from the proposed and head-only spaces retrained
     on ``labels`` only (the proposed one chosen again among the candidates by ``criterion``,
-    a key of :data:`medsim.dml.choice.CRITERIA`), and which candidate that is with every
-    candidate's scores (``proposed_space``, ``proposed_selection``)."""
+    a key of :data:`medsim.dml.choice.CRITERIA`; its lexical part learns words from the texts
+    of ``unlabelled``, default the training documents of ``splits``), and which candidate
+    that is with every candidate's scores (``proposed_space``, ``proposed_selection``)."""
     rows: dict[str, np.ndarray | str] = {}
-    retrained = ctx.space.refit(labels, splits, criterion=criterion)
+    retrained = ctx.space.refit(labels, splits, criterion=criterion, unlabelled=unlabelled)
     rows["proposed"] = retrained.documents(retrained.features_for(doc_ids), doc_ids)
     if retrained.is_head_only:
         rows["head_only"] = "the proposed space chosen here is the head-only one"
@@ -232,7 +237,7 @@ def build_low_resource(ctx: EvalContext) -> dict:
         rows, got = draw_support(train["label"].astype(str).tolist(), k, seed + k)
         support = train.iloc[rows]
         s_ids, y_s = support["doc_id"].tolist(), support["label"].astype(str).to_numpy()
-        models, chosen = _low_resource_models(ctx, support, test, s_ids + test_ids)
+        models, chosen = _low_resource_models(ctx, train, support, test, s_ids + test_ids)
         meta |= {f"{key}_{k}_shot": value for key, value in chosen.items()}
         block: dict = {}
         for name, vectors in models.items():
@@ -255,23 +260,23 @@ def build_low_resource(ctx: EvalContext) -> dict:
 
 
 def _low_resource_models(
-    ctx: EvalContext, support, test, doc_ids: list[str]
+    ctx: EvalContext, train, support, test, doc_ids: list[str]
 ) -> tuple[dict[str, np.ndarray | str], dict]:
-    """Vectors of ``doc_ids`` (support then test) per model, each fitted on ``support`` only;
-    and how the proposed space was chosen."""
+    """Vectors of ``doc_ids`` (support then test) per model, each fitted on the labels of
+    ``support`` only (and on the texts of ``train``, without labels, where a model learns
+    without them); and how the proposed space was chosen."""
     models: dict[str, np.ndarray | str] = {}
     if ctx.has_images:
         _, fig_docs, images = ctx.features["image"]
         models["cnn_prototype"] = pool_by_doc(fig_docs, images, doc_ids)[0]
     else:
         models["cnn_prototype"] = ctx.image_reason()
-    texts = ctx.doc_texts(support)
-    models["tfidf_prototype"] = _tfidf(ctx, texts, [*texts, *ctx.doc_texts(test)])
+    texts = [*ctx.doc_texts(support), *ctx.doc_texts(test)]
+    models["tfidf_prototype"] = _tfidf(ctx, ctx.doc_texts(train), texts)
     models["transformer_prototype"] = ctx.text_vectors(doc_ids)
     s_ids = support["doc_id"].tolist()
     labels = dict(zip(s_ids, support["label"], strict=True))
     # chosen by folds over the support (no other labelled document is read)
-    learned, chosen = _learned_rows(
-        ctx, labels, dict.fromkeys(s_ids, "train"), doc_ids, "support_folds"
-    )
+    splits, unlabelled = dict.fromkeys(s_ids, "train"), train["doc_id"].tolist()
+    learned, chosen = _learned_rows(ctx, labels, splits, doc_ids, "support_folds", unlabelled)
     return models | learned, chosen

@@ -12,6 +12,7 @@ from medsim.config import params_from_dict
 from medsim.dml.candidates import is_text_only, parse_candidate, space_reading, tuned_reading
 from medsim.dml.data import Features
 from medsim.dml.fit import candidate_names, fit_space, validation_accuracy
+from medsim.dml.lexical import fit_lexical
 from medsim.dml.model import SharedSpace
 from medsim.dml.tune import TextItems
 from medsim.errors import MedsimError
@@ -140,6 +141,45 @@ def test_choose_pins_one_candidate_and_builds_only_it(tmp_path):
     assert fitted.space.lexical is None and fitted.lexical is None
     with pytest.raises(MedsimError, match="not a candidate here"):
         fit_space(_params(choose="tuned"), tmp_path, frozen, labels, splits, items)
+
+
+def test_the_lexical_part_learns_words_from_the_unlabelled_texts_given(tmp_path):
+    frozen, labels, splits, items = _corpus()
+    # five labelled documents per class, as Table 2's low-resource support; all 72 texts
+    support = {d: "train" for d, s in splits.items() if s == "train" and int(d[1:]) < 15}
+    some = {d: labels[d] for d in support}
+    unseen = "osteosarcoma chondrosarcoma"  # in no labelled text, in two unlabelled ones
+    texts = [*items.texts, f"{unseen} patients", f"{unseen} cohort"]
+    params = _params(choose="frozen+lexical0.5")
+    with_words = fit_space(params, tmp_path, frozen, some, support, items, lexical_texts=texts)
+    words = with_words.lexical.vectorizer.vocabulary_
+    assert "osteosarcoma" in words
+    alone = fit_space(params, tmp_path, frozen, some, support, items)
+    assert "osteosarcoma" not in alone.lexical.vectorizer.vocabulary_
+    assert len(alone.lexical.vectorizer.vocabulary_) < len(words)
+
+
+def test_every_fold_of_a_choice_reads_the_same_words(tmp_path):
+    frozen, labels, splits, items = _corpus()
+    support = {d: "train" for d, s in splits.items() if s == "train" and int(d[1:]) < 15}
+    some = {d: labels[d] for d in support}
+    params = _params(lexical_weights=[0.5])
+    fit_lexical.cache_clear()
+    fitted = fit_space(
+        params,
+        tmp_path,
+        {"text": Features(*frozen["text"]).subset(set(support))},
+        some,
+        support,
+        items.subset(set(support)),
+        criterion="support_folds",
+        lexical_texts=items.texts,
+    )
+    # the folds' encoders and the chosen one are one fit of the same texts
+    assert fit_lexical.cache_info().misses == 1
+    again = fit_lexical(tuple(items.texts), params.train.lexical_dim, params.seed)
+    assert fitted.lexical is again
+    assert {r["criterion"] for r in fitted.selection} == {"support_folds"}
 
 
 def test_without_texts_only_dense_candidates(tmp_path):

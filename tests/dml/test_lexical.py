@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsim.dml.lexical import LexicalEncoder, hybrid, hybrid_encoder
+from medsim.dml.lexical import LexicalEncoder, fit_lexical, hybrid, hybrid_encoder
 from medsim.errors import MedsimError
 
 TEXTS = [
@@ -43,6 +43,14 @@ def test_a_vocabulary_learnt_on_training_texts_only():
     np.testing.assert_allclose(np.linalg.norm(x[:2], axis=1), 1.0, rtol=1e-5)
     assert float(x[0] @ x[1]) < 0.5  # different words, different directions
     np.testing.assert_array_equal(x[2], 0.0)  # no known word: no lexical direction
+
+
+def test_fit_lexical_fits_each_set_of_texts_once():
+    first = fit_lexical(tuple(TEXTS), 3, 0)
+    assert fit_lexical(tuple(TEXTS), 3, 0) is first
+    other = fit_lexical(tuple(TEXTS[:4]), 3, 0)
+    assert other is not first and "vegf" not in other.vectorizer.vocabulary_
+    np.testing.assert_allclose(first.encode(TEXTS), LexicalEncoder.fit(TEXTS, 3).encode(TEXTS))
 
 
 def test_save_and_load_give_the_same_vectors(tmp_path):

@@ -116,6 +116,34 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
     assert table["protocol"] == "none" and table["2_shot"]["proposed"]["accuracy"] is None
 
 
+def test_low_resource_reads_k_labels_per_class_and_every_training_text(synthetic, monkeypatch):
+    four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
+    ev = dataclasses.replace(synthetic.params.evaluate, shots=[2], bootstrap=0)
+    ctx = dataclasses.replace(
+        synthetic,
+        params=dataclasses.replace(synthetic.params, evaluate=ev),
+        articles=four.reset_index(drop=True),
+    )
+    space = dataclasses.replace(ctx.space)
+    calls, refit = [], space.refit
+
+    def spy(labels, splits, **kwargs):
+        calls.append((dict(labels), kwargs.get("unlabelled")))
+        return refit(labels, splits, **kwargs)
+
+    monkeypatch.setattr(space, "refit", spy)
+    fitted_on = []
+    monkeypatch.setattr(
+        "medsim.evaluate.fewshot.tfidf_features",
+        lambda train, texts, seed: fitted_on.append(list(train)) or np.eye(len(texts), 8),
+    )
+    build_table2(dataclasses.replace(ctx, space=space))
+    train = four[four["split"] == "train"]
+    labels, unlabelled = calls[0]
+    assert len(labels) == 8 and sorted(unlabelled) == sorted(train["doc_id"])
+    assert fitted_on == [ctx.doc_texts(train)]
+
+
 def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthetic):
     table = build_table2(synthetic)
     assert table["protocol"] == "heldout_classes"
