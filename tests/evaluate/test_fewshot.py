@@ -116,14 +116,21 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
     assert table["protocol"] == "none" and table["2_shot"]["proposed"]["accuracy"] is None
 
 
-def test_low_resource_reads_k_labels_per_class_and_every_training_text(synthetic, monkeypatch):
+def _four_classes(synthetic, shots: int):
+    """The synthetic corpus cut to four classes (the low-resource protocol), ``shots`` shots,
+    no bootstrap."""
     four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
-    ev = dataclasses.replace(synthetic.params.evaluate, shots=[2], bootstrap=0)
-    ctx = dataclasses.replace(
+    ev = dataclasses.replace(synthetic.params.evaluate, shots=[shots], bootstrap=0)
+    return dataclasses.replace(
         synthetic,
         params=dataclasses.replace(synthetic.params, evaluate=ev),
         articles=four.reset_index(drop=True),
     )
+
+
+def test_low_resource_reads_k_labels_per_class_and_every_training_text(synthetic, monkeypatch):
+    ctx = _four_classes(synthetic, shots=2)
+    four = ctx.articles
     space = dataclasses.replace(ctx.space)
     calls, refit = [], space.refit
 
@@ -157,13 +164,7 @@ def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthet
 
 
 def test_one_shot_support_keeps_the_train_stage_space_and_says_why(synthetic):
-    four = synthetic.articles[synthetic.articles["label"].isin(["C01", "C02", "C03", "C04"])]
-    ev = dataclasses.replace(synthetic.params.evaluate, shots=[1], bootstrap=0)
-    ctx = dataclasses.replace(
-        synthetic,
-        params=dataclasses.replace(synthetic.params, evaluate=ev),
-        articles=four.reset_index(drop=True),
-    )
+    ctx = _four_classes(synthetic, shots=1)
     table = build_table2(ctx)
     assert table["meta"]["proposed_space_1_shot"] == synthetic.space.candidate
     [record] = table["meta"]["proposed_selection_1_shot"]
