@@ -102,9 +102,16 @@ def fit_space(
     documents' texts)."""
     if criterion not in CRITERIA:
         raise MedsimError(f"unknown criterion '{criterion}'; known: {sorted(CRITERIA)}")
-    words = tuple(lexical_texts) if lexical_texts is not None else None
     corpus = Corpus(
-        params, root, frozen, labels, splits, items, loss or params.loss, encode_all, words
+        params,
+        root,
+        frozen,
+        labels,
+        splits,
+        items,
+        loss or params.loss,
+        encode_all,
+        lexical_texts=tuple(lexical_texts) if lexical_texts is not None else None,
     )
     with_parts = any(modality != "text" for modality in frozen)
     names = candidate_names(params, items is not None and "text" in frozen, with_parts)
