@@ -5,7 +5,9 @@ Reads the metrics files of finished project runs (``dvc repro`` in a clone whose
 run, the space chosen on validation, Table 1's proposed accuracy against the best other row,
 Table 2's proposed against ``transformer_prototype`` at every K, textbench classification
 before and after, and title -> abstract nDCG@10. Issue 23's bar: on every corpus the proposed
-row is at least each of those.
+row is at least each of those. The last column holds the paired differences the evaluate stage
+writes to ``metrics/details`` (proposed minus that row, 95% interval): Table 1, then Table 2
+per K.
 
     .venv/bin/python benchmarks/corpus_rows.py NAME=RUN_DIR [NAME=RUN_DIR ...]
 """
@@ -23,9 +25,25 @@ from medsim.evaluate.classification import ROWS
 TABLE1_ROWS = tuple(r for r in ROWS if not r.startswith("proposed"))
 
 
-def _load(run: Path, name: str) -> dict[str, Any]:
-    path = run / "metrics" / f"{name}.json"
+def _load(run: Path, name: str, folder: str = "metrics") -> dict[str, Any]:
+    path = run / folder / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _difference(row: dict[str, Any]) -> str:
+    value = row.get("accuracy_difference")
+    if value is None:
+        return "—"
+    lo, hi = row.get("accuracy_difference_ci_low"), row.get("accuracy_difference_ci_high")
+    return f"{value:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else "")
+
+
+def _differences(run: Path) -> str:
+    """Paired differences (old runs have none: —)."""
+    t1 = _load(run, "table1", "metrics/details").get("comparison", {})
+    t2 = _load(run, "table2", "metrics/details").get("comparison", {})
+    shots = sorted(t2, key=lambda k: int(k.split("_")[0]))
+    return "; ".join([_difference(t1), *(_difference(t2[k]) for k in shots)])
 
 
 def _accuracy(table: dict[str, Any], row: str) -> float | None:
@@ -73,7 +91,7 @@ def row(name: str, run: Path) -> str:
     marks = "".join("yes " if ok else "no " for ok in (ok1, ok2, ok3)).strip()
     return (
         f"| {name} | {chosen} | {t1} | {t2} | {_fmt(before)} -> {_fmt(after)} | "
-        f"{_fmt(ndcg)} | {marks} |"
+        f"{_fmt(ndcg)} | {marks} | {_differences(run)} |"
     )
 
 
@@ -83,9 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| corpus | chosen space | Table 1 proposed vs best other | Table 2 proposed/frozen "
-        "per K | textbench classification before -> after | nDCG@10 | T1 T2 TB met |"
+        "per K | textbench classification before -> after | nDCG@10 | T1 T2 TB met | "
+        "paired differences: T1; T2 per K |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for spec in args.runs:
         name, _, run = spec.partition("=")
         print(row(name, Path(run)))

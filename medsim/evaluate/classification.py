@@ -25,7 +25,14 @@ from medsim.evaluate.baselines import (
 )
 from medsim.evaluate.context import Built, SpaceOps
 from medsim.evaluate.memo import cached, head_params
-from medsim.evaluate.stats import bootstrap_indices, null_row, percentile_ci, with_ci
+from medsim.evaluate.stats import (
+    accuracy_row,
+    bootstrap_indices,
+    difference_row,
+    null_row,
+    percentile_ci,
+    with_ci,
+)
 
 if TYPE_CHECKING:
     from medsim.evaluate.context import EvalContext
@@ -40,6 +47,7 @@ __all__ = [
     "macro_f1_batched",
     "macro_ovr_auc",
     "macro_ovr_auc_batched",
+    "versus_best_other",
 ]
 
 METRICS = ("accuracy", "macro_f1", "auc")
@@ -135,7 +143,7 @@ def classification_metrics(
     if idx is None:
         row.update(accuracy=acc, macro_f1=f1, auc=auc)
         return {k: (None if np.isnan(v) else round(float(v), 6)) for k, v in row.items()}
-    with_ci(row, "accuracy", acc, *percentile_ci((y_true[idx] == y_pred[idx]).mean(axis=1)))
+    row.update(accuracy_row(y_true == y_pred, idx))
     with_ci(row, "macro_f1", f1, *percentile_ci(macro_f1_batched(y_true, y_pred, idx, n_classes)))
     with_ci(row, "auc", auc, *percentile_ci(macro_ovr_auc_batched(y_true, proba, idx)))
     return row
@@ -158,6 +166,32 @@ def classification_table(
         if notes and name in notes:
             table[name]["model"] = notes[name]
     return table
+
+
+def versus_best_other(
+    table: Mapping[str, Mapping],
+    proba: Mapping[str, np.ndarray],
+    y_true: np.ndarray,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """The proposed row's accuracy minus that of the best other row (by test accuracy; a tie
+    goes to the first in ``table``), paired over the same test documents and the same
+    bootstrap resamples as the rows' own intervals. The proposed space's own rules
+    (``proposed_knn``, ``proposed_prototype``) are not other rows. Empty when either is
+    missing."""
+    others = {
+        name: row["accuracy"]
+        for name, row in table.items()
+        if not name.startswith("proposed") and name in proba and row.get("accuracy") is not None
+    }
+    if "proposed" not in proba or not others:
+        return {}
+    best = max(others, key=others.__getitem__)
+    y_true = np.asarray(y_true, dtype=int)
+    hits = {name: proba[name].argmax(axis=1) == y_true for name in ("proposed", best)}
+    idx = bootstrap_indices(len(y_true), n_boot, seed) if n_boot > 0 else None
+    return difference_row(best, hits["proposed"], hits[best], idx)
 
 
 def confusion(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -238,6 +272,7 @@ def build_table1(ctx: EvalContext) -> Built:
         "proposed_rule": ctx.space.rule,  # chosen on validation by the train stage
     }
     proba = frozen_proba | {k: v for k, v in outputs.items() if not isinstance(v, str)}
+    table["comparison"] = versus_best_other(table, proba, split.y_te, ev.bootstrap, ctx.seed)
     products = {
         "classes": classes,
         "y_test": split.y_te,

@@ -31,12 +31,21 @@ import numpy as np
 from medsim.dml.prototypes import Episodes, episode_accuracy, prototype_accuracy, sample_episodes
 from medsim.evaluate.baselines import pool_by_doc, tfidf_features
 from medsim.evaluate.memo import cached
-from medsim.evaluate.stats import mean_ci, null_row, with_ci
+from medsim.evaluate.stats import (
+    accuracy_row,
+    bootstrap_indices,
+    difference_row,
+    episode_difference_row,
+    mean_ci,
+    null_row,
+    with_ci,
+)
 
 if TYPE_CHECKING:
     from medsim.evaluate.context import EvalContext
 
 __all__ = [
+    "AGAINST",
     "MODELS",
     "PROTOCOLS",
     "Episodes",
@@ -66,26 +75,36 @@ def fewshot_table(
     models: Mapping[str, np.ndarray | str],
     episodes_by_shots: Mapping[int, Episodes | str],
 ) -> dict:
-    """Table 2: ``"<K>_shot" -> model -> accuracy (+ 95% CI)``.
+    """Table 2: ``"<K>_shot" -> model -> accuracy (+ 95% CI)``, and ``comparison``: per K,
+    the proposed row minus :data:`AGAINST` on the same episodes.
 
     ``models`` maps a name to document vectors (row-aligned with the episode indices) or to a
     reason string; ``episodes_by_shots`` maps K to its episodes or to a reason string.
     """
     table: dict = {}
+    comparison: dict = {}
     for shots, episodes in episodes_by_shots.items():
         block: dict = {}
+        accuracy: dict[str, np.ndarray] = {}
         for name, vectors in models.items():
             if isinstance(episodes, str):
                 block[name] = null_row(episodes, ["accuracy"])
             elif isinstance(vectors, str):
                 block[name] = null_row(vectors, ["accuracy"])
             else:
-                block[name] = with_ci({}, "accuracy", *mean_ci(episode_accuracy(vectors, episodes)))
+                accuracy[name] = episode_accuracy(vectors, episodes)
+                block[name] = with_ci({}, "accuracy", *mean_ci(accuracy[name]))
         table[f"{shots}_shot"] = block
-    return table
+        if {"proposed", AGAINST} <= accuracy.keys():
+            comparison[f"{shots}_shot"] = episode_difference_row(
+                AGAINST, accuracy["proposed"], accuracy[AGAINST]
+            )
+    return table | ({"comparison": comparison} if comparison else {})
 
 
 MODELS = ("cnn_prototype", "tfidf_prototype", "transformer_prototype", "head_only", "proposed")
+# the row the proposed one is compared with, K by K: the encoder it starts from, frozen
+AGAINST = "transformer_prototype"
 PROTOCOLS = ("heldout_classes", "low_resource")
 
 
@@ -218,8 +237,6 @@ def build_low_resource(ctx: EvalContext) -> dict:
     """K labelled training documents per class; every model is built from those K x classes
     documents only (no other label) and classifies the whole test split by nearest
     prototype. Accuracy with a percentile-bootstrap 95% interval over test documents."""
-    from medsim.evaluate.stats import bootstrap_indices, percentile_ci
-
     ev, docs, seed = ctx.params.evaluate, ctx.docs, ctx.seed
     shots = sorted(ev.shots)
     train = docs[docs["split"] == "train"].reset_index(drop=True)
@@ -233,30 +250,31 @@ def build_low_resource(ctx: EvalContext) -> dict:
     y_test = test["label"].astype(str).to_numpy()
     idx = bootstrap_indices(len(test), ev.bootstrap, seed) if ev.bootstrap > 0 else None
     table: dict = {}
+    comparison: dict = {}
     for k in shots:
         rows, got = draw_support(train["label"].astype(str).tolist(), k, seed + k)
         support = train.iloc[rows]
         s_ids, y_s = support["doc_id"].tolist(), support["label"].astype(str).to_numpy()
         models, chosen = _low_resource_models(ctx, train, support, test, s_ids + test_ids)
         meta |= {f"{key}_{k}_shot": value for key, value in chosen.items()}
-        block: dict = {}
-        for name, vectors in models.items():
-            if isinstance(vectors, str):
-                block[name] = null_row(vectors, ["accuracy"])
-                continue
-            hits = prototype_accuracy(vectors[: len(s_ids)], y_s, vectors[len(s_ids) :], y_test)
-            row: dict = {}
-            if idx is None:
-                row["accuracy"] = round(float(hits.mean()), 6)
-            else:
-                with_ci(row, "accuracy", float(hits.mean()), *percentile_ci(hits[idx].mean(axis=1)))
-            block[name] = row
-        table[f"{k}_shot"] = block
+        hits = {
+            name: prototype_accuracy(vectors[: len(s_ids)], y_s, vectors[len(s_ids) :], y_test)
+            for name, vectors in models.items()
+            if not isinstance(vectors, str)
+        }
+        table[f"{k}_shot"] = {
+            name: null_row(vectors, ["accuracy"])
+            if isinstance(vectors, str)
+            else accuracy_row(hits[name], idx)
+            for name, vectors in models.items()
+        }
+        if {"proposed", AGAINST} <= hits.keys():
+            comparison[f"{k}_shot"] = difference_row(AGAINST, hits["proposed"], hits[AGAINST], idx)
         meta[f"support_{k}_shot"] = len(s_ids)
         meta[f"smallest_class_{k}_shot"] = min(got.values())
     table["protocol"] = "low_resource"
     table["meta"] = meta
-    return table
+    return table | ({"comparison": comparison} if comparison else {})
 
 
 def _low_resource_models(

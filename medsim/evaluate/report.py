@@ -66,7 +66,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def _classification(table: Mapping, seed: Mapping) -> list[str]:
     rows = []
     for model, row in table.items():
-        if model == "meta" or not isinstance(row, Mapping):
+        if model in ("meta", "comparison") or not isinstance(row, Mapping):
             continue
         seed_name, seed_value = seed["rows"].get(model, ("", None))
         rows.append(
@@ -190,6 +190,7 @@ def render_report(
         if name in tables:
             out += [f"## {title}", "", f"Seed: {SEED[name]['source']}.", ""]
             out += render(tables[name], SEED[name])
+            out += _comparison_lines(tables[name].get("comparison", {}))
             out += _meta_lines(tables[name].get("meta", {}))
     for name, title in (
         ("retrieval", "Cross-modal retrieval"),
@@ -208,6 +209,23 @@ def render_report(
         out += [f"![{p}](../{p})" for p in plots]
         out.append("")
     return "\n".join(out)
+
+
+def _comparison_lines(comparison: Mapping) -> list[str]:
+    """The proposed row minus another, paired over the same test documents or episodes
+    (:func:`medsim.evaluate.stats.difference_row`): one line; per K in Table 2."""
+    blocks = {"": comparison} if "against" in comparison else comparison
+    cells = []
+    for key, row in blocks.items():
+        label = f"{key.replace('_', '-')}: " if key else ""
+        difference = _with_ci(row, "accuracy_difference")
+        cells.append(f"{label}{difference} against `{row['against']}`")
+    if not cells:
+        return []
+    intro = (
+        "Proposed minus the row it must beat (paired 95% interval; 0 inside it: no clear winner)"
+    )
+    return ["", f"{intro}: " + "; ".join(cells) + "."]
 
 
 def _meta_lines(meta: Mapping) -> list[str]:

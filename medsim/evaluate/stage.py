@@ -211,6 +211,8 @@ def _is_detail(key: str, value: object) -> bool:
         return False
     if isinstance(value, bool) or not isinstance(value, int | float):
         return True  # reasons, protocol names, class lists: text, not metrics
+    if "_difference" in key:  # one row minus another: a reading in [-1, 1], not a metric
+        return True
     return isinstance(value, int) or key.endswith(("_s", "_per_image")) or not 0.0 <= value <= 1.0
 
 

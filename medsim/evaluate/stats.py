@@ -1,4 +1,5 @@
-"""Confidence intervals: percentile bootstrap over test items, normal interval over episodes."""
+"""Confidence intervals: percentile bootstrap over test items, normal interval over episodes;
+and the paired difference of two rows scored on the same items."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["bootstrap_indices", "mean_ci", "null_row", "percentile_ci", "with_ci"]
+__all__ = [
+    "accuracy_row",
+    "bootstrap_indices",
+    "difference_row",
+    "episode_difference_row",
+    "mean_ci",
+    "null_row",
+    "percentile_ci",
+    "with_ci",
+]
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -27,8 +37,11 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of per-episode ``values`` with its normal-approximation interval (clipped to [0, 1])."""
+def mean_ci(
+    values: np.ndarray, level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)
+) -> tuple[float, float, float]:
+    """Mean of per-episode ``values`` with its normal-approximation interval, clipped to
+    ``bounds`` ([0, 1] for accuracies; [-1, 1] for a difference of two)."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if values.size < 2:
@@ -37,7 +50,39 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
     z = float(norm.ppf(0.5 + level / 2))
     half = z * float(values.std(ddof=1)) / np.sqrt(values.size)
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return mean, max(bounds[0], mean - half), min(bounds[1], mean + half)
+
+
+def accuracy_row(hits: np.ndarray, idx: np.ndarray | None) -> dict:
+    """Accuracy of 0/1 ``hits`` (one per test item) with its percentile-bootstrap 95%
+    interval over the resamples ``idx`` (``None``: the accuracy alone)."""
+    hits = np.asarray(hits, dtype=float)
+    if idx is None:
+        return {"accuracy": _num(hits.mean())}
+    return with_ci({}, "accuracy", hits.mean(), *percentile_ci(hits[idx].mean(axis=1)))
+
+
+def difference_row(
+    against: str, hits: np.ndarray, other: np.ndarray, idx: np.ndarray | None
+) -> dict:
+    """Accuracy of ``hits`` minus that of ``other`` (0/1 correctness of two rows on the same
+    test documents), with a paired percentile-bootstrap 95% interval: each resample in
+    ``idx`` (the ones the rows' own intervals used; ``None``: no interval) draws the same
+    documents for both rows, so the interval is the difference's own rather than two rows'
+    intervals side by side. ``against`` names the other row."""
+    diff = np.asarray(hits, dtype=float) - np.asarray(other, dtype=float)
+    row: dict = {"against": against}
+    if idx is None:
+        row["accuracy_difference"] = _num(diff.mean())
+        return row
+    return with_ci(row, "accuracy_difference", diff.mean(), *percentile_ci(diff[idx].mean(axis=1)))
+
+
+def episode_difference_row(against: str, accuracy: np.ndarray, other: np.ndarray) -> dict:
+    """Mean per-episode accuracy minus ``other``'s on the same episodes, with the normal
+    interval of the per-episode differences (paired, as :func:`difference_row`)."""
+    diff = np.asarray(accuracy, dtype=float) - np.asarray(other, dtype=float)
+    return with_ci({"against": against}, "accuracy_difference", *mean_ci(diff, bounds=(-1.0, 1.0)))
 
 
 def with_ci(row: dict, name: str, value: float, lo: float, hi: float) -> dict:

@@ -8,6 +8,7 @@ from medsim.evaluate.classification import (
     macro_f1_batched,
     macro_ovr_auc,
     macro_ovr_auc_batched,
+    versus_best_other,
 )
 from medsim.evaluate.stats import bootstrap_indices
 
@@ -90,3 +91,26 @@ def test_table_has_null_rows_with_reasons():
     table = classification_table({"a": np.eye(2), "b": "no images"}, y, n_boot=10, seed=0)
     assert table["a"]["accuracy"] == 1.0
     assert table["b"] == {"accuracy": None, "macro_f1": None, "auc": None, "reason": "no images"}
+
+
+def test_the_proposed_row_is_compared_with_the_best_other_row():
+    y = np.array([0, 1, 0, 1])
+    right, one_wrong, two_wrong = np.eye(2)[y], np.eye(2)[[1, 1, 0, 1]], np.eye(2)[[1, 0, 0, 1]]
+    proba = {
+        "text_softmax": two_wrong,
+        "tfidf_softmax": one_wrong,
+        "proposed_knn": right,  # the proposed space's own rule: not another row
+        "proposed": one_wrong,
+    }
+    table = classification_table(proba, y, n_boot=0, seed=0)
+    table["cnn_softmax"] = {"accuracy": None, "reason": "no images"}
+    table["meta"] = {"n_test": 4}
+    assert versus_best_other(table, proba, y, n_boot=0, seed=0) == {
+        "against": "tfidf_softmax",
+        "accuracy_difference": 0.0,
+    }
+    # with a bootstrap: the same resamples as the rows' own intervals, drawn for both rows
+    row = versus_best_other(table, proba, y, n_boot=50, seed=0)
+    assert row["accuracy_difference"] == 0.0
+    assert row["accuracy_difference_ci_low"] == row["accuracy_difference_ci_high"] == 0.0
+    assert versus_best_other(table, {"tfidf_softmax": one_wrong}, y, n_boot=0, seed=0) == {}

@@ -63,6 +63,24 @@ def test_table_shape_and_null_rows():
     assert table["2_shot"]["m"]["accuracy"] == 1.0
     assert table["2_shot"]["m"]["accuracy_ci_low"] == 1.0
     assert table["2_shot"]["img"] == {"accuracy": None, "reason": "no images"}
+    assert "comparison" not in table  # neither the proposed row nor the frozen one is here
+
+
+def test_the_proposed_row_is_compared_with_the_frozen_one_on_the_same_episodes():
+    ep = sample_episodes(LABELS, ["a", "b"], ways=2, shots=2, queries=2, n_episodes=5, seed=0)
+    separable = np.eye(4)[[0] * 10 + [1] * 8 + [2] * 15]
+    # identical vectors: every query ties and goes to the first prototype, half right
+    table = fewshot_table(
+        {"proposed": separable, "transformer_prototype": np.ones((33, 4))}, {2: ep, 4: "too few"}
+    )
+    assert table["comparison"] == {
+        "2_shot": {
+            "against": "transformer_prototype",
+            "accuracy_difference": 0.5,
+            "accuracy_difference_ci_low": 0.5,
+            "accuracy_difference_ci_high": 0.5,
+        }
+    }
 
 
 def test_draw_support_takes_k_per_class_or_all_of_a_smaller_class():
@@ -94,6 +112,12 @@ def test_a_four_class_corpus_gets_the_low_resource_protocol(synthetic):
         for model in ("transformer_prototype", "tfidf_prototype", "proposed", "cnn_prototype"):
             assert 0.25 < block[model]["accuracy"] <= 1.0, (k, model)  # chance is 1/4
             assert block[model]["accuracy_ci_low"] <= block[model]["accuracy"]
+        # the proposed row minus the frozen one, paired over the same test documents
+        diff, frozen = table["comparison"][f"{k}_shot"], block["transformer_prototype"]
+        assert diff["against"] == "transformer_prototype"
+        expected = block["proposed"]["accuracy"] - frozen["accuracy"]
+        assert diff["accuracy_difference"] == pytest.approx(expected, abs=2e-6)
+        assert diff["accuracy_difference_ci_low"] <= diff["accuracy_difference_ci_high"]
         # chosen on folds of the support (the space has no texts: frozen or head_only, each
         # with the documents' figures and without)
         selection = table["meta"][f"proposed_selection_{k}_shot"]
@@ -161,6 +185,7 @@ def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthet
     chosen = next(r for r in selection if r["chosen"])
     assert chosen["candidate"] == table["meta"]["proposed_space"]
     assert chosen["probe_accuracy"] == max(r["probe_accuracy"] for r in selection)
+    assert set(table["comparison"]) == {f"{k}_shot" for k in synthetic.params.evaluate.shots}
 
 
 def test_one_shot_support_keeps_the_train_stage_space_and_says_why(synthetic):

@@ -80,3 +80,38 @@ def test_a_skipped_candidate_says_why_once_in_the_design_note():
     assert rows[2] == (
         "| tuned_opening | skipped: untuned, frozen reads documents better | — | — | — | — | — |"
     )
+
+
+def test_the_paired_differences_are_one_line_under_their_table():
+    tables = {
+        "table1": {
+            "proposed": {"accuracy": 0.607},
+            "metric_learning_no_llm": {"accuracy": 0.612},
+            "comparison": {
+                "against": "metric_learning_no_llm",
+                "accuracy_difference": -0.005,
+                "accuracy_difference_ci_low": -0.031,
+                "accuracy_difference_ci_high": 0.02,
+            },
+        },
+        "table2": {
+            "protocol": "heldout_classes",
+            "5_shot": {"proposed": {"accuracy": 0.8}},
+            "20_shot": {"proposed": {"accuracy": 0.9}},
+            "comparison": {
+                "5_shot": {"against": "transformer_prototype", "accuracy_difference": 0.01},
+                "20_shot": {"against": "transformer_prototype", "accuracy_difference": -0.005},
+            },
+        },
+    }
+    report = render_report(tables, [], [])
+    rows = [line.split(" | ")[0] for line in report.splitlines() if line.startswith("| `")]
+    assert rows == ["| `proposed`", "| `metric_learning_no_llm`", "| `proposed`"]
+    intro = (
+        "Proposed minus the row it must beat (paired 95% interval; 0 inside it: no clear winner)"
+    )
+    assert f"{intro}: -0.005 [-0.031, 0.020] against `metric_learning_no_llm`." in report
+    assert (
+        f"{intro}: 5-shot: 0.010 against `transformer_prototype`; "
+        "20-shot: -0.005 against `transformer_prototype`." in report
+    )

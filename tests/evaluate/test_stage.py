@@ -48,8 +48,9 @@ def test_every_table_on_a_multimodal_corpus(synthetic: EvalContext, tmp_path):
     # the synthetic text is class-specific: the proposed space must beat chance (1/7) by far
     assert t1["proposed"]["accuracy"] > 0.6
     assert t1["proposed"]["accuracy_ci_low"] <= t1["proposed"]["accuracy"]
+    assert t1["comparison"]["against"] in t1  # the best other row, a row of the table
     t2 = tables["table2"]
-    assert set(t2) == {"2_shot", "4_shot", "protocol", "meta"}
+    assert set(t2) == {"2_shot", "4_shot", "protocol", "meta", "comparison"}
     assert t2["protocol"] == "heldout_classes"
     assert len(t2["meta"]["heldout_classes"].split(",")) == 3
     assert t2["4_shot"]["proposed"]["accuracy"] > 1 / 3
@@ -87,6 +88,7 @@ def test_split_details_moves_counts_times_and_text_out():
         {
             "a": {"accuracy": 0.5, "n_test": 10, "train_time_s": 0.2},
             "b": {"accuracy": None, "reason": "no images"},
+            "comparison": {"against": "b", "accuracy_difference": 0.1},
             "protocol": "low_resource",
             "k": 3,
         }
@@ -96,6 +98,8 @@ def test_split_details_moves_counts_times_and_text_out():
     assert details == {
         "a": {"n_test": 10, "train_time_s": 0.2},
         "b": {"reason": "no images"},
+        # one row minus another can fall below 0: a reading, all of it in the details
+        "comparison": {"against": "b", "accuracy_difference": 0.1},
         "protocol": "low_resource",
         "k": 3,
     }

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from medsim.evaluate.stats import bootstrap_indices, mean_ci, null_row, percentile_ci, with_ci
+from medsim.evaluate.stats import (
+    accuracy_row,
+    bootstrap_indices,
+    difference_row,
+    episode_difference_row,
+    mean_ci,
+    null_row,
+    percentile_ci,
+    with_ci,
+)
 
 
 def test_bootstrap_indices_shape_and_range_are_reproducible():
@@ -51,3 +60,42 @@ def test_with_ci_writes_sibling_numbers_and_null_row_keeps_reason():
     row = with_ci({}, "accuracy", 0.5, 0.4, float("nan"))
     assert row == {"accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": None}
     assert null_row("text-only", ["accuracy"]) == {"accuracy": None, "reason": "text-only"}
+
+
+def test_accuracy_row_by_hand():
+    hits = np.array([1.0, 0.0, 1.0, 1.0])
+    assert accuracy_row(hits, None) == {"accuracy": 0.75}
+    # two resamples: documents 0, 1, 1, 1 (0.25) and 0, 2, 3, 3 (1.0)
+    idx = np.array([[0, 1, 1, 1], [0, 2, 3, 3]])
+    row = accuracy_row(hits, idx)
+    assert row["accuracy"] == 0.75
+    assert (row["accuracy_ci_low"], row["accuracy_ci_high"]) == pytest.approx(
+        (0.25 + 0.025 * 0.75, 1.0 - 0.025 * 0.75)
+    )
+
+
+def test_difference_row_resamples_both_rows_together():
+    proposed = np.array([1.0, 1.0, 0.0, 1.0])
+    other = np.array([1.0, 0.0, 0.0, 0.0])
+    assert difference_row("tfidf", proposed, other, None) == {
+        "against": "tfidf",
+        "accuracy_difference": 0.5,
+    }
+    # resample 0, 0, 2, 2: the documents both get right or both wrong, so the difference is 0;
+    # resample 1, 1, 3, 3: proposed right and other wrong on all, 1.0
+    row = difference_row("tfidf", proposed, other, np.array([[0, 0, 2, 2], [1, 1, 3, 3]]))
+    assert row["accuracy_difference"] == 0.5
+    assert (row["accuracy_difference_ci_low"], row["accuracy_difference_ci_high"]) == (
+        pytest.approx(0.025),
+        pytest.approx(0.975),
+    )
+
+
+def test_a_difference_that_falls_below_zero_is_not_clipped():
+    # per-episode differences -0.2, 0.0 alternating: mean -0.1, sample std 0.1005038, n = 100
+    row = episode_difference_row("frozen", np.array([0.6, 0.8] * 50), np.array([0.8, 0.8] * 50))
+    half = 1.959964 * 0.1005038 / 10
+    assert row["against"] == "frozen"
+    assert row["accuracy_difference"] == pytest.approx(-0.1)
+    assert row["accuracy_difference_ci_low"] == pytest.approx(-0.1 - half, abs=1e-6)
+    assert row["accuracy_difference_ci_high"] == pytest.approx(-0.1 + half, abs=1e-6)
