@@ -212,18 +212,19 @@ def render_report(
 
 
 def _comparison_lines(comparison: Mapping) -> list[str]:
-    """The proposed row minus another, paired over the same test documents or episodes
-    (:func:`medsim.evaluate.stats.difference_row`): one line; per K in Table 2."""
+    """The proposed row minus the row it must beat, paired over the same test documents or
+    episodes (:func:`medsim.evaluate.stats.difference_row`): one line; per K in Table 2."""
     blocks = {"": comparison} if "against" in comparison else comparison
-    cells = []
-    for key, row in blocks.items():
-        label = f"{key.replace('_', '-')}: " if key else ""
-        difference = _with_ci(row, "accuracy_difference")
-        cells.append(f"{label}{difference} against `{row['against']}`")
-    if not cells:
+    if not blocks:
         return []
+    against = ", ".join(sorted({f"`{row['against']}`" for row in blocks.values()}))
+    cells = [
+        (f"{key.replace('_', '-')} " if key else "") + _with_ci(row, "accuracy_difference")
+        for key, row in blocks.items()
+    ]
     intro = (
-        "Proposed minus the row it must beat (paired 95% interval; 0 inside it: no clear winner)"
+        f"Proposed minus {against}, the row it must beat (paired 95% interval; one that holds 0: "
+        "the test split cannot tell the two apart)"
     )
     return ["", f"{intro}: " + "; ".join(cells) + "."]
 
