@@ -103,6 +103,9 @@ def fewshot_table(
 
 
 MODELS = ("cnn_prototype", "tfidf_prototype", "transformer_prototype", "head_only", "proposed")
+# seeds of one draw of supports are seed + K; another draw's are this far apart, so no two
+# (draw, K) pairs share a seed for any K below it
+DRAW_STRIDE = 1000
 # the row the proposed one is compared with, K by K: the encoder it starts from, frozen
 AGAINST = "transformer_prototype"
 PROTOCOLS = ("heldout_classes", "low_resource")
@@ -233,10 +236,13 @@ def draw_support(labels: Sequence[str], shots: int, seed: int) -> tuple[np.ndarr
     return np.concatenate(picked), got
 
 
-def build_low_resource(ctx: EvalContext) -> dict:
+def build_low_resource(ctx: EvalContext, draw: int = 0) -> dict:
     """K labelled training documents per class; every model is built from those K x classes
     documents only (no other label) and classifies the whole test split by nearest
-    prototype. Accuracy with a percentile-bootstrap 95% interval over test documents."""
+    prototype. Accuracy with a percentile-bootstrap 95% interval over test documents.
+
+    ``draw`` picks which seeded draw of the K documents (0: the table's own); the others
+    measure how much the draw decides (``benchmarks/support_draws.py``)."""
     ev, docs, seed = ctx.params.evaluate, ctx.docs, ctx.seed
     shots = sorted(ev.shots)
     train = docs[docs["split"] == "train"].reset_index(drop=True)
@@ -252,7 +258,8 @@ def build_low_resource(ctx: EvalContext) -> dict:
     table: dict = {}
     comparison: dict = {}
     for k in shots:
-        rows, got = draw_support(train["label"].astype(str).tolist(), k, seed + k)
+        support_seed = seed + k + DRAW_STRIDE * draw
+        rows, got = draw_support(train["label"].astype(str).tolist(), k, support_seed)
         support = train.iloc[rows]
         s_ids, y_s = support["doc_id"].tolist(), support["label"].astype(str).to_numpy()
         models, chosen = _low_resource_models(ctx, train, support, test, s_ids + test_ids)

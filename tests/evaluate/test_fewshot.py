@@ -5,6 +5,8 @@ import pytest
 
 from medsim.dml.choice import MAX_FOLDS
 from medsim.evaluate.fewshot import (
+    DRAW_STRIDE,
+    build_low_resource,
     build_table2,
     choose_holdout,
     draw_support,
@@ -173,6 +175,20 @@ def test_low_resource_reads_k_labels_per_class_and_every_training_text(synthetic
     labels, unlabelled = calls[0]
     assert len(labels) == 8 and sorted(unlabelled) == sorted(train["doc_id"])
     assert fitted_on == [ctx.doc_texts(train)]
+
+
+def test_another_draw_of_the_support_has_seeds_of_its_own(synthetic, monkeypatch):
+    ctx, seeds = _four_classes(synthetic, shots=2), []
+    real = draw_support
+    monkeypatch.setattr(
+        "medsim.evaluate.fewshot.draw_support",
+        lambda labels, k, seed: seeds.append(seed) or real(labels, k, seed),
+    )
+    first = build_low_resource(ctx)
+    again = build_low_resource(ctx, draw=0)
+    build_low_resource(ctx, draw=1)
+    assert seeds == [ctx.seed + 2, ctx.seed + 2, ctx.seed + 2 + DRAW_STRIDE]
+    assert first["2_shot"] == again["2_shot"]  # draw 0 is the table's own
 
 
 def test_the_heldout_refit_is_chosen_on_base_classes_it_was_not_built_on(synthetic):
