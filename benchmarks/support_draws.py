@@ -7,7 +7,10 @@ accuracies, their paired difference and the space the refit chose, then the mean
 Every choice is made as in the stage (folds of the support; no test label); the project gains
 nothing but evaluate cache entries.
 
-    python benchmarks/support_draws.py --project RUN [--draws 3] [--out FILE.json]
+    python benchmarks/support_draws.py --project RUN [--draws 0 1 2] [--out FILE.json]
+
+Without 0 in ``--draws``, draw 0 is read from the stage's own files (``metrics/table2.json`` and
+``metrics/details/table2.json``) instead of being built again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy as np
 from medsim.config import load_params
 from medsim.evaluate.fewshot import AGAINST, build_low_resource
 from medsim.evaluate.stage import load_context
+
+DETAILS = "metrics/details/table2.json"
 
 
 def _rows(table: dict, draw: int) -> list[dict]:
@@ -46,6 +51,20 @@ def _rows(table: dict, draw: int) -> list[dict]:
             }
         )
     return out
+
+
+def _merged(metrics: dict, details: dict) -> dict:
+    """A table as the stage built it, from its metrics and details files."""
+    out = dict(metrics)
+    for key, value in details.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+def _stage_table(root: Path) -> dict:
+    read = [json.loads((root / f).read_text()) for f in ("metrics/table2.json", DETAILS)]
+    return _merged(*read)
 
 
 def _markdown(records: list[dict]) -> str:
@@ -74,7 +93,7 @@ def _markdown(records: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True)
-    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, help="write the records as JSON here")
     args = parser.parse_args()
     logging.basicConfig(
@@ -82,8 +101,8 @@ def main() -> None:
     )
     root = args.project.resolve()
     ctx = load_context(load_params(root / "params.yaml"), root)
-    records = []
-    for draw in range(args.draws):
+    records = [] if 0 in args.draws else _rows(_stage_table(root), 0)
+    for draw in args.draws:
         start = time.perf_counter()
         table = build_low_resource(ctx, draw=draw)
         if table.get("protocol") != "low_resource" or "comparison" not in table:
