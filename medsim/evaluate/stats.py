@@ -80,7 +80,10 @@ def difference_row(
 
 def episode_difference_row(against: str, accuracy: np.ndarray, other: np.ndarray) -> dict:
     """Mean per-episode accuracy minus ``other``'s on the same episodes, with the normal
-    interval of the per-episode differences (paired, as :func:`difference_row`)."""
+    interval of the per-episode differences (paired, as :func:`difference_row`). Episodes
+    are drawn again and again from one pool of documents, so the interval says how sure the
+    mean over such episodes is, not how a new set of documents would come out: it is
+    narrower than a bootstrap over the documents would be."""
     diff = np.asarray(accuracy, dtype=float) - np.asarray(other, dtype=float)
     return with_ci({"against": against}, "accuracy_difference", *mean_ci(diff, bounds=(-1.0, 1.0)))
 
