@@ -213,7 +213,8 @@ def _is_detail(key: str, value: object) -> bool:
         return True  # reasons, protocol names, class lists: text, not metrics
     if "_difference" in key:  # one row minus another: a reading in [-1, 1], not a metric
         return True
-    return isinstance(value, int) or key.endswith(("_s", "_per_image")) or not 0.0 <= value <= 1.0
+    timing = key.endswith(("_s", "seconds", "_per_image"))  # a time under 1 s is no fraction
+    return isinstance(value, int) or timing or not 0.0 <= value <= 1.0
 
 
 def split_details(table: dict) -> tuple[dict, dict]:

@@ -86,7 +86,7 @@ def test_every_table_on_a_multimodal_corpus(synthetic: EvalContext, tmp_path):
 def test_split_details_moves_counts_times_and_text_out():
     metrics, details = split_details(
         {
-            "a": {"accuracy": 0.5, "n_test": 10, "train_time_s": 0.2},
+            "a": {"accuracy": 0.5, "n_test": 10, "train_time_s": 0.2, "seconds": 0.1},
             "b": {"accuracy": None, "reason": "no images"},
             "comparison": {"against": "b", "accuracy_difference": 0.1},
             "protocol": "low_resource",
@@ -96,7 +96,7 @@ def test_split_details_moves_counts_times_and_text_out():
     # numbers only (null where not computable): nothing dvc would list as a text metric
     assert metrics == {"a": {"accuracy": 0.5}, "b": {"accuracy": None}}
     assert details == {
-        "a": {"n_test": 10, "train_time_s": 0.2},
+        "a": {"n_test": 10, "train_time_s": 0.2, "seconds": 0.1},
         "b": {"reason": "no images"},
         # one row minus another can fall below 0: a reading, all of it in the details
         "comparison": {"against": "b", "accuracy_difference": 0.1},
