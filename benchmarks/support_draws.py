@@ -100,13 +100,16 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     root = args.project.resolve()
+    stage = _stage_table(root)
+    if stage.get("protocol") != "low_resource":
+        raise SystemExit(f"{root}: Table 2 is {stage.get('protocol')!r}, not low_resource")
     ctx = load_context(load_params(root / "params.yaml"), root)
-    records = [] if 0 in args.draws else _rows(_stage_table(root), 0)
+    records = [] if 0 in args.draws else _rows(stage, 0)
     for draw in args.draws:
         start = time.perf_counter()
         table = build_low_resource(ctx, draw=draw)
-        if table.get("protocol") != "low_resource" or "comparison" not in table:
-            raise SystemExit(f"{root}: no low-resource table to draw again ({table.get('meta')})")
+        if "comparison" not in table:  # a proposed or frozen row that could not be computed
+            raise SystemExit(f"{root}: draw {draw} has no comparison ({table['meta']})")
         records += _rows(table, draw)
         logging.info("draw %d done in %.0f s", draw, time.perf_counter() - start)
         if args.out:
