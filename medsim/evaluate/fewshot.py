@@ -270,9 +270,7 @@ def build_low_resource(ctx: EvalContext, draw: int = 0) -> dict:
             if not isinstance(vectors, str)
         }
         table[f"{k}_shot"] = {
-            name: null_row(vectors, ["accuracy"])
-            if isinstance(vectors, str)
-            else accuracy_row(hits[name], idx)
+            name: accuracy_row(hits[name], idx) if name in hits else null_row(vectors, ["accuracy"])
             for name, vectors in models.items()
         }
         if {"proposed", AGAINST} <= hits.keys():
